@@ -1,0 +1,297 @@
+//! ContainerActor: the sandbox of one session. Creates the container with the security
+//! profile, attaches its TTY raw before starting it, pumps bytes both ways, resizes, and
+//! removes the container when it stops, whatever the reason.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use bollard::models::ContainerCreateBody;
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use crate::audit::AuditEvent;
+use crate::docker::{DockerEngine, RawTty};
+use crate::profile::{labels, ContainerSpec};
+use crate::session::{short, ContainerOutput, ContainerStatus, SessionActor, SessionRequest};
+use crate::Shared;
+
+/// Bytes read from the TTY per chunk (one chunk is in flight to the client at a time).
+const READ_CHUNK: usize = 16 * 1024;
+/// Input chunks queued for a TTY that is not reading; more is refused.
+const INPUT_QUEUE: usize = 256;
+
+/// The create request of one session's container, prepared before the actor starts.
+pub struct ContainerSetup {
+    name: String,
+    body: ContainerCreateBody,
+    session_id: Uuid,
+    cols: u16,
+    rows: u16,
+}
+
+impl ContainerSetup {
+    pub fn new(shared: &Shared, session_id: Uuid, request: &SessionRequest) -> ContainerSetup {
+        let settings = &shared.settings;
+        let mut env: Vec<String> = settings.base_env.clone();
+        env.extend(request.env.iter().map(|(k, v)| format!("{k}={v}")));
+        if let Some(key) = &request.api_key {
+            env.push(format!("ABLY_API_KEY={key}"));
+        }
+        if let Some(token) = &request.access_token {
+            env.push(format!("ABLY_ACCESS_TOKEN={token}"));
+        }
+        let labels = HashMap::from([
+            (
+                labels::MANAGED_BY.to_string(),
+                labels::MANAGED_BY_VALUE.to_string(),
+            ),
+            (labels::DEPLOYMENT.to_string(), settings.deployment.clone()),
+            (labels::INSTANCE.to_string(), settings.instance.clone()),
+            (labels::SESSION.to_string(), session_id.to_string()),
+            (
+                labels::CREATED_AT.to_string(),
+                chrono::Utc::now().to_rfc3339(),
+            ),
+        ]);
+        let spec = ContainerSpec {
+            image: &settings.image,
+            cmd: settings.cmd.clone(),
+            env,
+            labels,
+            cols: settings.default_cols,
+            rows: settings.default_rows,
+        };
+        ContainerSetup {
+            name: format!("termcell-{}-{}", settings.deployment, session_id.simple()),
+            body: settings.profile.create_body(&spec),
+            session_id,
+            cols: settings.default_cols,
+            rows: settings.default_rows,
+        }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ContainerInput(pub Bytes);
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ContainerResize {
+    pub cols: u16,
+    pub rows: u16,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopContainer;
+
+pub struct ContainerActor {
+    shared: Arc<Shared>,
+    session: Addr<SessionActor>,
+    setup: Option<ContainerSetup>,
+    session_id: Uuid,
+    id: Option<String>,
+    input: Option<mpsc::Sender<Bytes>>,
+}
+
+impl ContainerActor {
+    pub fn new(
+        shared: Arc<Shared>,
+        session: Addr<SessionActor>,
+        setup: ContainerSetup,
+    ) -> ContainerActor {
+        ContainerActor {
+            shared,
+            session,
+            session_id: setup.session_id,
+            setup: Some(setup),
+            id: None,
+            input: None,
+        }
+    }
+
+    fn run_tty(&mut self, tty: RawTty) {
+        let RawTty {
+            mut reader,
+            mut writer,
+            initial,
+        } = tty;
+        let session = self.session.clone();
+        actix::spawn(async move {
+            if !initial.is_empty() && session.send(ContainerOutput(initial)).await.is_err() {
+                return;
+            }
+            let mut buf = BytesMut::with_capacity(READ_CHUNK);
+            loop {
+                buf.reserve(READ_CHUNK);
+                match reader.read_buf(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let chunk = buf.split().freeze();
+                        if session.send(ContainerOutput(chunk)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            session.do_send(ContainerStatus::ShellExited);
+        });
+        let (tx, mut rx) = mpsc::channel::<Bytes>(INPUT_QUEUE);
+        self.input = Some(tx);
+        actix::spawn(async move {
+            while let Some(data) = rx.recv().await {
+                if writer.write_all(&data).await.is_err() {
+                    break;
+                }
+            }
+            let _ = writer.shutdown().await;
+        });
+    }
+}
+
+/// Creates, attaches and starts; returns the container id whenever one was created, so
+/// that a failure after create still removes it.
+async fn launch(
+    engine: DockerEngine,
+    shared: Arc<Shared>,
+    setup: ContainerSetup,
+) -> (Option<String>, Result<RawTty, String>) {
+    let t0 = Instant::now();
+    let id = match engine.create(&setup.name, setup.body).await {
+        Ok(id) => id,
+        Err(e) => {
+            shared.metrics.docker_error("create");
+            return (None, Err(format!("create failed: {e}")));
+        }
+    };
+    shared
+        .metrics
+        .container_create_seconds
+        .observe(t0.elapsed().as_secs_f64());
+    shared.audit.record(
+        AuditEvent::new("container.created")
+            .session(setup.session_id)
+            .field("container_id", &id),
+    );
+    let tty = match engine.attach_raw(&id).await {
+        Ok(tty) => tty,
+        Err(e) => {
+            shared.metrics.docker_error("attach");
+            return (Some(id), Err(format!("attach failed: {e}")));
+        }
+    };
+    let t1 = Instant::now();
+    if let Err(e) = engine.start(&id).await {
+        shared.metrics.docker_error("start");
+        return (Some(id), Err(format!("start failed: {e}")));
+    }
+    shared
+        .metrics
+        .container_start_seconds
+        .observe(t1.elapsed().as_secs_f64());
+    // ConsoleSize at create is ignored by engines before API 1.42: size it now.
+    if let Err(e) = engine.resize(&id, setup.cols, setup.rows).await {
+        log::debug!("initial resize failed: {e}");
+    }
+    (Some(id), Ok(tty))
+}
+
+impl Actor for ContainerActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let setup = self.setup.take().expect("started once");
+        let engine = self.shared.engine.clone();
+        let shared = self.shared.clone();
+        // `wait`: input and resizes queue in the mailbox until the TTY is attached.
+        ctx.wait(
+            launch(engine, shared, setup)
+                .into_actor(self)
+                .map(|(id, result), act, ctx| {
+                    act.id = id.clone();
+                    match result {
+                        Ok(tty) => {
+                            act.run_tty(tty);
+                            act.session.do_send(ContainerStatus::Ready {
+                                container_id: id.expect("a started container has an id"),
+                            });
+                        }
+                        Err(detail) => {
+                            act.session.do_send(ContainerStatus::Failed(detail));
+                            ctx.stop();
+                        }
+                    }
+                }),
+        );
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.input = None;
+        if let Some(id) = self.id.take() {
+            let engine = self.shared.engine.clone();
+            let shared = self.shared.clone();
+            let session_id = self.session_id;
+            actix::spawn(async move {
+                match engine.remove(&id).await {
+                    Ok(()) => shared.audit.record(
+                        AuditEvent::new("container.removed")
+                            .session(session_id)
+                            .field("container_id", &id),
+                    ),
+                    Err(e) => {
+                        shared.metrics.docker_error("remove");
+                        log::warn!(
+                            "session {}: removing container {id} failed ({e}); the reaper will retry",
+                            short(session_id)
+                        );
+                    }
+                }
+            });
+        }
+    }
+}
+
+impl Handler<ContainerInput> for ContainerActor {
+    type Result = ();
+
+    fn handle(&mut self, ContainerInput(data): ContainerInput, _ctx: &mut Context<Self>) {
+        if let Some(tx) = &self.input {
+            if tx.try_send(data).is_err() {
+                log::debug!(
+                    "session {}: the TTY is not reading input; input dropped",
+                    short(self.session_id)
+                );
+            }
+        }
+    }
+}
+
+impl Handler<ContainerResize> for ContainerActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ContainerResize, _ctx: &mut Context<Self>) {
+        if let Some(id) = self.id.clone() {
+            let engine = self.shared.engine.clone();
+            let shared = self.shared.clone();
+            actix::spawn(async move {
+                if let Err(e) = engine.resize(&id, msg.cols, msg.rows).await {
+                    shared.metrics.docker_error("resize");
+                    log::debug!("resize of {id} failed: {e}");
+                }
+            });
+        }
+    }
+}
+
+impl Handler<StopContainer> for ContainerActor {
+    type Result = ();
+
+    fn handle(&mut self, _: StopContainer, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}

@@ -1,0 +1,510 @@
+//! The Docker adapter: the only module that talks to the Docker engine. bollard serves
+//! every call except the TTY stream, which is read raw from an HTTP upgrade on the
+//! engine's socket (bollard's attach decoder misreads TTY bytes 0, 1, 2 as frame headers).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use bollard::models::HostConfig;
+use bollard::models::{ContainerCreateBody, ContainerSummary, EventMessage};
+use bollard::query_parameters::{
+    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, EventsOptionsBuilder,
+    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, ResizeContainerTTYOptionsBuilder,
+};
+use bollard::Docker;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::profile::{labels, DETACH_KEYS};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DockerError {
+    #[error("no Docker engine answers at {endpoint}: {source}. Start the engine (`dockerd`, or `systemctl start docker`) or point DOCKER_HOST at a running one")]
+    Unreachable {
+        endpoint: String,
+        source: bollard::errors::Error,
+    },
+    #[error("unsupported DOCKER_HOST {0:?}: use unix:///path/to/docker.sock or tcp://host:port")]
+    BadHost(String),
+    #[error("Docker engine error: {0}")]
+    Api(#[from] bollard::errors::Error),
+    #[error("Docker socket I/O failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("attach to container {id} failed: {detail}")]
+    Attach { id: String, detail: String },
+    #[error("image build of {tag} failed: {detail}")]
+    Build { tag: String, detail: String },
+}
+
+impl DockerError {
+    /// True when the engine itself could not be reached (as opposed to refusing a request).
+    pub fn is_connection(&self) -> bool {
+        match self {
+            DockerError::Unreachable { .. } | DockerError::Io(_) => true,
+            DockerError::Api(e) => {
+                !matches!(e, bollard::errors::Error::DockerResponseServerError { .. })
+            }
+            _ => false,
+        }
+    }
+
+    /// The engine's HTTP status, when it answered with an error.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            DockerError::Api(bollard::errors::Error::DockerResponseServerError {
+                status_code,
+                ..
+            }) => Some(*status_code),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Endpoint {
+    Unix(PathBuf),
+    Tcp(String),
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Unix(p) => write!(f, "unix://{}", p.display()),
+            Endpoint::Tcp(a) => write!(f, "tcp://{a}"),
+        }
+    }
+}
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// A container's TTY, raw bytes both ways.
+pub struct RawTty {
+    pub reader: Box<dyn AsyncRead + Unpin + Send>,
+    pub writer: Box<dyn AsyncWrite + Unpin + Send>,
+    /// Output bytes that arrived with the upgrade response.
+    pub initial: Bytes,
+}
+
+/// What `docker info` says about the protections this host can enforce.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct HostSecurity {
+    pub server_version: String,
+    pub api_version: String,
+    pub seccomp: bool,
+    pub apparmor: bool,
+    pub userns_remap: bool,
+    pub cgroup_version: String,
+    pub runc_version: String,
+}
+
+/// A container lifecycle event of one of our containers.
+#[derive(Debug, Clone)]
+pub struct ContainerEvent {
+    pub container_id: String,
+    pub action: String,
+    pub session: Option<String>,
+    pub exit_code: Option<i64>,
+}
+
+/// The handle every actor uses to reach the engine.
+#[derive(Clone)]
+pub struct DockerEngine {
+    docker: Docker,
+    endpoint: Endpoint,
+    api_version: String,
+}
+
+impl DockerEngine {
+    /// Connects with the local defaults (DOCKER_HOST or the default socket) and negotiates
+    /// the API version with the engine.
+    pub async fn connect() -> Result<DockerEngine, DockerError> {
+        let host = std::env::var("DOCKER_HOST").unwrap_or_default();
+        let (docker, endpoint) = if host.is_empty() || host.starts_with("unix://") {
+            let path = if host.is_empty() {
+                "/var/run/docker.sock".to_string()
+            } else {
+                host.trim_start_matches("unix://").to_string()
+            };
+            let endpoint = Endpoint::Unix(PathBuf::from(&path));
+            let docker = Docker::connect_with_unix(
+                &format!("unix://{path}"),
+                120,
+                bollard::API_DEFAULT_VERSION,
+            )
+            .map_err(|source| DockerError::Unreachable {
+                endpoint: endpoint.to_string(),
+                source,
+            })?;
+            (docker, endpoint)
+        } else if let Some(addr) = host.strip_prefix("tcp://") {
+            let docker = Docker::connect_with_http(
+                &format!("http://{addr}"),
+                120,
+                bollard::API_DEFAULT_VERSION,
+            )?;
+            (docker, Endpoint::Tcp(addr.to_string()))
+        } else {
+            return Err(DockerError::BadHost(host));
+        };
+        let docker =
+            docker
+                .negotiate_version()
+                .await
+                .map_err(|source| DockerError::Unreachable {
+                    endpoint: endpoint.to_string(),
+                    source,
+                })?;
+        let v = docker.client_version();
+        let api_version = format!("{}.{}", v.major_version, v.minor_version);
+        Ok(DockerEngine {
+            docker,
+            endpoint,
+            api_version,
+        })
+    }
+
+    pub fn api_version(&self) -> &str {
+        &self.api_version
+    }
+
+    pub async fn ping(&self) -> Result<(), DockerError> {
+        self.docker.ping().await?;
+        Ok(())
+    }
+
+    pub async fn host_security(&self) -> Result<HostSecurity, DockerError> {
+        let info = self.docker.info().await?;
+        let opts = info.security_options.unwrap_or_default();
+        let has = |name: &str| opts.iter().any(|o| o.contains(&format!("name={name}")));
+        Ok(HostSecurity {
+            server_version: info.server_version.unwrap_or_default(),
+            api_version: self.api_version.clone(),
+            seccomp: has("seccomp"),
+            apparmor: has("apparmor"),
+            userns_remap: has("userns"),
+            cgroup_version: info
+                .cgroup_version
+                .map(|v| v.to_string())
+                .unwrap_or_default(),
+            runc_version: info.runc_commit.and_then(|c| c.id).unwrap_or_default(),
+        })
+    }
+
+    pub async fn image_exists(&self, image: &str) -> Result<bool, DockerError> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => Ok(true),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Builds an image from an in-memory tar context (Dockerfile at its root).
+    pub async fn build_image(&self, tag: &str, context_tar: Vec<u8>) -> Result<(), DockerError> {
+        let options = BuildImageOptionsBuilder::default()
+            .dockerfile("Dockerfile")
+            .t(tag)
+            .rm(true)
+            .forcerm(true)
+            .build();
+        let mut stream = self.docker.build_image(
+            options,
+            None,
+            Some(bollard::body_full(Bytes::from(context_tar))),
+        );
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| DockerError::Build {
+                tag: tag.to_string(),
+                detail: e.to_string(),
+            })?;
+            if let Some(detail) = info.error_detail.and_then(|d| d.message) {
+                return Err(DockerError::Build {
+                    tag: tag.to_string(),
+                    detail,
+                });
+            }
+        }
+        if self.image_exists(tag).await? {
+            Ok(())
+        } else {
+            Err(DockerError::Build {
+                tag: tag.to_string(),
+                detail: "the engine reported no error but the image is missing".into(),
+            })
+        }
+    }
+
+    pub async fn create(
+        &self,
+        name: &str,
+        body: ContainerCreateBody,
+    ) -> Result<String, DockerError> {
+        let options = CreateContainerOptionsBuilder::default().name(name).build();
+        let created = self.docker.create_container(Some(options), body).await?;
+        Ok(created.id)
+    }
+
+    pub async fn start(&self, id: &str) -> Result<(), DockerError> {
+        self.docker.start_container(id, None).await?;
+        Ok(())
+    }
+
+    /// Force-removes a container and its anonymous volumes; a container that is already
+    /// gone counts as removed.
+    pub async fn remove(&self, id: &str) -> Result<(), DockerError> {
+        let options = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
+        match self.docker.remove_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            // 409: removal already in progress.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Resizes the TTY; retries briefly while the engine says the container is not
+    /// running yet (a resize right after start can race it).
+    pub async fn resize(&self, id: &str, cols: u16, rows: u16) -> Result<(), DockerError> {
+        let options = ResizeContainerTTYOptionsBuilder::default()
+            .w(cols as i32)
+            .h(rows as i32)
+            .build();
+        let mut attempt = 0;
+        loop {
+            match self.docker.resize_container_tty(id, options.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt < 5 => {
+                    log::debug!("resize of {id} failed (attempt {attempt}): {e}");
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Our containers: those labelled managed-by termcell, narrowed by extra label filters
+    /// (`key=value`).
+    pub async fn list_managed(
+        &self,
+        extra_labels: &[String],
+    ) -> Result<Vec<ContainerSummary>, DockerError> {
+        let mut label_filters = vec![format!(
+            "{}={}",
+            labels::MANAGED_BY,
+            labels::MANAGED_BY_VALUE
+        )];
+        label_filters.extend(extra_labels.iter().cloned());
+        let filters = HashMap::from([("label".to_string(), label_filters)]);
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        Ok(self.docker.list_containers(Some(options)).await?)
+    }
+
+    pub async fn inspect(
+        &self,
+        id: &str,
+    ) -> Result<bollard::models::ContainerInspectResponse, DockerError> {
+        Ok(self.docker.inspect_container(id, None).await?)
+    }
+
+    /// Container events (die, oom, destroy, ...) of the given deployment's containers.
+    pub fn events(
+        &self,
+        deployment: &str,
+    ) -> impl Stream<Item = Result<ContainerEvent, DockerError>> + Send + 'static {
+        let filters = HashMap::from([
+            ("type".to_string(), vec!["container".to_string()]),
+            (
+                "label".to_string(),
+                vec![format!("{}={}", labels::DEPLOYMENT, deployment)],
+            ),
+            (
+                "event".to_string(),
+                vec![
+                    "die".to_string(),
+                    "oom".to_string(),
+                    "destroy".to_string(),
+                    "kill".to_string(),
+                ],
+            ),
+        ]);
+        let options = EventsOptionsBuilder::default().filters(&filters).build();
+        self.docker
+            .events(Some(options))
+            .map(|item| item.map(to_event).map_err(DockerError::from))
+    }
+
+    /// Creates a container, runs it to completion and returns its exit code and its TTY
+    /// output (at most `max_output` bytes kept); the container is removed in every case.
+    pub async fn run_to_completion(
+        &self,
+        name: &str,
+        body: ContainerCreateBody,
+        timeout: Duration,
+        max_output: usize,
+    ) -> Result<(i64, Vec<u8>), DockerError> {
+        let id = self.create(name, body).await?;
+        let result = async {
+            let tty = self.attach_raw(&id).await?;
+            self.start(&id).await?;
+            let mut output = tty.initial.to_vec();
+            let mut reader = tty.reader.take(max_output as u64);
+            tokio::time::timeout(timeout, reader.read_to_end(&mut output))
+                .await
+                .map_err(|_| DockerError::Attach {
+                    id: id.clone(),
+                    detail: format!("did not finish within {} s", timeout.as_secs()),
+                })??;
+            // The stream ends when the process exits; the exit code may lag a moment.
+            for _ in 0..50 {
+                if let Some(state) = self.inspect(&id).await?.state {
+                    if state.running != Some(true) {
+                        return Ok((state.exit_code.unwrap_or(-1), output));
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Ok((-1, output))
+        }
+        .await;
+        let _ = self.remove(&id).await;
+        result
+    }
+
+    /// Attaches to a created container's TTY through a raw HTTP upgrade on the engine's
+    /// socket. Call before start, or the shell's first prompt is lost.
+    pub async fn attach_raw(&self, id: &str) -> Result<RawTty, DockerError> {
+        let mut stream: Box<dyn Io> = match &self.endpoint {
+            Endpoint::Unix(path) => Box::new(tokio::net::UnixStream::connect(path).await?),
+            Endpoint::Tcp(addr) => Box::new(tokio::net::TcpStream::connect(addr).await?),
+        };
+        let request = format!(
+            "POST /v{ver}/containers/{id}/attach?stream=1&stdin=1&stdout=1&stderr=1&detachKeys={keys} HTTP/1.1\r\n\
+             Host: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n",
+            ver = self.api_version,
+            keys = percent_encode(DETACH_KEYS),
+        );
+        stream.write_all(request.as_bytes()).await?;
+        let (status, initial) =
+            tokio::time::timeout(Duration::from_secs(30), read_response_head(&mut stream))
+                .await
+                .map_err(|_| DockerError::Attach {
+                    id: id.to_string(),
+                    detail: "no answer from the engine within 30 s".into(),
+                })??;
+        if status != 101 && status != 200 {
+            return Err(DockerError::Attach {
+                id: id.to_string(),
+                detail: format!(
+                    "engine answered {status}: {}",
+                    String::from_utf8_lossy(&initial)
+                ),
+            });
+        }
+        let (reader, writer) = tokio::io::split(stream);
+        Ok(RawTty {
+            reader: Box::new(reader),
+            writer: Box::new(writer),
+            initial,
+        })
+    }
+}
+
+fn to_event(msg: EventMessage) -> ContainerEvent {
+    let actor = msg.actor.unwrap_or_default();
+    let attrs = actor.attributes.unwrap_or_default();
+    ContainerEvent {
+        container_id: actor.id.unwrap_or_default(),
+        action: msg.action.unwrap_or_default(),
+        session: attrs.get(labels::SESSION).cloned(),
+        exit_code: attrs.get("exitCode").and_then(|c| c.parse().ok()),
+    }
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.' {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Reads an HTTP response head (at most 16 KiB); returns the status code and any bytes
+/// that followed the head (for an upgrade: the first bytes of the raw stream; for an
+/// error: the start of the body).
+async fn read_response_head<R: AsyncRead + Unpin>(r: &mut R) -> Result<(u16, Bytes), DockerError> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = r.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(DockerError::Io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "engine closed the connection during the attach handshake",
+            )));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = find_head_end(&buf) {
+            let head = String::from_utf8_lossy(&buf[..end]);
+            let status = head
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            return Ok((status, Bytes::copy_from_slice(&buf[end + 4..])));
+        }
+        if buf.len() > 16 * 1024 {
+            return Err(DockerError::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "attach response head too large",
+            )));
+        }
+    }
+}
+
+fn find_head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn response_head_keeps_the_bytes_after_it() {
+        let raw: &[u8] = b"HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n\x01\x00\x00$ ";
+        let mut reader = raw;
+        let (status, rest) = read_response_head(&mut reader).await.unwrap();
+        assert_eq!(status, 101);
+        assert_eq!(&rest[..], b"\x01\x00\x00$ ");
+    }
+
+    #[tokio::test]
+    async fn response_head_reports_early_eof() {
+        let mut reader: &[u8] = b"HTTP/1.1 404 Not";
+        assert!(read_response_head(&mut reader).await.is_err());
+    }
+
+    #[test]
+    fn detach_keys_are_url_encoded() {
+        assert_eq!(percent_encode("ctrl-^,ctrl-@"), "ctrl-%5E%2Cctrl-%40");
+    }
+}

@@ -1,0 +1,81 @@
+//! termcell-actors: the supervision tree of termcell (registry, sessions with their
+//! container and timers, rate limiter, audit sink) and the Docker adapter. No HTTP here.
+
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod container;
+pub mod credentials;
+pub mod docker;
+pub mod metrics;
+pub mod profile;
+pub mod ratelimit;
+pub mod registry;
+pub mod replay;
+pub mod session;
+pub mod timeout;
+
+use std::time::Duration;
+
+/// Session behaviour settings, fixed at start.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    pub image: String,
+    /// Command of the session's shell; `None` uses the image's default.
+    pub cmd: Option<Vec<String>>,
+    pub profile: profile::SecurityProfile,
+    /// Names this server's containers (label `termcell.deployment`); one per host and server.
+    pub deployment: String,
+    /// Random per process (label `termcell.instance`): tells this run from earlier ones.
+    pub instance: String,
+    pub idle_timeout: Duration,
+    pub max_duration: Duration,
+    pub resume_grace: Duration,
+    pub warn_before: Duration,
+    pub replay_bytes: usize,
+    pub default_cols: u16,
+    pub default_rows: u16,
+    /// A client that takes no output for this long counts as dropped.
+    pub client_stall_timeout: Duration,
+    /// Environment every sandbox gets before the client's allowlisted variables.
+    pub base_env: Vec<String>,
+    pub max_sessions: usize,
+    pub reap_interval: Duration,
+    pub limits: ratelimit::RateLimitConfig,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        SessionSettings {
+            image: "termcell-sandbox:latest".into(),
+            cmd: None,
+            profile: profile::SecurityProfile::default(),
+            deployment: "termcell".into(),
+            instance: uuid::Uuid::new_v4().simple().to_string(),
+            idle_timeout: Duration::from_secs(600),
+            max_duration: Duration::from_secs(1800),
+            resume_grace: Duration::from_secs(300),
+            warn_before: Duration::from_secs(60),
+            replay_bytes: 256 * 1024,
+            default_cols: 100,
+            default_rows: 30,
+            client_stall_timeout: Duration::from_secs(60),
+            base_env: vec![
+                "TERM=xterm-256color".into(),
+                "HOME=/home/user".into(),
+                "LANG=C.UTF-8".into(),
+            ],
+            max_sessions: 50,
+            reap_interval: Duration::from_secs(60),
+            limits: ratelimit::RateLimitConfig::default(),
+        }
+    }
+}
+
+/// What every actor shares: the engine, the settings, the audit log and the metrics.
+pub struct Shared {
+    pub engine: docker::DockerEngine,
+    pub settings: SessionSettings,
+    pub audit: audit::Audit,
+    pub metrics: metrics::Metrics,
+}

@@ -1,0 +1,157 @@
+//! Prometheus metrics of the server, registered once and shared by every actor.
+//! Names are prefixed `termcell_`; the HTTP side only renders them.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    pub sessions_active: IntGauge,
+    pub sessions_detached: IntGauge,
+    pub sessions_started: IntCounter,
+    pub sessions_ended: IntCounterVec,
+    pub container_create_seconds: Histogram,
+    pub container_start_seconds: Histogram,
+    pub first_output_seconds: Histogram,
+    pub bytes_in: IntCounter,
+    pub bytes_out: IntCounter,
+    pub rejections: IntCounterVec,
+    pub resumes: IntCounter,
+    pub docker_errors: IntCounterVec,
+    pub docker_op_seconds: HistogramVec,
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new_custom(Some("termcell".into()), None)
+            .expect("static registry options are valid");
+        let histogram = |name: &str, help: &str| {
+            Histogram::with_opts(HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()))
+                .expect("static histogram options are valid")
+        };
+        let m = Metrics {
+            sessions_active: IntGauge::new("sessions_active", "Sessions alive now").expect("valid"),
+            sessions_detached: IntGauge::new(
+                "sessions_detached",
+                "Sessions without a socket, waiting for a resume",
+            )
+            .expect("valid"),
+            sessions_started: IntCounter::new("sessions_started_total", "Sessions started")
+                .expect("valid"),
+            sessions_ended: IntCounterVec::new(
+                Opts::new("sessions_total", "Sessions ended, by end cause"),
+                &["cause"],
+            )
+            .expect("valid"),
+            container_create_seconds: histogram(
+                "container_create_seconds",
+                "Time to create a sandbox container",
+            ),
+            container_start_seconds: histogram(
+                "container_start_seconds",
+                "Time to start a sandbox container (after create and attach)",
+            ),
+            first_output_seconds: histogram(
+                "time_to_first_output_seconds",
+                "Time from the session request to the first output byte",
+            ),
+            bytes_in: IntCounter::new("bytes_in_total", "Input bytes written to sandboxes")
+                .expect("valid"),
+            bytes_out: IntCounter::new("bytes_out_total", "Output bytes read from sandboxes")
+                .expect("valid"),
+            rejections: IntCounterVec::new(
+                Opts::new("rejections_total", "Requests refused, by kind"),
+                &["kind"],
+            )
+            .expect("valid"),
+            resumes: IntCounter::new("resumes_total", "Sessions resumed on a new socket")
+                .expect("valid"),
+            docker_errors: IntCounterVec::new(
+                Opts::new(
+                    "docker_errors_total",
+                    "Docker engine calls that failed, by operation",
+                ),
+                &["op"],
+            )
+            .expect("valid"),
+            docker_op_seconds: HistogramVec::new(
+                HistogramOpts::new("docker_op_seconds", "Docker engine call latency")
+                    .buckets(LATENCY_BUCKETS.to_vec()),
+                &["op"],
+            )
+            .expect("valid"),
+            registry,
+        };
+        let r = &m.registry;
+        r.register(Box::new(m.sessions_active.clone()))
+            .expect("unique");
+        r.register(Box::new(m.sessions_detached.clone()))
+            .expect("unique");
+        r.register(Box::new(m.sessions_started.clone()))
+            .expect("unique");
+        r.register(Box::new(m.sessions_ended.clone()))
+            .expect("unique");
+        r.register(Box::new(m.container_create_seconds.clone()))
+            .expect("unique");
+        r.register(Box::new(m.container_start_seconds.clone()))
+            .expect("unique");
+        r.register(Box::new(m.first_output_seconds.clone()))
+            .expect("unique");
+        r.register(Box::new(m.bytes_in.clone())).expect("unique");
+        r.register(Box::new(m.bytes_out.clone())).expect("unique");
+        r.register(Box::new(m.rejections.clone())).expect("unique");
+        r.register(Box::new(m.resumes.clone())).expect("unique");
+        r.register(Box::new(m.docker_errors.clone()))
+            .expect("unique");
+        r.register(Box::new(m.docker_op_seconds.clone()))
+            .expect("unique");
+        m
+    }
+
+    pub fn reject(&self, kind: &str) {
+        self.rejections.with_label_values(&[kind]).inc();
+    }
+
+    pub fn docker_error(&self, op: &str) {
+        self.docker_errors.with_label_values(&[op]).inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding into a Vec cannot fail");
+        String::from_utf8(out).expect("the text format is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prefixed_names_and_moves() {
+        let m = Metrics::new();
+        m.sessions_started.inc();
+        m.sessions_ended.with_label_values(&["shell_exited"]).inc();
+        m.reject("connections");
+        let text = m.render();
+        assert!(text.contains("termcell_sessions_started_total 1"));
+        assert!(text.contains("termcell_sessions_total{cause=\"shell_exited\"} 1"));
+        assert!(text.contains("termcell_rejections_total{kind=\"connections\"} 1"));
+        assert!(text.contains("# TYPE termcell_container_create_seconds histogram"));
+    }
+}

@@ -1,0 +1,666 @@
+//! SessionActor: one per terminal session. Owns the session's container and timers (its
+//! children), the replay ring and the attached client, and decides the single end cause.
+//! It never sees the wire format: clients receive `ToClient` events.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::audit::AuditEvent;
+use crate::container::{
+    ContainerActor, ContainerInput, ContainerResize, ContainerSetup, StopContainer,
+};
+use crate::credentials::Fingerprint;
+use crate::ratelimit::{SessionLimiter, SessionSlot};
+use crate::registry::Unregister;
+use crate::replay::ReplayRing;
+use crate::timeout::{TimeoutActor, TimerEvent, TimerKind, TimerUpdate};
+use crate::Shared;
+
+/// Why a session ended. Exactly one per session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndCause {
+    ShellExited,
+    IdleTimeout,
+    MaxDuration,
+    GraceExpired,
+    ClientClosed,
+    AdminKill,
+    Shutdown,
+    RateLimited,
+    CreateFailed(String),
+    ContainerDied(String),
+}
+
+impl EndCause {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EndCause::ShellExited => "shell_exited",
+            EndCause::IdleTimeout => "idle_timeout",
+            EndCause::MaxDuration => "max_duration",
+            EndCause::GraceExpired => "grace_expired",
+            EndCause::ClientClosed => "client_closed",
+            EndCause::AdminKill => "admin_kill",
+            EndCause::Shutdown => "shutdown",
+            EndCause::RateLimited => "rate_limited",
+            EndCause::CreateFailed(_) => "create_failed",
+            EndCause::ContainerDied(_) => "container_died",
+        }
+    }
+}
+
+/// What a session tells its attached client. The bridge encodes these for the wire.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub enum ToClient {
+    /// The TTY is attached (new session or resume): `connected`, `hello`, then output.
+    Connected {
+        session_id: Uuid,
+    },
+    Output(Bytes),
+    Warning {
+        reason: String,
+        seconds_left: u64,
+    },
+    Notice(String),
+    /// The session ended; the socket is closed after telling the client why.
+    Ended(EndCause),
+    /// Another socket took this session over.
+    TakenOver,
+}
+
+/// A socket attached to a session.
+#[derive(Clone)]
+pub struct ClientHandle {
+    pub conn_id: u64,
+    pub recipient: Recipient<ToClient>,
+    pub ip: IpAddr,
+}
+
+/// Everything a new session needs from the auth frame, already validated.
+pub struct SessionRequest {
+    pub env: Vec<(String, String)>,
+    pub api_key: Option<String>,
+    pub access_token: Option<String>,
+    pub fingerprint: Fingerprint,
+    pub client: ClientHandle,
+    pub slot: Option<SessionSlot>,
+    pub requested_at: Instant,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    Starting,
+    Attached,
+    Detached,
+    Ending,
+}
+
+/// A read-only view of a session for operators: never credentials.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SessionInfo {
+    pub id: Uuid,
+    pub state: SessionState,
+    pub created: DateTime<Utc>,
+    pub last_input: Option<DateTime<Utc>>,
+    pub client_address: IpAddr,
+    pub container_id: Option<String>,
+    pub image: String,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub credential_fingerprint: String,
+}
+
+// Messages to a session.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Input(pub Bytes);
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Resize {
+    pub cols: u16,
+    pub rows: u16,
+}
+
+/// A socket went away. `user_closed`: the client said it is done (end at once);
+/// otherwise the grace period starts.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Detach {
+    pub conn_id: u64,
+    pub user_closed: bool,
+}
+
+/// A new socket takes the session over (resume).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Attach(pub ClientHandle);
+
+/// End the session from outside (admin kill, drain, shutdown, container events).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct End(pub EndCause);
+
+#[derive(Message)]
+#[rtype(result = "SessionInfo")]
+pub struct Describe;
+
+/// A warning from the server as a whole (drain, shutdown).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ServerWarning {
+    pub reason: String,
+    pub seconds_left: u64,
+}
+
+/// Output read from the container; answered once the client has taken it (back-pressure).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ContainerOutput(pub Bytes);
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub enum ContainerStatus {
+    Ready { container_id: String },
+    ShellExited,
+    Failed(String),
+}
+
+/// A notice from the Docker events stream about this session's container.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ContainerEventNotice {
+    pub action: String,
+}
+
+pub struct SessionActor {
+    id: Uuid,
+    shared: Arc<Shared>,
+    registry: Recipient<Unregister>,
+    fingerprint: Fingerprint,
+    client_ip: IpAddr,
+    client: Option<ClientHandle>,
+    announced_ready: bool,
+    state: SessionState,
+    container: Option<Addr<ContainerActor>>,
+    container_id: Option<String>,
+    timer: Option<Addr<TimeoutActor>>,
+    replay: ReplayRing,
+    /// Input that arrived before the TTY was attached; delivered once it is.
+    pending_input: Vec<Bytes>,
+    pending_input_bytes: usize,
+    pending_resize: Option<(u16, u16)>,
+    limiter: SessionLimiter,
+    end: Option<EndCause>,
+    created: DateTime<Utc>,
+    requested_at: Instant,
+    first_output_seen: bool,
+    last_input: Option<DateTime<Utc>>,
+    bytes_in: u64,
+    bytes_out: u64,
+    oom_seen: bool,
+    setup: Option<ContainerSetup>,
+    _slot: Option<SessionSlot>,
+}
+
+/// Input kept while the container starts; more than this is refused.
+const PENDING_INPUT_LIMIT: usize = 64 * 1024;
+
+impl SessionActor {
+    pub fn new(
+        id: Uuid,
+        shared: Arc<Shared>,
+        registry: Recipient<Unregister>,
+        request: SessionRequest,
+    ) -> SessionActor {
+        let settings = &shared.settings;
+        let setup = ContainerSetup::new(&shared, id, &request);
+        SessionActor {
+            id,
+            registry,
+            fingerprint: request.fingerprint,
+            client_ip: request.client.ip,
+            client: Some(request.client),
+            announced_ready: false,
+            state: SessionState::Starting,
+            container: None,
+            container_id: None,
+            timer: None,
+            replay: ReplayRing::new(settings.replay_bytes),
+            pending_input: Vec::new(),
+            pending_input_bytes: 0,
+            pending_resize: None,
+            limiter: SessionLimiter::new(&settings.limits),
+            end: None,
+            created: Utc::now(),
+            requested_at: request.requested_at,
+            first_output_seen: false,
+            last_input: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            oom_seen: false,
+            setup: Some(setup),
+            _slot: request.slot,
+            shared,
+        }
+    }
+
+    pub fn fingerprint(&self) -> &Fingerprint {
+        &self.fingerprint
+    }
+
+    fn send_client(&self, msg: ToClient) {
+        if let Some(client) = &self.client {
+            client.recipient.do_send(msg);
+        }
+    }
+
+    fn notify_timer(&self, update: TimerUpdate) {
+        if let Some(timer) = &self.timer {
+            timer.do_send(update);
+        }
+    }
+
+    fn deliver_input(&mut self, data: Bytes) {
+        self.bytes_in += data.len() as u64;
+        self.shared.metrics.bytes_in.inc_by(data.len() as u64);
+        match &self.container {
+            Some(container) if self.announced_ready => container.do_send(ContainerInput(data)),
+            _ => {
+                if self.pending_input_bytes + data.len() > PENDING_INPUT_LIMIT {
+                    log::debug!(
+                        "session {}: input before start over the limit, dropped",
+                        short(self.id)
+                    );
+                    return;
+                }
+                self.pending_input_bytes += data.len();
+                self.pending_input.push(data);
+            }
+        }
+    }
+
+    /// Ends the session with one cause: tells the client, stops the children (the
+    /// container actor removes the container), unregisters, audits.
+    fn finish(&mut self, cause: EndCause, ctx: &mut Context<Self>) {
+        if self.end.is_some() {
+            return;
+        }
+        log::info!("session {} ended: {}", short(self.id), cause.as_str());
+        self.end = Some(cause.clone());
+        self.state = SessionState::Ending;
+        if let Some(client) = self.client.take() {
+            client.recipient.do_send(ToClient::Ended(cause.clone()));
+        }
+        ctx.stop();
+    }
+
+    fn detach_client(&mut self, ctx: &mut Context<Self>) {
+        if self.client.take().is_some() && self.end.is_none() {
+            self.state = SessionState::Detached;
+            self.shared.metrics.sessions_detached.inc();
+            self.notify_timer(TimerUpdate::Detached);
+            log::info!("session {} detached, grace period started", short(self.id));
+            if self.shared.settings.resume_grace.is_zero() {
+                self.finish(EndCause::GraceExpired, ctx);
+            }
+        }
+    }
+}
+
+pub(crate) fn short(id: Uuid) -> String {
+    id.simple().to_string()[..8].to_string()
+}
+
+impl Actor for SessionActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(64);
+        let settings = &self.shared.settings;
+        self.timer = Some(TimeoutActor::new(ctx.address().recipient(), settings).start());
+        let setup = self.setup.take().expect("setup is taken once, at start");
+        self.container =
+            Some(ContainerActor::new(self.shared.clone(), ctx.address(), setup).start());
+        self.shared.metrics.sessions_active.inc();
+        self.shared.metrics.sessions_started.inc();
+        self.shared.audit.record(
+            AuditEvent::new("session.created")
+                .session(self.id)
+                .client(self.client_ip)
+                .field("image", &settings.image)
+                .field("credential_fingerprint", self.fingerprint.prefix()),
+        );
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        // The children go with the session: the container actor removes the container.
+        if let Some(container) = self.container.take() {
+            container.do_send(StopContainer);
+        }
+        if let Some(timer) = self.timer.take() {
+            timer.do_send(TimerUpdate::Stop);
+        }
+        let cause = self.end.take().unwrap_or(EndCause::ShellExited);
+        if self.state == SessionState::Detached {
+            self.shared.metrics.sessions_detached.dec();
+        }
+        self.shared.metrics.sessions_active.dec();
+        self.shared
+            .metrics
+            .sessions_ended
+            .with_label_values(&[cause.as_str()])
+            .inc();
+        let mut event = AuditEvent::new("session.ended")
+            .session(self.id)
+            .client(self.client_ip)
+            .field("cause", cause.as_str())
+            .field("bytes_in", self.bytes_in)
+            .field("bytes_out", self.bytes_out)
+            .field(
+                "duration_ms",
+                (Utc::now() - self.created).num_milliseconds(),
+            );
+        if let EndCause::CreateFailed(detail) | EndCause::ContainerDied(detail) = &cause {
+            event = event.field("detail", detail);
+        }
+        self.shared.audit.record(event);
+        self.registry.do_send(Unregister { id: self.id });
+    }
+}
+
+impl Handler<Input> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, Input(data): Input, ctx: &mut Context<Self>) {
+        if self.end.is_some() {
+            return;
+        }
+        let decision = self.limiter.filter_input(&data);
+        if let Some(notice) = decision.notice {
+            self.send_client(ToClient::Notice(notice));
+        }
+        if decision.end_session {
+            self.shared.metrics.reject("input_abuse");
+            self.shared.audit.record(
+                AuditEvent::new("ratelimit.rejected")
+                    .session(self.id)
+                    .client(self.client_ip)
+                    .field("kind", "input_abuse"),
+            );
+            self.finish(EndCause::RateLimited, ctx);
+            return;
+        }
+        if decision.forward.is_empty() {
+            return;
+        }
+        self.last_input = Some(Utc::now());
+        self.notify_timer(TimerUpdate::Activity);
+        self.deliver_input(Bytes::from(decision.forward));
+    }
+}
+
+impl Handler<Resize> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Resize, _ctx: &mut Context<Self>) {
+        if !self.limiter.allow_resize() {
+            self.shared.metrics.reject("resizes");
+            return;
+        }
+        match &self.container {
+            Some(container) if self.announced_ready => container.do_send(ContainerResize {
+                cols: msg.cols,
+                rows: msg.rows,
+            }),
+            _ => self.pending_resize = Some((msg.cols, msg.rows)),
+        }
+    }
+}
+
+impl Handler<Detach> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Detach, ctx: &mut Context<Self>) {
+        let current = self.client.as_ref().map(|c| c.conn_id);
+        if current != Some(msg.conn_id) {
+            return;
+        }
+        if msg.user_closed {
+            self.client = None;
+            self.finish(EndCause::ClientClosed, ctx);
+        } else {
+            self.detach_client(ctx);
+        }
+    }
+}
+
+impl Handler<Attach> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, Attach(client): Attach, _ctx: &mut Context<Self>) {
+        if self.end.is_some() {
+            client
+                .recipient
+                .do_send(ToClient::Ended(self.end.clone().expect("checked")));
+            return;
+        }
+        if let Some(old) = self.client.take() {
+            old.recipient.do_send(ToClient::TakenOver);
+        } else if self.state == SessionState::Detached {
+            self.shared.metrics.sessions_detached.dec();
+        }
+        self.shared.metrics.resumes.inc();
+        self.shared.audit.record(
+            AuditEvent::new("session.resumed")
+                .session(self.id)
+                .client(client.ip),
+        );
+        self.notify_timer(TimerUpdate::Attached);
+        if self.announced_ready {
+            self.state = SessionState::Attached;
+            client.recipient.do_send(ToClient::Connected {
+                session_id: self.id,
+            });
+            let replay = self.replay.snapshot();
+            if !replay.is_empty() {
+                client.recipient.do_send(ToClient::Output(replay));
+            }
+        }
+        self.client = Some(client);
+    }
+}
+
+impl Handler<End> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, End(cause): End, ctx: &mut Context<Self>) {
+        self.finish(cause, ctx);
+    }
+}
+
+impl Handler<ServerWarning> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ServerWarning, _ctx: &mut Context<Self>) {
+        self.send_client(ToClient::Warning {
+            reason: msg.reason,
+            seconds_left: msg.seconds_left,
+        });
+    }
+}
+
+impl Handler<Describe> for SessionActor {
+    type Result = MessageResult<Describe>;
+
+    fn handle(&mut self, _: Describe, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(SessionInfo {
+            id: self.id,
+            state: self.state,
+            created: self.created,
+            last_input: self.last_input,
+            client_address: self.client.as_ref().map(|c| c.ip).unwrap_or(self.client_ip),
+            container_id: self.container_id.clone(),
+            image: self.shared.settings.image.clone(),
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out,
+            credential_fingerprint: self.fingerprint.prefix(),
+        })
+    }
+}
+
+impl Handler<ContainerStatus> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ContainerStatus, ctx: &mut Context<Self>) {
+        match msg {
+            ContainerStatus::Ready { container_id } => {
+                self.container_id = Some(container_id);
+                self.announced_ready = true;
+                if self.client.is_some() {
+                    self.state = SessionState::Attached;
+                    self.send_client(ToClient::Connected {
+                        session_id: self.id,
+                    });
+                } else {
+                    self.state = SessionState::Detached;
+                }
+                let container = self
+                    .container
+                    .clone()
+                    .expect("ready comes from the container");
+                if let Some((cols, rows)) = self.pending_resize.take() {
+                    container.do_send(ContainerResize { cols, rows });
+                }
+                for data in self.pending_input.drain(..) {
+                    container.do_send(ContainerInput(data));
+                }
+                self.pending_input_bytes = 0;
+            }
+            ContainerStatus::ShellExited => {
+                let cause = if self.oom_seen {
+                    EndCause::ContainerDied("out of memory".into())
+                } else {
+                    EndCause::ShellExited
+                };
+                self.finish(cause, ctx);
+            }
+            ContainerStatus::Failed(detail) => {
+                log::warn!("session {}: sandbox failed: {detail}", short(self.id));
+                let cause = if self.announced_ready {
+                    EndCause::ContainerDied(detail)
+                } else {
+                    EndCause::CreateFailed(detail)
+                };
+                self.finish(cause, ctx);
+            }
+        }
+    }
+}
+
+impl Handler<ContainerEventNotice> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ContainerEventNotice, ctx: &mut Context<Self>) {
+        match msg.action.as_str() {
+            "oom" => {
+                self.oom_seen = true;
+                self.shared.audit.record(
+                    AuditEvent::new("security.oom")
+                        .session(self.id)
+                        .client(self.client_ip)
+                        .field("container_id", self.container_id.clone()),
+                );
+                self.send_client(ToClient::Notice(
+                    "a process was killed: the sandbox's memory limit was reached".into(),
+                ));
+            }
+            "destroy" if self.end.is_none() => {
+                self.finish(EndCause::ContainerDied("container removed".into()), ctx);
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Handler<ContainerOutput> for SessionActor {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(
+        &mut self,
+        ContainerOutput(data): ContainerOutput,
+        _ctx: &mut Context<Self>,
+    ) -> Self::Result {
+        if !self.first_output_seen {
+            self.first_output_seen = true;
+            self.shared
+                .metrics
+                .first_output_seconds
+                .observe(self.requested_at.elapsed().as_secs_f64());
+        }
+        self.bytes_out += data.len() as u64;
+        self.shared.metrics.bytes_out.inc_by(data.len() as u64);
+        self.replay.push(&data);
+        let Some(client) = self.client.clone() else {
+            return Box::pin(actix::fut::ready(()));
+        };
+        // One chunk in flight: the container reader waits for this answer, so a client
+        // that does not drain its socket pauses the reader (and so the TTY).
+        let stall = self.shared.settings.client_stall_timeout;
+        let send = client.recipient.send(ToClient::Output(data));
+        Box::pin(
+            async move { tokio::time::timeout(stall, send).await }
+                .into_actor(self)
+                .map(move |result, act, ctx| {
+                    let delivered = matches!(result, Ok(Ok(())));
+                    let still_attached =
+                        act.client.as_ref().map(|c| c.conn_id) == Some(client.conn_id);
+                    if !delivered && still_attached {
+                        log::info!(
+                            "session {}: client stopped taking output, treating it as dropped",
+                            short(act.id)
+                        );
+                        act.detach_client(ctx);
+                    }
+                }),
+        )
+    }
+}
+
+impl Handler<TimerEvent> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: TimerEvent, ctx: &mut Context<Self>) {
+        match msg {
+            TimerEvent::Warn { kind, seconds_left } => {
+                let reason = match kind {
+                    TimerKind::Idle => "Session will end due to inactivity",
+                    TimerKind::MaxDuration => "Maximum session duration will be reached",
+                    TimerKind::Grace => return,
+                };
+                self.send_client(ToClient::Warning {
+                    reason: reason.to_string(),
+                    seconds_left,
+                });
+            }
+            TimerEvent::Expired(kind) => {
+                let cause = match kind {
+                    TimerKind::Idle => EndCause::IdleTimeout,
+                    TimerKind::MaxDuration => EndCause::MaxDuration,
+                    TimerKind::Grace => EndCause::GraceExpired,
+                };
+                self.finish(cause, ctx);
+            }
+        }
+    }
+}
+
+/// The time a caller may wait for a session to answer `Describe`.
+pub const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(2);

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what termcell needs on a fresh Debian machine and makes sure a Docker engine
+# answers. Idempotent: does nothing that is already done. Run as root (or with sudo).
+set -euo pipefail
+
+export DEBIAN_FRONTEND=noninteractive
+need=()
+command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+command -v file >/dev/null 2>&1 || need+=(file)
+# The default sandbox image is FROM scratch with Debian's static busybox.
+if ! { [ -f /bin/busybox ] && file -L /bin/busybox | grep -q 'statically linked'; }; then
+    need+=(busybox-static)
+fi
+if [ "${TERMCELL_WITH_BROWSER:-0}" = 1 ] && [ ! -x /usr/bin/chromium ]; then
+    need+=(chromium)
+fi
+if ! command -v npm >/dev/null 2>&1; then
+    need+=(nodejs npm)
+fi
+if [ ${#need[@]} -gt 0 ]; then
+    echo "setup: installing ${need[*]}" >&2
+    apt-get update -qq
+    apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+if ! docker info >/dev/null 2>&1; then
+    echo "setup: starting dockerd" >&2
+    nohup dockerd >/var/log/termcell-dockerd.log 2>&1 &
+    for _ in $(seq 1 60); do
+        docker info >/dev/null 2>&1 && break
+        sleep 1
+    done
+    if ! docker info >/dev/null 2>&1; then
+        echo "setup: dockerd did not come up; see /var/log/termcell-dockerd.log" >&2
+        tail -20 /var/log/termcell-dockerd.log >&2 || true
+        exit 1
+    fi
+fi

@@ -1,0 +1,499 @@
+//! WsBridge: one actor per WebSocket. Decodes client frames (auth, control, input) and
+//! hands them to its session; encodes what the session tells it. The only module that uses
+//! actix-web-actors (deprecated upstream; kept in one place for a later move to actix-ws).
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use actix::prelude::*;
+use actix_web::{HttpRequest, HttpResponse};
+use actix_web_actors::ws;
+use bytes::{Bytes, BytesMut};
+use termcell_actors::audit::AuditEvent;
+use termcell_actors::ratelimit::{AcquireSessionSlot, CheckResume, ResumeFailed};
+use termcell_actors::registry::{OpenSession, Refusal, ResumeSession};
+use termcell_actors::session::{
+    Attach, ClientHandle, Detach, EndCause, Input, Resize, SessionActor, SessionRequest, ToClient,
+};
+use uuid::Uuid;
+
+use crate::protocol::{
+    self, client_close_ends_session, decode_client_frame, encode_control, notice_line,
+    parse_auth_frame, validate_auth, warning_line, ClientFrame, Close, ServerControl, Utf8Framer,
+    ValidatedAuth, OUTPUT_HANDSHAKE,
+};
+use crate::state::AppState;
+
+static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+
+enum Phase {
+    AwaitingAuth,
+    Opening,
+    Attached(Addr<SessionActor>),
+    Closing,
+}
+
+pub struct WsBridge {
+    state: AppState,
+    conn_id: u64,
+    ip: IpAddr,
+    phase: Phase,
+    announces_client: bool,
+    framer: Utf8Framer,
+    last_seen: Instant,
+    continuation: Option<BytesMut>,
+    session_id: Option<Uuid>,
+    address_recipient: Option<Recipient<ToClient>>,
+}
+
+/// The close code and reason for each way a session ends, and whether the control message
+/// before it is `error` (a failure to serve) or `disconnected` (the session ended).
+pub fn close_for(cause: &EndCause) -> (Close, bool) {
+    match cause {
+        EndCause::ShellExited => (Close::shell_exited(), false),
+        EndCause::IdleTimeout => (Close::idle_timeout(), false),
+        EndCause::MaxDuration => (Close::max_duration(), false),
+        EndCause::AdminKill => (Close::admin_kill(), false),
+        EndCause::Shutdown => (Close::shutting_down(), false),
+        EndCause::RateLimited => (Close::rate_limited(), true),
+        EndCause::CreateFailed(_) => (Close::create_failed(), true),
+        EndCause::ContainerDied(why) => (Close::internal(format!("Container died: {why}")), false),
+        // No socket is attached when these happen; a late one is told the session is gone.
+        EndCause::GraceExpired | EndCause::ClientClosed => (Close::resume_rejected(), true),
+    }
+}
+
+impl WsBridge {
+    pub fn start(
+        state: AppState,
+        ip: IpAddr,
+        req: &HttpRequest,
+        payload: actix_web::web::Payload,
+    ) -> Result<HttpResponse, actix_web::Error> {
+        let max = state.config.max_message_bytes;
+        let bridge = WsBridge {
+            state,
+            conn_id: NEXT_CONN.fetch_add(1, Ordering::Relaxed),
+            ip,
+            phase: Phase::AwaitingAuth,
+            announces_client: false,
+            framer: Utf8Framer::default(),
+            last_seen: Instant::now(),
+            continuation: None,
+            session_id: None,
+            address_recipient: None,
+        };
+        ws::WsResponseBuilder::new(bridge, req, payload)
+            .frame_size(max)
+            .start()
+    }
+
+    fn control(&self, ctx: &mut ws::WebsocketContext<Self>, msg: ServerControl) {
+        ctx.binary(encode_control(&msg));
+    }
+
+    /// Tells the client why, closes with the same code and reason, and stops.
+    fn close_with(&mut self, ctx: &mut ws::WebsocketContext<Self>, close: Close, error: bool) {
+        if let Some(rest) = self.framer.flush() {
+            ctx.binary(rest);
+        }
+        let code = close.code;
+        let reason = close.reason.clone();
+        self.control(
+            ctx,
+            if error {
+                ServerControl::Error(close)
+            } else {
+                ServerControl::Disconnected(close)
+            },
+        );
+        ctx.close(Some(ws::CloseReason {
+            code: ws::CloseCode::from(code),
+            description: Some(reason),
+        }));
+        self.phase = Phase::Closing;
+        ctx.stop();
+    }
+
+    /// A refusal before or instead of a session: counted, audited, closed.
+    fn reject(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        close: Close,
+        event: &'static str,
+        kind: &str,
+    ) {
+        self.state.shared.metrics.reject(kind);
+        let mut audit = AuditEvent::new(event)
+            .client(self.ip)
+            .field("kind", kind)
+            .field("code", close.code);
+        if let Some(id) = self.session_id {
+            audit = audit.session(id);
+        }
+        self.state.shared.audit.record(audit);
+        log::info!(
+            "connection {} from {} refused: {} {}",
+            self.conn_id,
+            self.ip,
+            close.code,
+            close.reason
+        );
+        self.close_with(ctx, close, true);
+    }
+
+    fn handle_frame(&mut self, data: Bytes, ctx: &mut ws::WebsocketContext<Self>) {
+        match &self.phase {
+            Phase::AwaitingAuth => self.authenticate(data, ctx),
+            Phase::Opening => {
+                // Waiting for the registry (ctx.wait holds frames back); not reached.
+            }
+            Phase::Attached(session) => {
+                let session = session.clone();
+                match decode_client_frame(&data) {
+                    ClientFrame::Input(bytes) => session.do_send(Input(bytes)),
+                    ClientFrame::Resize { cols, rows } => session.do_send(Resize { cols, rows }),
+                    ClientFrame::Ping { ts } => self.control(ctx, ServerControl::Pong { ts }),
+                    ClientFrame::Ignored => {}
+                }
+            }
+            Phase::Closing => {}
+        }
+    }
+
+    fn authenticate(&mut self, data: Bytes, ctx: &mut ws::WebsocketContext<Self>) {
+        let config = &self.state.config;
+        let frame = match parse_auth_frame(&data, config.max_auth_bytes) {
+            Ok(frame) => frame,
+            Err(close) => {
+                let kind = if close.code == protocol::close::TOO_BIG {
+                    "auth_too_large"
+                } else {
+                    "auth_malformed"
+                };
+                return self.reject(ctx, close, "auth.rejected", kind);
+            }
+        };
+        let auth = match validate_auth(frame, &config.auth_policy, chrono::Utc::now().timestamp()) {
+            Ok(auth) => auth,
+            Err(close) => return self.reject(ctx, close, "auth.rejected", "credentials"),
+        };
+        if !auth.rejected_env.is_empty() {
+            self.state.shared.audit.record(
+                AuditEvent::new("env.rejected")
+                    .client(self.ip)
+                    .field("names", &auth.rejected_env),
+            );
+        }
+        self.announces_client = auth.announces_client;
+        if auth.resume_requested_invalid {
+            self.state.limiter.do_send(ResumeFailed { ip: self.ip });
+            return self.reject(
+                ctx,
+                Close::resume_rejected(),
+                "auth.rejected",
+                "resume_unknown",
+            );
+        }
+        self.phase = Phase::Opening;
+        match auth.session_id {
+            Some(id) => self.resume(id, auth, ctx),
+            None => self.open(auth, ctx),
+        }
+    }
+
+    fn client_handle(&self) -> ClientHandle {
+        ClientHandle {
+            conn_id: self.conn_id,
+            recipient: self.address_recipient.clone().expect("set at start"),
+            ip: self.ip,
+        }
+    }
+
+    fn resume(&mut self, id: Uuid, auth: ValidatedAuth, ctx: &mut ws::WebsocketContext<Self>) {
+        self.session_id = Some(id);
+        let fingerprint = self
+            .state
+            .fingerprint_key
+            .fingerprint(auth.api_key.as_deref(), auth.access_token.as_deref());
+        let limiter = self.state.limiter.clone();
+        let registry = self.state.registry.clone();
+        let ip = self.ip;
+        let client = self.client_handle();
+        ctx.wait(
+            async move {
+                match limiter.send(CheckResume { session_id: id, ip }).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(rejected)) => {
+                        return Err((
+                            Close::rate_limited(),
+                            "ratelimit.rejected",
+                            rejected.kind.as_str(),
+                        ))
+                    }
+                    Err(_) => {
+                        return Err((Close::internal("Server error"), "auth.rejected", "internal"))
+                    }
+                }
+                let found = registry
+                    .send(ResumeSession {
+                        session_id: id,
+                        fingerprint,
+                    })
+                    .await
+                    .unwrap_or(Err(Refusal::UnknownSession));
+                let session = match found {
+                    Ok(session) => session,
+                    Err(refusal) => {
+                        limiter.do_send(ResumeFailed { ip });
+                        return Err(match refusal {
+                            Refusal::CredentialsMismatch => (
+                                Close::credentials_mismatch(),
+                                "auth.rejected",
+                                "resume_credentials",
+                            ),
+                            _ => (Close::resume_rejected(), "auth.rejected", "resume_unknown"),
+                        });
+                    }
+                };
+                match session.send(Attach(client)).await {
+                    Ok(()) => Ok(session),
+                    Err(_) => Err((Close::resume_rejected(), "auth.rejected", "resume_unknown")),
+                }
+            }
+            .into_actor(self)
+            .map(|result, act, ctx| match result {
+                Ok(session) => act.phase = Phase::Attached(session),
+                Err((close, event, kind)) => act.reject(ctx, close, event, kind),
+            }),
+        );
+    }
+
+    fn open(&mut self, auth: ValidatedAuth, ctx: &mut ws::WebsocketContext<Self>) {
+        let fingerprint = self
+            .state
+            .fingerprint_key
+            .fingerprint(auth.api_key.as_deref(), auth.access_token.as_deref());
+        let limiter = self.state.limiter.clone();
+        let registry = self.state.registry.clone();
+        let ip = self.ip;
+        let client = self.client_handle();
+        ctx.wait(
+            async move {
+                let slot = match limiter.send(AcquireSessionSlot { ip }).await {
+                    Ok(Some(slot)) => slot,
+                    Ok(None) => {
+                        return Err((Close::rate_limited(), "ratelimit.rejected", "concurrency"))
+                    }
+                    Err(_) => {
+                        return Err((Close::internal("Server error"), "auth.rejected", "internal"))
+                    }
+                };
+                let request = SessionRequest {
+                    env: auth.env,
+                    api_key: auth.api_key,
+                    access_token: auth.access_token,
+                    fingerprint,
+                    client,
+                    slot: Some(slot),
+                    requested_at: Instant::now(),
+                };
+                match registry.send(OpenSession(request)).await {
+                    Ok(Ok(opened)) => Ok(opened),
+                    Ok(Err(Refusal::Draining)) => {
+                        Err((Close::shutting_down(), "ratelimit.rejected", "draining"))
+                    }
+                    Ok(Err(_)) => Err((Close::at_capacity(), "ratelimit.rejected", "capacity")),
+                    Err(_) => Err((Close::internal("Server error"), "auth.rejected", "internal")),
+                }
+            }
+            .into_actor(self)
+            .map(|result, act, ctx| match result {
+                Ok((id, session)) => {
+                    act.session_id = Some(id);
+                    act.phase = Phase::Attached(session);
+                }
+                Err((close, event, kind)) => act.reject(ctx, close, event, kind),
+            }),
+        );
+    }
+
+    fn dropped(&mut self, user_closed: bool) {
+        if let Phase::Attached(session) = &self.phase {
+            session.do_send(Detach {
+                conn_id: self.conn_id,
+                user_closed,
+            });
+        }
+        self.phase = Phase::Closing;
+    }
+}
+
+impl Actor for WsBridge {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.address_recipient = Some(ctx.address().recipient());
+        self.control(ctx, ServerControl::Connecting);
+        let deadline = self.state.config.auth_timeout;
+        ctx.run_later(deadline, |act, ctx| {
+            if matches!(act.phase, Phase::AwaitingAuth) {
+                act.reject(ctx, Close::auth_timeout(), "auth.rejected", "auth_timeout");
+            }
+        });
+        let every = self.state.config.heartbeat_interval;
+        ctx.run_interval(every, |act, ctx| {
+            if act.last_seen.elapsed() > act.state.config.client_timeout {
+                log::info!(
+                    "connection {} from {}: no answer to pings, dropping",
+                    act.conn_id,
+                    act.ip
+                );
+                act.dropped(false);
+                ctx.stop();
+            } else {
+                ctx.ping(b"");
+            }
+        });
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.dropped(false);
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsBridge {
+    fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        self.last_seen = Instant::now();
+        let msg = match msg {
+            Ok(msg) => msg,
+            Err(ws::ProtocolError::Overflow) => {
+                return self.reject(
+                    ctx,
+                    Close::too_big(),
+                    "ratelimit.rejected",
+                    "message_too_large",
+                );
+            }
+            Err(e) => {
+                log::debug!("connection {}: protocol error: {e}", self.conn_id);
+                self.dropped(false);
+                ctx.stop();
+                return;
+            }
+        };
+        match msg {
+            ws::Message::Text(text) => self.handle_frame(text.into_bytes(), ctx),
+            ws::Message::Binary(data) => self.handle_frame(data, ctx),
+            ws::Message::Continuation(item) => self.continue_frame(item, ctx),
+            ws::Message::Ping(payload) => ctx.pong(&payload),
+            ws::Message::Pong(_) => {}
+            ws::Message::Close(reason) => {
+                let user_closed = reason
+                    .as_ref()
+                    .map(|r| {
+                        client_close_ends_session(
+                            r.code.into(),
+                            r.description.as_deref().unwrap_or(""),
+                        )
+                    })
+                    .unwrap_or(false);
+                self.dropped(user_closed);
+                ctx.close(reason);
+                ctx.stop();
+            }
+            ws::Message::Nop => {}
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        // The socket is gone (reset or EOF) without a close frame: a drop, not an end.
+        self.dropped(false);
+        ctx.stop();
+    }
+}
+
+impl WsBridge {
+    /// Reassembles a fragmented message, capped at the message size limit.
+    fn continue_frame(&mut self, item: actix_http::ws::Item, ctx: &mut ws::WebsocketContext<Self>) {
+        let max = self.state.config.max_message_bytes;
+        let (chunk, last) = match item {
+            actix_http::ws::Item::FirstText(b) | actix_http::ws::Item::FirstBinary(b) => {
+                self.continuation = Some(BytesMut::new());
+                (b, false)
+            }
+            actix_http::ws::Item::Continue(b) => (b, false),
+            actix_http::ws::Item::Last(b) => (b, true),
+        };
+        let Some(buf) = self.continuation.as_mut() else {
+            return self.reject(
+                ctx,
+                Close::invalid_auth(),
+                "auth.rejected",
+                "bad_continuation",
+            );
+        };
+        if buf.len() + chunk.len() > max {
+            self.continuation = None;
+            return self.reject(
+                ctx,
+                Close::too_big(),
+                "ratelimit.rejected",
+                "message_too_large",
+            );
+        }
+        buf.extend_from_slice(&chunk);
+        if last {
+            let whole = self.continuation.take().expect("checked").freeze();
+            self.handle_frame(whole, ctx);
+        }
+    }
+}
+
+impl Handler<ToClient> for WsBridge {
+    type Result = ();
+
+    fn handle(&mut self, msg: ToClient, ctx: &mut Self::Context) {
+        if matches!(self.phase, Phase::Closing) {
+            return;
+        }
+        match msg {
+            ToClient::Connected { session_id } => {
+                self.session_id = Some(session_id);
+                if let Some(rest) = self.framer.flush() {
+                    ctx.binary(rest);
+                }
+                self.control(ctx, ServerControl::Connected);
+                self.control(ctx, ServerControl::Hello { session_id });
+                if !self.announces_client {
+                    ctx.binary(Bytes::from_static(OUTPUT_HANDSHAKE.as_bytes()));
+                }
+            }
+            ToClient::Output(data) => {
+                if let Some(frame) = self.framer.push(&data) {
+                    ctx.binary(frame);
+                }
+            }
+            ToClient::Warning {
+                reason,
+                seconds_left,
+            } => {
+                ctx.binary(warning_line(&reason, seconds_left));
+                self.control(
+                    ctx,
+                    ServerControl::Warning {
+                        reason,
+                        seconds_left,
+                    },
+                );
+            }
+            ToClient::Notice(text) => ctx.binary(notice_line(&text)),
+            ToClient::Ended(cause) => {
+                let (close, error) = close_for(&cause);
+                self.close_with(ctx, close, error);
+            }
+            ToClient::TakenOver => self.close_with(ctx, Close::taken_over(), false),
+        }
+    }
+}

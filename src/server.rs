@@ -1,0 +1,317 @@
+//! Start-up and shutdown: connect to Docker, make sure the image is there, report the
+//! host's protections, start the singleton actors and the listeners, and on SIGTERM or
+//! SIGINT drain every session, remove every container and flush the audit log.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix_web::{web, App, HttpServer};
+use termcell_actors::audit::{Audit, AuditEvent};
+use termcell_actors::credentials::FingerprintKey;
+use termcell_actors::docker::{DockerEngine, HostSecurity};
+use termcell_actors::metrics::Metrics;
+use termcell_actors::profile::{labels, SecurityProfile};
+use termcell_actors::ratelimit::RateLimiter;
+use termcell_actors::registry::{reap_previous_runs, Drain, Registry};
+use termcell_actors::session::EndCause;
+use termcell_actors::Shared;
+
+use crate::config::Config;
+use crate::state::{AppState, State};
+use crate::{admin, image, protections, routes};
+
+async fn connect() -> Result<DockerEngine, i32> {
+    DockerEngine::connect().await.map_err(|e| {
+        eprintln!("termcell: {e}");
+        1
+    })
+}
+
+/// The profile as this host can apply it: AppArmor only where it is enforced and loaded.
+fn effective_profile(config: &Config, host: &HostSecurity) -> SecurityProfile {
+    let mut profile = config.session.profile.clone();
+    if let Some(name) = &profile.apparmor_profile {
+        if !protections::apparmor_profile_usable(host, name) {
+            profile.apparmor_profile = None;
+        }
+    }
+    profile
+}
+
+pub async fn build_image(config: Config) -> i32 {
+    let Ok(engine) = connect().await else {
+        return 1;
+    };
+    match image::build_sandbox(&engine, &config.session.image, &config.busybox).await {
+        Ok(()) => {
+            println!("built {}", config.session.image);
+            0
+        }
+        Err(e) => {
+            eprintln!("termcell: {e}");
+            1
+        }
+    }
+}
+
+pub async fn verify(config: Config, probe: Option<PathBuf>) -> i32 {
+    let Ok(engine) = connect().await else {
+        return 1;
+    };
+    let host = match engine.host_security().await {
+        Ok(host) => host,
+        Err(e) => {
+            eprintln!("termcell verify: {e}");
+            return 1;
+        }
+    };
+    let profile = effective_profile(&config, &host);
+    for p in protections::report(&host, &profile) {
+        if !p.enforced {
+            println!("NOTE {}: not enforced on this host: {}", p.name, p.detail);
+        }
+    }
+    crate::verify::run(config, probe, profile).await
+}
+
+/// Removes every container of this server instance (the last step of a shutdown).
+async fn remove_instance_containers(
+    engine: &DockerEngine,
+    deployment: &str,
+    instance: &str,
+) -> usize {
+    let filter = [
+        format!("{}={deployment}", labels::DEPLOYMENT),
+        format!("{}={instance}", labels::INSTANCE),
+    ];
+    let mut removed = 0;
+    if let Ok(containers) = engine.list_managed(&filter).await {
+        for id in containers.into_iter().filter_map(|c| c.id) {
+            if engine.remove(&id).await.is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    removed
+}
+
+pub async fn serve(config: Config) -> i32 {
+    let Ok(engine) = connect().await else {
+        return 1;
+    };
+    let host = match engine.host_security().await {
+        Ok(host) => host,
+        Err(e) => {
+            eprintln!("termcell: {e}");
+            return 1;
+        }
+    };
+    match image::ensure_sandbox(
+        &engine,
+        &config.session.image,
+        config.default_image,
+        &config.busybox,
+    )
+    .await
+    {
+        Ok(true) => log::info!("built the sandbox image {}", config.session.image),
+        Ok(false) => {}
+        Err(e) => {
+            eprintln!("termcell: {e}");
+            return 1;
+        }
+    }
+    let mut settings = config.session.clone();
+    settings.profile = effective_profile(&config, &host);
+    log::info!(
+        "Docker {} (API {}), image {}, deployment {}",
+        host.server_version,
+        host.api_version,
+        settings.image,
+        settings.deployment
+    );
+    for p in protections::report(&host, &settings.profile) {
+        if p.enforced {
+            log::info!("protection {}: enforced ({})", p.name, p.detail);
+        } else {
+            log::warn!("protection {}: NOT enforced: {}", p.name, p.detail);
+        }
+    }
+
+    let audit = match Audit::start(config.audit.clone()) {
+        Ok(audit) => audit,
+        Err(e) => {
+            eprintln!(
+                "termcell: cannot open the audit log {}: {e} (set --audit-log, or AUDIT_LOGGING=false)",
+                config.audit.path.display()
+            );
+            return 1;
+        }
+    };
+    match reap_previous_runs(
+        &engine,
+        &settings.deployment,
+        &settings.instance,
+        config.reap_older_than,
+    )
+    .await
+    {
+        Ok(0) => {}
+        Ok(n) => log::warn!(
+            "removed {n} container(s) left by an earlier run of deployment {}",
+            settings.deployment
+        ),
+        Err(e) => log::warn!("could not sweep containers of earlier runs: {e}"),
+    }
+    audit.record(
+        AuditEvent::new("server.start")
+            .field("instance", &settings.instance)
+            .field("deployment", &settings.deployment)
+            .field("image", &settings.image),
+    );
+
+    let shared = Arc::new(Shared {
+        engine: engine.clone(),
+        settings,
+        audit: audit.clone(),
+        metrics: Metrics::new(),
+    });
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let arbiters: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
+    let registry = Registry::new(
+        shared.clone(),
+        arbiters.iter().map(|a| a.handle()).collect(),
+    )
+    .start();
+    let limits = shared.settings.limits.clone();
+    let limiter =
+        RateLimiter::start_in_arbiter(&Arbiter::new().handle(), move |_| RateLimiter::new(limits));
+
+    let state: AppState = Arc::new(State {
+        config: config.clone(),
+        shared: shared.clone(),
+        registry: registry.clone(),
+        limiter,
+        fingerprint_key: FingerprintKey::random(),
+        host_security: host,
+    });
+
+    let public_state = state.clone();
+    let public = match HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(public_state.clone()))
+            .configure(routes::configure)
+    })
+    .workers(threads)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .bind(config.listen)
+    {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("termcell: cannot listen on {}: {e}", config.listen);
+            return 1;
+        }
+    };
+    for addr in public.addrs() {
+        eprintln!("termcell listening on http://{addr}");
+    }
+    let public = public.run();
+    let public_handle = public.handle();
+    actix_rt::spawn(public);
+
+    let mut admin_handle = None;
+    match (config.admin_listen, &config.admin_token) {
+        (Some(listen), Some(_)) => {
+            let admin_state = state.clone();
+            match HttpServer::new(move || {
+                App::new()
+                    .app_data(web::Data::new(admin_state.clone()))
+                    .configure(admin::configure)
+            })
+            .workers(1)
+            .disable_signals()
+            .shutdown_timeout(1)
+            .bind(listen)
+            {
+                Ok(server) => {
+                    for addr in server.addrs() {
+                        eprintln!("termcell admin API listening on http://{addr}");
+                    }
+                    let server = server.run();
+                    admin_handle = Some(server.handle());
+                    actix_rt::spawn(server);
+                }
+                Err(e) => {
+                    eprintln!("termcell: cannot listen on {listen} (admin): {e}");
+                    return 1;
+                }
+            }
+        }
+        (Some(_), None) => log::warn!(
+            "admin API disabled: set TERMCELL_ADMIN_TOKEN or --admin-token-file to enable it"
+        ),
+        (None, _) => {}
+    }
+
+    wait_for_signal().await;
+    log::info!("shutting down: draining sessions");
+    let deadline = config.shutdown_timeout;
+    let shutdown = async {
+        public_handle.pause().await;
+        if let Some(h) = &admin_handle {
+            h.pause().await;
+        }
+        let live = registry
+            .send(Drain {
+                warn: Duration::ZERO,
+                cause: EndCause::Shutdown,
+                deadline,
+            })
+            .await
+            .unwrap_or(0);
+        // Give the bridges a moment to flush their close frames.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let removed = remove_instance_containers(
+            &engine,
+            &shared.settings.deployment,
+            &shared.settings.instance,
+        )
+        .await;
+        audit.record(
+            AuditEvent::new("server.stop")
+                .field("sessions_ended", live)
+                .field("containers_removed", removed),
+        );
+        audit.flush().await;
+    };
+    if tokio::time::timeout(deadline + Duration::from_secs(10), shutdown)
+        .await
+        .is_err()
+    {
+        log::error!("shutdown did not finish in time; exiting anyway");
+    }
+    public_handle.stop(false).await;
+    if let Some(h) = admin_handle {
+        h.stop(false).await;
+    }
+    for arbiter in arbiters {
+        arbiter.stop();
+    }
+    log::info!("stopped");
+    0
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,25 @@
+//! What every HTTP handler and WebSocket bridge shares: the config and the handles of the
+//! singleton actors. Built once, before the HTTP server starts.
+
+use std::sync::Arc;
+
+use actix::Addr;
+use termcell_actors::credentials::FingerprintKey;
+use termcell_actors::docker::HostSecurity;
+use termcell_actors::ratelimit::RateLimiter;
+use termcell_actors::registry::Registry;
+use termcell_actors::Shared;
+
+use crate::config::Config;
+
+pub struct State {
+    pub config: Config,
+    pub shared: Arc<Shared>,
+    pub registry: Addr<Registry>,
+    pub limiter: Addr<RateLimiter>,
+    pub fingerprint_key: FingerprintKey,
+    /// What `docker info` said at start about the protections this host enforces.
+    pub host_security: HostSecurity,
+}
+
+pub type AppState = Arc<State>;

@@ -1,0 +1,151 @@
+//! `termcell verify`: runs the probe in a sandbox created with exactly the server's
+//! security profile and reports one PASS/FAIL line per property.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use termcell_actors::docker::{DockerEngine, HostConfig};
+use termcell_actors::profile::{labels, ContainerSpec, SecurityProfile};
+
+use crate::config::Config;
+use crate::image;
+
+pub const PROBE_IMAGE: &str = "termcell-probe:latest";
+
+/// What the probe printed and how it exited.
+#[derive(Debug)]
+pub struct ProbeRun {
+    pub exit_code: i64,
+    pub output: String,
+}
+
+impl ProbeRun {
+    pub fn count(&self, verdict: &str) -> usize {
+        self.output
+            .lines()
+            .filter(|l| l.starts_with(&format!("{verdict} ")))
+            .count()
+    }
+}
+
+/// The probe's expectations, from the profile it checks.
+pub fn probe_env(profile: &SecurityProfile) -> Vec<String> {
+    let mut env = vec![
+        format!("TERMCELL_PROBE_PIDS={}", profile.pids_limit),
+        format!("TERMCELL_PROBE_MEMORY={}", profile.memory_bytes),
+        format!("TERMCELL_PROBE_CPUS={}", profile.nano_cpus as f64 / 1e9),
+        "HOME=/home/user".to_string(),
+    ];
+    if let Some(dir) = &profile.config_dir {
+        env.push(format!("TERMCELL_PROBE_CONFIG_DIR={dir}"));
+    }
+    env
+}
+
+/// Runs the probe image in a new container with `host_config` (the profile under test)
+/// and collects what it prints.
+pub async fn run_probe(
+    engine: &DockerEngine,
+    host_config: HostConfig,
+    user: &str,
+    env: Vec<String>,
+    deployment: &str,
+) -> Result<ProbeRun, String> {
+    let name = format!("termcell-verify-{}", uuid::Uuid::new_v4().simple());
+    let spec = ContainerSpec {
+        image: PROBE_IMAGE,
+        cmd: None,
+        env,
+        labels: HashMap::from([
+            (
+                labels::MANAGED_BY.to_string(),
+                labels::MANAGED_BY_VALUE.to_string(),
+            ),
+            (labels::DEPLOYMENT.to_string(), deployment.to_string()),
+            (labels::INSTANCE.to_string(), "verify".to_string()),
+            (labels::SESSION.to_string(), name.clone()),
+        ]),
+        cols: 120,
+        rows: 40,
+    };
+    let mut body = SecurityProfile::default().create_body(&spec);
+    body.user = Some(user.to_string());
+    body.open_stdin = Some(false);
+    body.network_disabled = Some(host_config.network_mode.as_deref() == Some("none"));
+    body.host_config = Some(host_config);
+    let (exit_code, output) = engine
+        .run_to_completion(&name, body, Duration::from_secs(180), 1024 * 1024)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(ProbeRun {
+        exit_code,
+        output: String::from_utf8_lossy(&output).replace('\r', ""),
+    })
+}
+
+fn default_probe_path() -> PathBuf {
+    let host = if cfg!(target_arch = "x86_64") {
+        "x86_64-unknown-linux-gnu"
+    } else {
+        "aarch64-unknown-linux-gnu"
+    };
+    let beside_exe = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join("termcell-probe")));
+    let in_tree = PathBuf::from(format!("target/probe/{host}/release/termcell-probe"));
+    match beside_exe {
+        Some(p)
+            if p.exists()
+                && crate::image::is_static_elf(&std::fs::read(&p).unwrap_or_default()) =>
+        {
+            p
+        }
+        _ => in_tree,
+    }
+}
+
+/// The `verify` command; returns the process exit code.
+pub async fn run(config: Config, probe: Option<PathBuf>, profile: SecurityProfile) -> i32 {
+    let engine = match DockerEngine::connect().await {
+        Ok(engine) => engine,
+        Err(e) => {
+            eprintln!("termcell verify: {e}");
+            return 1;
+        }
+    };
+    let probe = probe.unwrap_or_else(default_probe_path);
+    if let Err(e) = image::build_probe(&engine, PROBE_IMAGE, Path::new(&probe)).await {
+        eprintln!("termcell verify: {e}");
+        return 1;
+    }
+    let user = format!("{}:{}", profile.uid, profile.gid);
+    let run = run_probe(
+        &engine,
+        profile.host_config(),
+        &user,
+        probe_env(&profile),
+        &config.session.deployment,
+    )
+    .await;
+    match run {
+        Ok(run) => {
+            print!("{}", run.output);
+            let failed = run.count("FAIL");
+            if run.exit_code == 0 && failed == 0 && run.count("PASS") > 0 {
+                println!("verify: the server's sandbox profile holds on this host");
+                0
+            } else {
+                println!(
+                    "verify: {failed} check(s) failed (probe exit code {})",
+                    run.exit_code
+                );
+                1
+            }
+        }
+        Err(e) => {
+            eprintln!("termcell verify: running the probe failed: {e}");
+            1
+        }
+    }
+}

@@ -1,0 +1,86 @@
+// Headless Chromium from the distribution (no browser download) with a throw-away profile,
+// and small helpers to read the terminal page's state and screen.
+import { chromium } from 'playwright-core';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+const CHROMIUM = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
+const ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+/** Launches Chromium with a fresh user-data dir; `close()` removes the dir. */
+export async function launchBrowser() {
+  const profile = await mkdtemp(path.join(tmpdir(), 'termcell-chromium-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ARGS,
+    viewport: { width: 1000, height: 620 },
+  });
+  return {
+    context,
+    async close() {
+      await context.close();
+      await rm(profile, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The whole terminal buffer (scrollback included) as text, one line per buffer row. */
+export function screenText(page) {
+  return page.evaluate(() => {
+    const buffer = window.termcell.term.buffer.active;
+    const lines = [];
+    for (let i = 0; i < buffer.length; i += 1) lines.push(buffer.getLine(i)?.translateToString(true) ?? '');
+    return lines.join('\n');
+  });
+}
+
+/** Waits until a line of the terminal buffer equals `line` (after trimming). */
+export async function waitForLine(page, line, timeout = 15_000) {
+  try {
+    await page.waitForFunction(
+      (wanted) => {
+        const buffer = window.termcell.term.buffer.active;
+        for (let i = 0; i < buffer.length; i += 1) {
+          if (buffer.getLine(i)?.translateToString(true).trim() === wanted) return true;
+        }
+        return false;
+      },
+      line,
+      { timeout, polling: 50 },
+    );
+  } catch (err) {
+    throw new Error(`line ${JSON.stringify(line)} not on screen: ${err.message}\n--- screen ---\n${await screenText(page)}`);
+  }
+}
+
+export function pageState(page) {
+  return page.evaluate(() => ({ state: window.termcell.state, sessionId: window.termcell.sessionId }));
+}
+
+export async function waitForState(page, state, timeout = 20_000) {
+  try {
+    await page.waitForFunction((wanted) => window.termcell?.state === wanted, state, { timeout, polling: 20 });
+  } catch (err) {
+    const now = await page.evaluate(() => window.termcell?.state).catch(() => 'no page');
+    const status = await page.textContent('#status-text').catch(() => '');
+    throw new Error(`state ${state} not reached (now ${now}, status "${status}"): ${err.message}`);
+  }
+}
+
+/** Types a command into the terminal the way a user does (keyboard events), then Enter. */
+export async function run(page, command) {
+  await page.locator('#terminal').click();
+  await page.keyboard.type(command, { delay: 5 });
+  await page.keyboard.press('Enter');
+}

@@ -1,0 +1,471 @@
+//! Test support: start the real termcell binary on a free port against the real Docker
+//! engine, talk to it over a real WebSocket, and look at its containers by label.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use parking_lot::Mutex;
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+pub const CTRL: &[u8] = b"\x00\x00ABLY_CTRL:";
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+pub const HANDSHAKE: &str =
+    r#"{"stream":true,"stdin":true,"stdout":true,"stderr":true,"hijack":true}"#;
+
+pub struct Server {
+    pub child: Option<Child>,
+    pub addr: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    pub deployment: String,
+    pub dir: PathBuf,
+    pub log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    pub fn start(extra: &[&str]) -> Server {
+        Self::start_with(extra, &[])
+    }
+
+    pub fn start_with(extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let deployment = format!("it-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let dir = std::env::temp_dir().join(format!("termcell-{deployment}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self::start_in(&deployment, &dir, extra, env)
+    }
+
+    /// Starts a server for an existing deployment name (to test a restart).
+    pub fn start_in(
+        deployment: &str,
+        dir: &std::path::Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
+        let audit = dir.join("audit.log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_termcell"));
+        cmd.args([
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--deployment",
+            deployment,
+            "--audit-log",
+            audit.to_str().unwrap(),
+            // Tests open many connections from one address.
+            "--connections-per-minute",
+            "1000",
+            "--connection-burst",
+            "200",
+            "--max-sessions-per-ip",
+            "50",
+        ])
+        .args(extra)
+        .env("TERMCELL_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("start termcell");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("termcell listening on http://") {
+                    let _ = tx.send(("public", addr.to_string()));
+                }
+                if let Some(addr) = line.strip_prefix("termcell admin API listening on http://") {
+                    let _ = tx.send(("admin", addr.to_string()));
+                }
+                let mut log = sink.lock();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let mut addr = None;
+        let mut admin = None;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while addr.is_none() || admin.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(("public", a)) => addr = Some(a.parse().unwrap()),
+                Ok((_, a)) => admin = Some(a.parse().unwrap()),
+                Err(_) => panic!("termcell did not start; its log:\n{}", log.lock()),
+            }
+        }
+        Server {
+            child: Some(child),
+            addr: addr.unwrap(),
+            admin,
+            deployment: deployment.to_string(),
+            dir: dir.to_path_buf(),
+            log,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/", self.addr)
+    }
+
+    pub fn http(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin.expect("admin listener"), path)
+    }
+
+    pub fn audit_path(&self) -> PathBuf {
+        self.dir.join("audit.log")
+    }
+
+    pub fn audit_lines(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.audit_path())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Resident set size of the server process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    }
+
+    /// The server's containers (all states).
+    pub fn containers(&self) -> Vec<String> {
+        containers_with_label(&format!("termcell.deployment={}", self.deployment))
+    }
+
+    pub fn wait_no_containers(&self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            if self.containers().is_empty() {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit; returns its exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        let child = self.child.as_mut()?;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some(status.code().unwrap_or(-1));
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        remove_containers(&format!("termcell.deployment={}", self.deployment));
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn containers_with_label(label: &str) -> Vec<String> {
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--no-trunc",
+            "--filter",
+            &format!("label={label}"),
+        ])
+        .output()
+        .expect("docker ps");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+pub fn remove_containers(label: &str) {
+    for id in containers_with_label(label) {
+        let _ = Command::new("docker")
+            .args(["rm", "-f", &id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+pub fn docker_inspect(id: &str) -> Value {
+    let out = Command::new("docker")
+        .args(["inspect", id])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v[0].clone()
+}
+
+/// What arrived on a client socket.
+#[derive(Debug)]
+pub enum Event {
+    Control(Value),
+    Output(Vec<u8>),
+    Closed(Option<(u16, String)>),
+}
+
+pub struct Client {
+    pub ws: WebSocketStream<TcpStream>,
+    pub output: Vec<u8>,
+    pub controls: Vec<Value>,
+    pub closed: Option<Option<(u16, String)>>,
+}
+
+impl Client {
+    pub async fn connect(server: &Server) -> Client {
+        Self::connect_with(server, &[]).await
+    }
+
+    pub async fn connect_with(server: &Server, headers: &[(&str, &str)]) -> Client {
+        let tcp = TcpStream::connect(server.addr).await.unwrap();
+        let mut request =
+            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+                server.url(),
+            )
+            .unwrap();
+        for (k, v) in headers {
+            request.headers_mut().insert(
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+            max_message_size: Some(64 << 20),
+            max_frame_size: Some(64 << 20),
+            ..Default::default()
+        };
+        let (ws, _) = tokio_tungstenite::client_async_with_config(request, tcp, Some(config))
+            .await
+            .expect("websocket handshake");
+        Client {
+            ws,
+            output: Vec::new(),
+            controls: Vec::new(),
+            closed: None,
+        }
+    }
+
+    /// Connects and opens a session: waits for `hello` and returns the session id.
+    pub async fn session(server: &Server) -> (Client, String) {
+        let mut c = Client::connect(server).await;
+        c.auth(serde_json::json!({"apiKey": "app.key:secret"}))
+            .await;
+        let id = c.wait_hello().await;
+        (c, id)
+    }
+
+    pub async fn auth(&mut self, frame: Value) {
+        self.send_text(&frame.to_string()).await;
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::Text(text.to_string())).await.unwrap();
+    }
+
+    pub async fn send_binary(&mut self, data: Vec<u8>) {
+        self.ws.send(Message::Binary(data)).await.unwrap();
+    }
+
+    pub async fn close(&mut self, code: u16, reason: &str) {
+        let _ = self
+            .ws
+            .close(Some(CloseFrame {
+                code: CloseCode::from(code),
+                reason: reason.to_string().into(),
+            }))
+            .await;
+    }
+
+    /// The next event, or None after `within`.
+    pub async fn next(&mut self, within: Duration) -> Option<Event> {
+        if self.closed.is_some() {
+            return None;
+        }
+        let msg = tokio::time::timeout(within, self.ws.next()).await.ok()?;
+        let event = match msg {
+            None | Some(Err(_)) => Event::Closed(None),
+            Some(Ok(Message::Close(frame))) => {
+                Event::Closed(frame.map(|f| (u16::from(f.code), f.reason.to_string())))
+            }
+            Some(Ok(Message::Binary(data))) => {
+                if data.starts_with(CTRL) {
+                    Event::Control(serde_json::from_slice(&data[CTRL.len()..]).unwrap())
+                } else {
+                    Event::Output(data)
+                }
+            }
+            Some(Ok(Message::Text(text))) => Event::Output(text.into_bytes()),
+            Some(Ok(_)) => return Some(Event::Output(Vec::new())),
+        };
+        match &event {
+            Event::Control(v) => self.controls.push(v.clone()),
+            Event::Output(d) => self.output.extend_from_slice(d),
+            Event::Closed(c) => self.closed = Some(c.clone()),
+        }
+        Some(event)
+    }
+
+    /// Reads until a control message with this `type`/`payload` arrives.
+    pub async fn wait_control(
+        &mut self,
+        kind: &str,
+        payload: Option<&str>,
+        within: Duration,
+    ) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(found) = self
+                .controls
+                .iter()
+                .find(|v| v["type"] == kind && payload.is_none_or(|p| v["payload"] == p))
+            {
+                return found.clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.next(left).await.is_none() {
+                panic!(
+                    "no {kind} {payload:?} control within {within:?}; controls {:?}, closed {:?}, output {:?}",
+                    self.controls,
+                    self.closed,
+                    String::from_utf8_lossy(&self.output)
+                );
+            }
+        }
+    }
+
+    pub async fn wait_hello(&mut self) -> String {
+        let hello = self
+            .wait_control("hello", None, Duration::from_secs(60))
+            .await;
+        hello["sessionId"].as_str().unwrap().to_string()
+    }
+
+    /// Reads output until it contains `needle` (searching all output so far).
+    pub async fn wait_output(&mut self, needle: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let text = String::from_utf8_lossy(&self.output).to_string();
+            if text.contains(needle) {
+                return text;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.next(left).await.is_none() {
+                panic!(
+                    "output never contained {needle:?} within {within:?}; got {text:?}; controls {:?}, closed {:?}",
+                    self.controls, self.closed
+                );
+            }
+        }
+    }
+
+    /// Reads until the socket closes; returns the close code and reason.
+    pub async fn wait_close(&mut self, within: Duration) -> Option<(u16, String)> {
+        let deadline = Instant::now() + within;
+        while self.closed.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.next(left).await.is_none() && self.closed.is_none() {
+                panic!(
+                    "socket did not close within {within:?}; controls {:?}, output {:?}",
+                    self.controls,
+                    String::from_utf8_lossy(&self.output)
+                );
+            }
+        }
+        self.closed.clone().unwrap()
+    }
+
+    /// Runs a command line in the shell and waits for a marker after it.
+    pub async fn run(&mut self, command: &str, marker: &str) -> String {
+        self.send_text(&format!("{command}\r")).await;
+        self.wait_output(marker, Duration::from_secs(20)).await
+    }
+
+    /// Drops the TCP connection with a reset (no close frame).
+    pub fn reset(self) {
+        let tcp = self.ws.get_ref();
+        socket2::SockRef::from(tcp)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(self);
+    }
+}
+
+/// The session's container id, by its session label.
+pub fn container_of(session_id: &str) -> Option<String> {
+    containers_with_label(&format!("termcell.session={session_id}"))
+        .into_iter()
+        .next()
+}
+
+pub fn wait_gone(session_id: &str, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if container_of(session_id).is_none() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Runs `docker exec` in a session container as the session user.
+pub fn docker_exec(container: &str, script: &str) -> String {
+    let out = Command::new("docker")
+        .args(["exec", container, "/bin/sh", "-c", script])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+}

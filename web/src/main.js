@@ -1,0 +1,206 @@
+// The built-in terminal page: an xterm.js terminal wired to one Connection, a status bar,
+// a warning banner and a credentials form. Terminal output never reaches the DOM as HTML.
+
+import { Terminal } from '@xterm/xterm';
+import { FitAddon } from '@xterm/addon-fit';
+import { WebLinksAddon } from '@xterm/addon-web-links';
+import '@xterm/xterm/css/xterm.css';
+import './style.css';
+
+import { Connection } from './connection.js';
+import { credentialsFromFragment, isSafeLink } from './protocol.js';
+
+const RESIZE_DEBOUNCE_MS = 120;
+const NOTICE_MS = 6000;
+const OSC_CLIPBOARD = 52;
+
+const el = (id) => document.getElementById(id);
+const ui = {
+  terminal: el('terminal'),
+  banner: el('banner'),
+  dot: el('status-dot'),
+  state: el('status-text'),
+  title: el('status-title'),
+  newSession: el('new-session'),
+  credentials: el('credentials'),
+  credentialsReason: el('credentials-reason'),
+  apiKey: el('api-key'),
+  accessToken: el('access-token'),
+};
+
+const term = new Terminal({
+  cursorBlink: true,
+  fontFamily: 'ui-monospace, "DejaVu Sans Mono", "Cascadia Mono", Menlo, Consolas, monospace',
+  fontSize: 14,
+  lineHeight: 1.15,
+  scrollback: 5000,
+  // OSC 8 hyperlinks go through the same protocol check as detected links.
+  linkHandler: { activate: (_event, uri) => openLink(uri), allowNonHttpProtocols: false },
+  theme: {
+    background: '#0f1216',
+    foreground: '#d7dde6',
+    cursor: '#7fd1b9',
+    cursorAccent: '#0f1216',
+    selectionBackground: '#2f4a5a',
+    black: '#1c2128',
+    red: '#e36d76',
+    green: '#98c379',
+    yellow: '#e5c07b',
+    blue: '#61afef',
+    magenta: '#c678dd',
+    cyan: '#56b6c2',
+    white: '#b8c0cc',
+    brightBlack: '#5c6672',
+    brightRed: '#ff8891',
+    brightGreen: '#b5e38f',
+    brightYellow: '#f5d38f',
+    brightBlue: '#82c3ff',
+    brightMagenta: '#dd9cf0',
+    brightCyan: '#74d3de',
+    brightWhite: '#eef1f5',
+  },
+});
+const fit = new FitAddon();
+term.loadAddon(fit);
+term.loadAddon(new WebLinksAddon((_event, uri) => openLink(uri)));
+// No program in the sandbox may write the user's clipboard: swallow OSC 52.
+term.parser.registerOscHandler(OSC_CLIPBOARD, () => true);
+term.open(ui.terminal);
+fit.fit();
+
+function openLink(uri) {
+  if (isSafeLink(uri)) window.open(uri, '_blank', 'noopener,noreferrer');
+}
+
+const wsUrl = `${window.location.protocol === 'https:' ? 'wss:' : 'ws:'}//${window.location.host}/`;
+const connection = new Connection({
+  url: wsUrl,
+  storage: window.sessionStorage,
+  credentials: credentialsFromFragment(window.location.hash),
+  size: () => ({ cols: term.cols, rows: term.rows }),
+  on: {
+    state: showState,
+    output: (data) => term.write(data),
+    hello: () => {
+      // The server replays the session's output after hello: start from a clean screen so
+      // a resumed session is not drawn twice.
+      term.reset();
+      hideBanner();
+      term.focus();
+    },
+    warning: showWarning,
+    notice: (text) => showBanner(text, 'info', NOTICE_MS),
+  },
+});
+
+term.onData((data) => {
+  connection.sendInput(data);
+  if (banner.idle) hideBanner();
+});
+term.onResize(({ cols, rows }) => connection.resize(cols, rows));
+// The title comes from the sandbox: text only.
+term.onTitleChange((title) => {
+  ui.title.textContent = title;
+});
+
+let resizeTimer = null;
+window.addEventListener('resize', () => {
+  clearTimeout(resizeTimer);
+  resizeTimer = setTimeout(() => fit.fit(), RESIZE_DEBOUNCE_MS);
+});
+
+// The status bar.
+let countdownTimer = null;
+function showState(state, detail) {
+  clearInterval(countdownTimer);
+  ui.dot.dataset.state = state;
+  ui.newSession.hidden = state !== 'ended' && state !== 'credentials';
+  ui.credentials.hidden = state !== 'credentials';
+  switch (state) {
+    case 'connecting':
+      ui.state.textContent = 'connecting…';
+      break;
+    case 'connected':
+      ui.state.textContent = 'connected';
+      break;
+    case 'reconnecting': {
+      const tick = () => {
+        const seconds = Math.max(0, Math.ceil((detail.until - Date.now()) / 1000));
+        ui.state.textContent = `reconnecting in ${seconds}s (${detail.reason})`;
+      };
+      tick();
+      countdownTimer = setInterval(tick, 250);
+      break;
+    }
+    case 'ended':
+      ui.state.textContent = `ended: ${detail.reason}`;
+      hideBanner();
+      break;
+    case 'credentials':
+      ui.state.textContent = `credentials needed: ${detail.reason}`;
+      ui.credentialsReason.textContent = detail.reason;
+      ui.apiKey.focus();
+      break;
+    default:
+      ui.state.textContent = state;
+  }
+}
+
+// The banner: server warnings (with a live countdown) and short notices.
+const banner = { timer: null, idle: false };
+function showWarning(reason, secondsLeft) {
+  const deadline = Date.now() + secondsLeft * 1000;
+  // An idle warning is void once the user types again.
+  banner.idle = /inactiv|idle/i.test(reason);
+  clearInterval(banner.timer);
+  const tick = () => {
+    const left = Math.max(0, Math.ceil((deadline - Date.now()) / 1000));
+    ui.banner.textContent = `${reason} (${left}s left)`;
+    if (left === 0) hideBanner();
+  };
+  ui.banner.dataset.kind = 'warning';
+  ui.banner.hidden = false;
+  tick();
+  banner.timer = setInterval(tick, 1000);
+}
+
+function showBanner(text, kind, durationMs) {
+  clearInterval(banner.timer);
+  banner.idle = false;
+  ui.banner.textContent = text;
+  ui.banner.dataset.kind = kind;
+  ui.banner.hidden = false;
+  banner.timer = setTimeout(hideBanner, durationMs);
+}
+
+function hideBanner() {
+  clearInterval(banner.timer);
+  banner.idle = false;
+  ui.banner.hidden = true;
+}
+
+ui.newSession.addEventListener('click', () => {
+  term.reset();
+  connection.newSession();
+});
+
+ui.credentials.addEventListener('submit', (event) => {
+  event.preventDefault();
+  connection.setCredentials({ apiKey: ui.apiKey.value.trim(), accessToken: ui.accessToken.value.trim() });
+  ui.accessToken.value = '';
+  ui.apiKey.value = '';
+});
+
+// Read-only view for tests and for debugging from the console.
+window.termcell = Object.freeze({
+  get state() {
+    return connection.state;
+  },
+  get sessionId() {
+    return connection.sessionId;
+  },
+  term,
+  dropForTest: () => connection.dropForTest(),
+});
+
+connection.connect();
