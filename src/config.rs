@@ -40,7 +40,7 @@ fn invalid(setting: &'static str, message: impl Into<String>) -> ConfigError {
 /// termcell: a web terminal server that gives every browser session its own freshly
 /// created, hardened Docker container.
 #[derive(Debug, Parser)]
-#[command(name = "termcell", version, about, long_about = None)]
+#[command(name = "termcell", version, about, long_about = None, args_override_self = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,

@@ -84,25 +84,35 @@ pub async fn run_probe(
     })
 }
 
-fn default_probe_path() -> PathBuf {
+/// Where docker/build-probe.sh leaves the probe, relative to a workspace's target dir.
+fn built_probe_relative() -> PathBuf {
     let host = if cfg!(target_arch = "x86_64") {
         "x86_64-unknown-linux-gnu"
     } else {
         "aarch64-unknown-linux-gnu"
     };
-    let beside_exe = std::env::current_exe()
+    PathBuf::from(format!("probe/{host}/release/termcell-probe"))
+}
+
+/// The probe when `--probe` is not given: a static `termcell-probe` beside the binary, the
+/// build script's output next to this binary's target dir (`target/debug/termcell` →
+/// `target/probe/...`), or the build script's output under `./target`.
+fn default_probe_path() -> PathBuf {
+    let exe_dir = std::env::current_exe()
         .ok()
-        .and_then(|exe| exe.parent().map(|d| d.join("termcell-probe")));
-    let in_tree = PathBuf::from(format!("target/probe/{host}/release/termcell-probe"));
-    match beside_exe {
-        Some(p)
-            if p.exists()
-                && crate::image::is_static_elf(&std::fs::read(&p).unwrap_or_default()) =>
-        {
-            p
+        .and_then(|exe| exe.parent().map(Path::to_path_buf));
+    let mut candidates = Vec::new();
+    if let Some(dir) = &exe_dir {
+        candidates.push(dir.join("termcell-probe"));
+        if let Some(target) = dir.parent() {
+            candidates.push(target.join(built_probe_relative()));
         }
-        _ => in_tree,
     }
+    let in_tree = Path::new("target").join(built_probe_relative());
+    candidates
+        .into_iter()
+        .find(|p| image::is_static_elf(&std::fs::read(p).unwrap_or_default()))
+        .unwrap_or(in_tree)
 }
 
 /// The `verify` command; returns the process exit code.

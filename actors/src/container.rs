@@ -115,13 +115,14 @@ impl ContainerActor {
         }
     }
 
-    fn run_tty(&mut self, tty: RawTty) {
+    fn run_tty(&mut self, id: String, tty: RawTty) {
         let RawTty {
             mut reader,
             mut writer,
             initial,
         } = tty;
         let session = self.session.clone();
+        let engine = self.shared.engine.clone();
         actix::spawn(async move {
             if !initial.is_empty() && session.send(ContainerOutput(initial)).await.is_err() {
                 return;
@@ -139,7 +140,7 @@ impl ContainerActor {
                     }
                 }
             }
-            session.do_send(ContainerStatus::ShellExited);
+            session.do_send(why_it_ended(&engine, &id).await);
         });
         let (tx, mut rx) = mpsc::channel::<Bytes>(INPUT_QUEUE);
         self.input = Some(tx);
@@ -151,6 +152,31 @@ impl ContainerActor {
             }
             let _ = writer.shutdown().await;
         });
+    }
+}
+
+/// The TTY stream ended: the shell exited, or the container was killed, OOM-killed or
+/// removed from outside (then the session ends with 1011 and the cause).
+async fn why_it_ended(engine: &DockerEngine, id: &str) -> ContainerStatus {
+    use bollard::models::ContainerStateStatusEnum as Status;
+    let state = match engine.inspect(id).await {
+        Ok(inspect) => inspect.state.unwrap_or_default(),
+        Err(e) if e.status() == Some(404) => {
+            return ContainerStatus::Failed("container removed".into())
+        }
+        Err(_) => return ContainerStatus::ShellExited,
+    };
+    match state.status {
+        Some(Status::REMOVING) | Some(Status::DEAD) => {
+            ContainerStatus::Failed("container removed".into())
+        }
+        // The init process exits with 137 only when it was sent SIGKILL. OOMKilled alone
+        // is not enough: a hog killed earlier marks it while the shell lives on.
+        _ if state.exit_code == Some(137) && state.oom_killed == Some(true) => {
+            ContainerStatus::Failed("out of memory".into())
+        }
+        _ if state.exit_code == Some(137) => ContainerStatus::Failed("container killed".into()),
+        _ => ContainerStatus::ShellExited,
     }
 }
 
@@ -216,10 +242,9 @@ impl Actor for ContainerActor {
                     act.id = id.clone();
                     match result {
                         Ok(tty) => {
-                            act.run_tty(tty);
-                            act.session.do_send(ContainerStatus::Ready {
-                                container_id: id.expect("a started container has an id"),
-                            });
+                            let id = id.expect("a started container has an id");
+                            act.run_tty(id.clone(), tty);
+                            act.session.do_send(ContainerStatus::Ready { container_id: id });
                         }
                         Err(detail) => {
                             act.session.do_send(ContainerStatus::Failed(detail));

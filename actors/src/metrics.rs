@@ -2,7 +2,7 @@
 //! Names are prefixed `termcell_`; the HTTP side only renders them.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts,
     Registry, TextEncoder,
 };
 
@@ -20,7 +20,6 @@ pub struct Metrics {
     pub rejections: IntCounterVec,
     pub resumes: IntCounter,
     pub docker_errors: IntCounterVec,
-    pub docker_op_seconds: HistogramVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -80,12 +79,6 @@ impl Metrics {
                 &["op"],
             )
             .expect("valid"),
-            docker_op_seconds: HistogramVec::new(
-                HistogramOpts::new("docker_op_seconds", "Docker engine call latency")
-                    .buckets(LATENCY_BUCKETS.to_vec()),
-                &["op"],
-            )
-            .expect("valid"),
             registry,
         };
         let r = &m.registry;
@@ -108,8 +101,6 @@ impl Metrics {
         r.register(Box::new(m.rejections.clone())).expect("unique");
         r.register(Box::new(m.resumes.clone())).expect("unique");
         r.register(Box::new(m.docker_errors.clone()))
-            .expect("unique");
-        r.register(Box::new(m.docker_op_seconds.clone()))
             .expect("unique");
         m
     }

@@ -66,6 +66,15 @@ impl Registry {
     }
 
     fn reap_orphans(&mut self, ctx: &mut Context<Self>) {
+        // A session actor that panicked never unregistered: forget it, so its capacity
+        // comes back and its container counts as orphaned below.
+        self.sessions.retain(|id, entry| {
+            let alive = entry.addr.connected();
+            if !alive {
+                log::error!("session {} vanished without ending; reaping it", crate::session::short(*id));
+            }
+            alive
+        });
         let engine = self.shared.engine.clone();
         let shared = self.shared.clone();
         let owned: Vec<String> = self.sessions.keys().map(|id| id.to_string()).collect();

@@ -205,7 +205,6 @@ pub struct SessionActor {
     last_input: Option<DateTime<Utc>>,
     bytes_in: u64,
     bytes_out: u64,
-    oom_seen: bool,
     setup: Option<ContainerSetup>,
     _slot: Option<SessionSlot>,
 }
@@ -245,7 +244,6 @@ impl SessionActor {
             last_input: None,
             bytes_in: 0,
             bytes_out: 0,
-            oom_seen: false,
             setup: Some(setup),
             _slot: request.slot,
             shared,
@@ -544,14 +542,7 @@ impl Handler<ContainerStatus> for SessionActor {
                 }
                 self.pending_input_bytes = 0;
             }
-            ContainerStatus::ShellExited => {
-                let cause = if self.oom_seen {
-                    EndCause::ContainerDied("out of memory".into())
-                } else {
-                    EndCause::ShellExited
-                };
-                self.finish(cause, ctx);
-            }
+            ContainerStatus::ShellExited => self.finish(EndCause::ShellExited, ctx),
             ContainerStatus::Failed(detail) => {
                 log::warn!("session {}: sandbox failed: {detail}", short(self.id));
                 let cause = if self.announced_ready {
@@ -571,7 +562,6 @@ impl Handler<ContainerEventNotice> for SessionActor {
     fn handle(&mut self, msg: ContainerEventNotice, ctx: &mut Context<Self>) {
         match msg.action.as_str() {
             "oom" => {
-                self.oom_seen = true;
                 self.shared.audit.record(
                     AuditEvent::new("security.oom")
                         .session(self.id)

@@ -45,23 +45,43 @@ export function screenText(page) {
   });
 }
 
-/** Waits until a line of the terminal buffer equals `line` (after trimming). */
-export async function waitForLine(page, line, timeout = 15_000) {
+/**
+ * Waits until a line of the terminal buffer contains `text` (or, with `exact`, is exactly
+ * `text` after trimming). Tests print computed values (`$((6*7))`) so that the typed command
+ * itself never matches.
+ */
+export async function waitForLine(page, text, { timeout = 15_000, exact = false } = {}) {
   try {
     await page.waitForFunction(
-      (wanted) => {
+      ([wanted, whole]) => {
         const buffer = window.termcell.term.buffer.active;
         for (let i = 0; i < buffer.length; i += 1) {
-          if (buffer.getLine(i)?.translateToString(true).trim() === wanted) return true;
+          const line = buffer.getLine(i)?.translateToString(true).trim() ?? '';
+          if (whole ? line === wanted : line.includes(wanted)) return true;
         }
         return false;
       },
-      line,
+      [text, exact],
       { timeout, polling: 50 },
     );
   } catch (err) {
-    throw new Error(`line ${JSON.stringify(line)} not on screen: ${err.message}\n--- screen ---\n${await screenText(page)}`);
+    throw new Error(`${JSON.stringify(text)} not on screen: ${err.message}\n--- screen ---\n${await screenText(page)}`);
   }
+}
+
+/** Waits until the shell has printed something (its prompt), so typing does not race it. */
+export async function waitForPrompt(page, timeout = 15_000) {
+  await page.waitForFunction(
+    () => {
+      const buffer = window.termcell.term.buffer.active;
+      for (let i = 0; i < buffer.length; i += 1) {
+        if (buffer.getLine(i)?.translateToString(true).trim()) return true;
+      }
+      return false;
+    },
+    null,
+    { timeout, polling: 50 },
+  );
 }
 
 export function pageState(page) {

@@ -49,13 +49,20 @@ export async function startServer({ requireCredentials = false } = {}) {
   });
 
   async function stop() {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    child.kill('SIGTERM');
-    const timeout = new Promise((resolve) => setTimeout(resolve, STOP_TIMEOUT_MS, 'timeout'));
-    if ((await Promise.race([exited, timeout])) === 'timeout') {
-      child.kill('SIGKILL');
-      await exited;
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      let timer;
+      const timeout = new Promise((resolve) => {
+        timer = setTimeout(resolve, STOP_TIMEOUT_MS, 'timeout');
+      });
+      if ((await Promise.race([exited, timeout])) === 'timeout') {
+        child.kill('SIGKILL');
+        await exited;
+      }
+      clearTimeout(timer);
     }
+    // A grandchild that inherited stderr would otherwise keep this process alive.
+    child.stderr.destroy();
   }
 
   return { url, deployment, stop, log: () => log };

@@ -2,4 +2,9 @@
 
 mod support;
 
+mod limits;
+mod ops;
+mod protocol;
+mod resume;
+mod security;
 mod session;

@@ -469,3 +469,102 @@ pub fn docker_exec(container: &str, script: &str) -> String {
         .unwrap();
     String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
 }
+
+/// Waits for the close and checks it was announced: the close has `code` and a reason
+/// starting with `reason_prefix`, and the last control before it is a `status` `error` or
+/// `disconnected` with the same code and reason. Returns the reason.
+pub async fn expect_announced_close(
+    c: &mut Client,
+    code: u16,
+    reason_prefix: &str,
+    within: Duration,
+) -> String {
+    let close = c.wait_close(within).await;
+    let (got_code, reason) = close.unwrap_or_else(|| {
+        panic!(
+            "expected close {code} {reason_prefix:?}, got no close frame; controls {:?}",
+            c.controls
+        )
+    });
+    assert_eq!(
+        got_code, code,
+        "close code (reason {reason:?}); controls {:?}",
+        c.controls
+    );
+    assert!(
+        reason.starts_with(reason_prefix),
+        "close reason {reason:?} should start with {reason_prefix:?}"
+    );
+    let last = c.controls.last().expect("a control message before the close");
+    assert!(
+        last["type"] == "status" && (last["payload"] == "error" || last["payload"] == "disconnected"),
+        "the control before the close is a status error/disconnected: {last}"
+    );
+    assert_eq!(last["code"], code, "status code matches the close: {last}");
+    assert_eq!(last["reason"], reason.as_str(), "status reason matches the close: {last}");
+    reason
+}
+
+impl Server {
+    /// Like `start`, without the generous per-address limits `start` adds, so a test can set
+    /// `--connections-per-minute`, `--connection-burst` and `--max-sessions-per-ip` itself
+    /// (clap refuses a flag given twice).
+    pub fn start_with_limits(extra: &[&str]) -> Server {
+        let deployment = format!("it-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let dir = std::env::temp_dir().join(format!("termcell-{deployment}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let audit = dir.join("audit.log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_termcell"))
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--deployment",
+                &deployment,
+                "--audit-log",
+                audit.to_str().unwrap(),
+            ])
+            .args(extra)
+            .env("TERMCELL_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start termcell");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("termcell listening on http://") {
+                    let _ = tx.send((true, addr.to_string()));
+                }
+                if let Some(addr) = line.strip_prefix("termcell admin API listening on http://") {
+                    let _ = tx.send((false, addr.to_string()));
+                }
+                let mut log = sink.lock();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let (mut addr, mut admin) = (None, None);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while addr.is_none() || admin.is_none() {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok((true, a)) => addr = Some(a.parse().unwrap()),
+                Ok((false, a)) => admin = Some(a.parse().unwrap()),
+                Err(_) => panic!("termcell did not start; its log:\n{}", log.lock()),
+            }
+        }
+        Server {
+            child: Some(child),
+            addr: addr.unwrap(),
+            admin,
+            deployment,
+            dir,
+            log,
+        }
+    }
+}

@@ -103,11 +103,12 @@ term.onTitleChange((title) => {
   ui.title.textContent = title;
 });
 
+// Refit whenever the terminal's box changes: a window resize, or the banner showing or hiding.
 let resizeTimer = null;
-window.addEventListener('resize', () => {
+new ResizeObserver(() => {
   clearTimeout(resizeTimer);
   resizeTimer = setTimeout(() => fit.fit(), RESIZE_DEBOUNCE_MS);
-});
+}).observe(ui.terminal);
 
 // The status bar.
 let countdownTimer = null;
@@ -124,6 +125,8 @@ function showState(state, detail) {
       ui.state.textContent = 'connected';
       break;
     case 'reconnecting': {
+      // Warnings belonged to the lost connection; the server repeats any that still hold.
+      hideBanner();
       const tick = () => {
         const seconds = Math.max(0, Math.ceil((detail.until - Date.now()) / 1000));
         ui.state.textContent = `reconnecting in ${seconds}s (${detail.reason})`;

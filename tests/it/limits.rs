@@ -1,0 +1,1 @@
+//! limits tests (real engine, real server, real WebSocket).

@@ -1,0 +1,1 @@
+//! ops tests (real engine, real server, real WebSocket).

@@ -1,0 +1,492 @@
+//! The wire protocol through the real server: every close code and control message this
+//! server can produce, auth-frame handling, environment filtering and UTF-8 framing.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::support::*;
+
+const T: Duration = Duration::from_secs(30);
+
+/// Base64url without padding, for building JWTs.
+fn b64url(data: &[u8]) -> String {
+    const ABC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+fn jwt(exp: i64) -> String {
+    format!(
+        "{}.{}.{}",
+        b64url(br#"{"alg":"HS256","typ":"JWT"}"#),
+        b64url(json!({"sub": "user", "exp": exp}).to_string().as_bytes()),
+        b64url(b"not-a-real-signature")
+    )
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Connects, checks `connecting` arrives first, and sends `auth`.
+async fn connect_and_auth(server: &Server, auth: serde_json::Value) -> Client {
+    let mut c = Client::connect(server).await;
+    let first = c.wait_control("status", Some("connecting"), T).await;
+    assert_eq!(first["payload"], "connecting");
+    c.auth(auth).await;
+    c
+}
+
+#[test]
+fn base64url_matches_known_values() {
+    assert_eq!(b64url(b"f"), "Zg");
+    assert_eq!(b64url(b"fo"), "Zm8");
+    assert_eq!(b64url(b"foo"), "Zm9v");
+    assert_eq!(b64url(&[0xfb, 0xff]), "-_8");
+}
+
+#[tokio::test]
+async fn fresh_session_controls_come_in_order_and_ping_gets_pong() {
+    let server = Server::start(&[]);
+    let (mut c, id) = Client::session(&server).await;
+    let kinds: Vec<String> = c
+        .controls
+        .iter()
+        .map(|v| match v["type"].as_str().unwrap() {
+            "status" => v["payload"].as_str().unwrap().to_string(),
+            other => other.to_string(),
+        })
+        .collect();
+    assert_eq!(kinds, ["connecting", "connected", "hello"], "{:?}", c.controls);
+    assert_eq!(c.controls[2]["sessionId"], id.as_str());
+    c.wait_output("$ ", T).await;
+    c.send_text(r#"{"type":"ping","ts":123}"#).await;
+    let pong = c.wait_control("pong", None, T).await;
+    assert_eq!(pong, json!({"type": "pong", "ts": 123}));
+    // The ping was not typed into the shell.
+    c.run("echo alive-$((1+1))", "alive-2").await;
+    assert!(
+        !String::from_utf8_lossy(&c.output).contains("ping"),
+        "the ping control never reaches the TTY"
+    );
+}
+
+#[tokio::test]
+async fn idle_timeout_warns_then_closes_1000() {
+    let server = Server::start(&["--idle-timeout", "3", "--warn-before", "2"]);
+    let (mut c, id) = Client::session(&server).await;
+    let started = Instant::now();
+    let warning = c.wait_control("warning", None, T).await;
+    assert!(
+        warning["reason"].as_str().unwrap().contains("inactivity"),
+        "{warning}"
+    );
+    let left = warning["secondsLeft"].as_u64().expect("secondsLeft is a number");
+    assert!((1..=2).contains(&left), "secondsLeft {left}");
+    // The warning is also a visible line in the terminal output.
+    c.wait_output("[termcell] Session will end due to inactivity", T)
+        .await;
+    let reason = expect_announced_close(&mut c, 1000, "", T).await;
+    assert_eq!(reason, "Session timed out due to inactivity");
+    assert_eq!(c.controls.last().unwrap()["payload"], "disconnected");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(15),
+        "idle end after {took:?}"
+    );
+    assert!(wait_gone(&id, Duration::from_secs(10)), "container removed");
+}
+
+#[tokio::test]
+async fn max_duration_warns_then_closes_1000() {
+    let server = Server::start(&["--max-session-duration", "4", "--warn-before", "2"]);
+    let (mut c, id) = Client::session(&server).await;
+    // Input keeps the session active: only the duration limit can end it.
+    c.run("echo busy-$((1+1))", "busy-2").await;
+    let warning = c.wait_control("warning", None, T).await;
+    assert!(
+        warning["reason"]
+            .as_str()
+            .unwrap()
+            .contains("Maximum session duration"),
+        "{warning}"
+    );
+    assert!(warning["secondsLeft"].as_u64().is_some(), "{warning}");
+    c.wait_output("[termcell] Maximum session duration will be reached", T)
+        .await;
+    let reason = expect_announced_close(&mut c, 1000, "", T).await;
+    assert_eq!(reason, "Maximum session duration reached");
+    assert_eq!(c.controls.last().unwrap()["payload"], "disconnected");
+    assert!(wait_gone(&id, Duration::from_secs(10)), "container removed");
+}
+
+#[tokio::test]
+async fn sigterm_closes_1001_and_removes_containers() {
+    let mut server = Server::start(&[]);
+    let (mut c, _id) = Client::session(&server).await;
+    c.wait_output("$ ", T).await;
+    server.signal("TERM");
+    let reason = expect_announced_close(&mut c, 1001, "", T).await;
+    assert_eq!(reason, "Server shutting down");
+    assert_eq!(c.controls.last().unwrap()["payload"], "disconnected");
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(30)),
+        Some(0),
+        "server exits cleanly"
+    );
+    assert!(
+        server.containers().is_empty(),
+        "no container left after shutdown"
+    );
+}
+
+#[tokio::test]
+async fn no_auth_frame_closes_1008() {
+    let server = Server::start(&["--auth-timeout", "1"]);
+    let mut c = Client::connect(&server).await;
+    let started = Instant::now();
+    let reason = expect_announced_close(&mut c, 1008, "", Duration::from_secs(10)).await;
+    assert_eq!(reason, "Authentication timeout");
+    assert_eq!(c.controls.last().unwrap()["payload"], "error");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(server.containers().is_empty(), "no container was created");
+}
+
+#[tokio::test]
+async fn oversized_auth_frame_closes_1009() {
+    let server = Server::start(&[]);
+    let pad = "a".repeat(70 * 1024);
+    let mut c = connect_and_auth(&server, json!({"apiKey": "app.key:secret", "pad": pad})).await;
+    let reason = expect_announced_close(&mut c, 1009, "", T).await;
+    assert_eq!(reason, "Message too large");
+    assert!(server.containers().is_empty(), "no container was created");
+}
+
+#[tokio::test]
+async fn oversized_message_closes_1009() {
+    let server = Server::start(&["--max-message-bytes", "8192"]);
+    let (mut c, _id) = Client::session(&server).await;
+    c.wait_output("$ ", T).await;
+    c.send_binary(vec![b'x'; 16 * 1024]).await;
+    let reason = expect_announced_close(&mut c, 1009, "", T).await;
+    assert_eq!(reason, "Message too large");
+}
+
+#[tokio::test]
+async fn container_removed_from_outside_closes_1011() {
+    let server = Server::start(&[]);
+    let (mut c, id) = Client::session(&server).await;
+    c.wait_output("$ ", T).await;
+    let container = container_of(&id).expect("the session's container");
+    let rm = std::process::Command::new("docker")
+        .args(["rm", "-f", &container])
+        .output()
+        .unwrap();
+    assert!(rm.status.success());
+    let reason = expect_announced_close(&mut c, 1011, "Container died: ", T).await;
+    assert!(reason.len() > "Container died: ".len(), "{reason:?}");
+    let ended = wait_audit(&server, "session.ended").await;
+    assert_eq!(ended["cause"], "container_died", "{ended}");
+}
+
+#[tokio::test]
+async fn exit_closes_4000() {
+    let server = Server::start(&[]);
+    let (mut c, id) = Client::session(&server).await;
+    c.wait_output("$ ", T).await;
+    c.send_text("exit\r").await;
+    let reason = expect_announced_close(&mut c, 4000, "", T).await;
+    assert_eq!(reason, "Session ended by user");
+    assert_eq!(c.controls.last().unwrap()["payload"], "disconnected");
+    assert!(wait_gone(&id, Duration::from_secs(10)));
+}
+
+#[tokio::test]
+async fn missing_credentials_close_4001_when_required() {
+    let server = Server::start(&["--require-credentials"]);
+    for auth in [
+        json!({}),
+        json!({"apiKey": "", "accessToken": ""}),
+        json!({"environmentVariables": {"PS1": "$ "}}),
+    ] {
+        let mut c = connect_and_auth(&server, auth.clone()).await;
+        let reason = expect_announced_close(&mut c, 4001, "", T).await;
+        assert_eq!(reason, "Missing credentials", "for {auth}");
+        assert_eq!(c.controls.last().unwrap()["payload"], "error");
+    }
+    assert!(server.containers().is_empty(), "no container was created");
+    // An access token alone is enough.
+    let mut c = connect_and_auth(&server, json!({"accessToken": "opaque-token"})).await;
+    c.wait_hello().await;
+}
+
+#[tokio::test]
+async fn expired_jwt_closes_4001_and_a_valid_one_is_accepted() {
+    let server = Server::start(&[]);
+    let mut c = connect_and_auth(
+        &server,
+        json!({"apiKey": "app.key:secret", "accessToken": jwt(now() - 3600)}),
+    )
+    .await;
+    let reason = expect_announced_close(&mut c, 4001, "", T).await;
+    assert_eq!(reason, "Invalid or expired access token");
+    assert!(server.containers().is_empty(), "no container was created");
+
+    let mut c = connect_and_auth(&server, json!({"accessToken": jwt(now() + 3600)})).await;
+    c.wait_hello().await;
+}
+
+#[tokio::test]
+async fn unknown_session_id_closes_4002() {
+    let server = Server::start(&[]);
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut c = connect_and_auth(&server, json!({"apiKey": "app.key:secret", "sessionId": id}))
+        .await;
+    let reason = expect_announced_close(&mut c, 4002, "", T).await;
+    assert_eq!(reason, "Session resume rejected");
+    assert_eq!(c.controls.last().unwrap()["payload"], "error");
+    // A session id that is not a UUID is rejected the same way.
+    let mut c = connect_and_auth(
+        &server,
+        json!({"apiKey": "app.key:secret", "sessionId": "not-a-uuid"}),
+    )
+    .await;
+    expect_announced_close(&mut c, 4002, "Session resume rejected", T).await;
+}
+
+#[tokio::test]
+async fn sessions_per_ip_over_the_limit_close_4003() {
+    let server = Server::start(&["--max-sessions-per-ip", "1"]);
+    let (mut a, _id) = Client::session(&server).await;
+    a.wait_output("$ ", T).await;
+    let mut b = connect_and_auth(&server, json!({"apiKey": "app.key:secret"})).await;
+    let reason = expect_announced_close(&mut b, 4003, "", T).await;
+    assert_eq!(reason, "Rate limit exceeded");
+    assert_eq!(b.controls.last().unwrap()["payload"], "error");
+    assert_eq!(server.containers().len(), 1, "no second container");
+    // The first session is unaffected.
+    a.run("echo first-$((1+1))", "first-2").await;
+}
+
+#[tokio::test]
+async fn admin_kill_closes_4004() {
+    let server = Server::start(&[]);
+    let (mut c, id) = Client::session(&server).await;
+    c.wait_output("$ ", T).await;
+    let http = reqwest::Client::new();
+    let unauthorized = http
+        .delete(server.admin_url(&format!("/admin/sessions/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthorized.status(), 401, "admin kill needs the token");
+    let answer = http
+        .delete(server.admin_url(&format!("/admin/sessions/{id}")))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_success(), "{}", answer.status());
+    let reason = expect_announced_close(&mut c, 4004, "", T).await;
+    assert_eq!(reason, "Session terminated by administrator");
+    assert_eq!(c.controls.last().unwrap()["payload"], "disconnected");
+    assert!(wait_gone(&id, Duration::from_secs(10)), "container removed");
+}
+
+#[tokio::test]
+async fn malformed_auth_frames_close_4008() {
+    let server = Server::start(&[]);
+    for frame in [
+        "this is not json",
+        "[1,2,3]",
+        r#""a string""#,
+        r#"{"apiKey": 42}"#,
+        r#"{"environmentVariables": "PS1"}"#,
+    ] {
+        let mut c = Client::connect(&server).await;
+        c.send_text(frame).await;
+        let reason = expect_announced_close(&mut c, 4008, "", T).await;
+        assert_eq!(reason, "Invalid auth format", "for {frame}");
+        assert_eq!(c.controls.last().unwrap()["payload"], "error");
+    }
+    assert!(server.containers().is_empty(), "no container was created");
+}
+
+#[tokio::test]
+async fn over_capacity_closes_4009() {
+    let server = Server::start(&["--max-sessions", "1"]);
+    let (mut a, _id) = Client::session(&server).await;
+    a.wait_output("$ ", T).await;
+    let mut b = connect_and_auth(&server, json!({"apiKey": "app.key:secret"})).await;
+    let reason = expect_announced_close(&mut b, 4009, "", T).await;
+    assert_eq!(reason, "Server at capacity");
+    assert_eq!(b.controls.last().unwrap()["payload"], "error");
+    assert_eq!(server.containers().len(), 1, "no second container");
+    a.run("echo first-$((1+1))", "first-2").await;
+}
+
+#[tokio::test]
+async fn input_sent_with_the_auth_frame_is_not_lost() {
+    let server = Server::start(&[]);
+    let mut c = Client::connect(&server).await;
+    // Back to back, before the container exists.
+    c.auth(json!({"apiKey": "app.key:secret"})).await;
+    c.send_text("echo early-$((3*3))\r").await;
+    c.wait_hello().await;
+    let out = c.wait_output("early-9", T).await;
+    assert_eq!(out.matches("early-9").count(), 1, "delivered once: {out:?}");
+}
+
+#[tokio::test]
+async fn original_client_auth_frame_env_filter_and_readline_controls() {
+    let server = Server::start(&[]);
+    let api_key = "appid.keyid:Cr3dSecretValue42";
+    let token = "opaque-access-token-Zq81";
+    let mut c = connect_and_auth(
+        &server,
+        json!({
+            "apiKey": api_key,
+            "accessToken": token,
+            "environmentVariables": {
+                "ABLY_WEB_CLI_MODE": "true",
+                "PS1": "$ ",
+                "BASH_ENV": "/tmp/evil.sh",
+                "LD_PRELOAD": "/tmp/evil.so",
+                "PATH": "/evil",
+            }
+        }),
+    )
+    .await;
+    c.wait_hello().await;
+    c.wait_output("$ ", T).await;
+    let out = c.run("env | sort; echo env-$((1+1))", "env-2").await;
+    assert!(out.contains("ABLY_WEB_CLI_MODE=true"), "{out}");
+    assert!(out.contains(&format!("ABLY_API_KEY={api_key}")), "{out}");
+    assert!(out.contains(&format!("ABLY_ACCESS_TOKEN={token}")), "{out}");
+    assert!(!out.contains("BASH_ENV"), "BASH_ENV reached the shell: {out}");
+    assert!(!out.contains("LD_PRELOAD"), "LD_PRELOAD reached the shell: {out}");
+    assert!(!out.contains("PATH=/evil"), "PATH reached the shell: {out}");
+
+    // readline-control: history-up recalls the last line, Enter runs it again.
+    c.run("echo hist-$((2+2))", "hist-4").await;
+    let before = String::from_utf8_lossy(&c.output).matches("hist-4").count();
+    c.send_text(r#"{"type":"readline-control","action":"history-up"}"#)
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.send_text("\r").await;
+    let deadline = Instant::now() + T;
+    while String::from_utf8_lossy(&c.output).matches("hist-4").count() <= before {
+        assert!(
+            Instant::now() < deadline,
+            "history-up did not recall the line: {:?}",
+            String::from_utf8_lossy(&c.output)
+        );
+        c.next(Duration::from_millis(500)).await;
+    }
+    for action in ["complete", "history-down", "history-search"] {
+        c.send_text(&json!({"type": "readline-control", "action": action}).to_string())
+            .await;
+    }
+    // Ctrl-C leaves the history search; the session still works.
+    c.send_text("\x03").await;
+    c.run("echo rl-$((3+3))", "rl-6").await;
+    c.send_text("exit\r").await;
+    expect_announced_close(&mut c, 4000, "Session ended by user", T).await;
+
+    let rejected = wait_audit(&server, "env.rejected").await;
+    let names: Vec<&str> = rejected["names"]
+        .as_array()
+        .unwrap_or_else(|| panic!("names in {rejected}"))
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for name in ["BASH_ENV", "LD_PRELOAD", "PATH"] {
+        assert!(names.contains(&name), "{name} in {rejected}");
+    }
+    assert!(!names.contains(&"PS1") && !names.contains(&"ABLY_WEB_CLI_MODE"));
+    wait_audit(&server, "session.ended").await;
+    let raw = std::fs::read_to_string(server.audit_path()).unwrap();
+    assert!(
+        !raw.contains("Cr3dSecretValue42") && !raw.contains(token),
+        "credentials in the audit log"
+    );
+    assert!(!server.log().contains("Cr3dSecretValue42") && !server.log().contains(token));
+}
+
+#[tokio::test]
+async fn utf8_sequences_never_split_across_frames() {
+    let server = Server::start(&[]);
+    let (mut c, _id) = Client::session(&server).await;
+    c.wait_output("$ ", T).await;
+    // A 4-byte character right after 16383, 16382 and 16381 bytes, then long runs of it
+    // after an odd prefix: some read boundary lands inside a character.
+    let line = concat!(
+        "for k in 16383 16382 16381; do head -c $k /dev/zero | tr '\\0' a; ",
+        "printf '\\360\\237\\230\\200\\n'; done; ",
+        "e=$(printf '\\360\\237\\230\\200'); for k in 1 2 3; do head -c $k /dev/zero | tr '\\0' b; ",
+        "yes \"$e\" | head -n 5000 | tr -d '\\n'; echo; done; echo utf-$((4+4))"
+    );
+    c.send_text(&format!("{line}\r")).await;
+    let start = c.output.len();
+    let deadline = Instant::now() + T;
+    let mut frames = 0;
+    loop {
+        match c.next(deadline.saturating_duration_since(Instant::now())).await {
+            Some(Event::Output(data)) => {
+                frames += 1;
+                assert!(
+                    std::str::from_utf8(&data).is_ok(),
+                    "output frame {frames} of {} bytes is not valid UTF-8 on its own: ends {:?}",
+                    data.len(),
+                    &data[data.len().saturating_sub(8)..]
+                );
+            }
+            Some(_) => {}
+            None => panic!("no utf-8 marker within {T:?}"),
+        }
+        if String::from_utf8_lossy(&c.output[start..]).contains("utf-8") {
+            break;
+        }
+    }
+    let text = std::str::from_utf8(&c.output[start..]).expect("whole output is UTF-8");
+    let smiles = text.matches('\u{1F600}').count();
+    assert!(smiles >= 3 + 3 * 5000, "{smiles} characters arrived whole");
+    assert!(frames > 3, "output came in {frames} frames");
+    for k in [16383, 16382, 16381] {
+        let run = format!("{}\u{1F600}", "a".repeat(k));
+        assert!(text.contains(&run), "{k} bytes then the character");
+    }
+}
+
+/// Polls the audit log for an event of this name.
+async fn wait_audit(server: &Server, event: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(found) = server
+            .audit_lines()
+            .into_iter()
+            .find(|l| l["event"] == event)
+        {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {event} audit event; audit {:?}",
+            server.audit_lines()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

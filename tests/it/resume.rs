@@ -1,0 +1,1 @@
+//! resume tests (real engine, real server, real WebSocket).
