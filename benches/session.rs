@@ -27,7 +27,8 @@ fn ms(d: Duration) -> String {
 async fn first_prompt(server: &Server) -> (Duration, Client, String) {
     let t0 = Instant::now();
     let mut c = Client::connect(server).await;
-    c.auth(json!({"apiKey": "bench.key:secret", "client": "bench"})).await;
+    c.auth(json!({"apiKey": "bench.key:secret", "client": "bench"}))
+        .await;
     let id = c.wait_hello().await;
     c.wait_output("$ ", Duration::from_secs(30)).await;
     (t0.elapsed(), c, id)
@@ -69,7 +70,10 @@ async fn main() {
         resumes.push(t0.elapsed());
         r.close(1000, "user-closed-bench").await;
     }
-    println!("resume on a new socket to replayed output: median {}", ms(median(resumes)));
+    println!(
+        "resume on a new socket to replayed output: median {}",
+        ms(median(resumes))
+    );
 
     let mut live = Vec::new();
     for _ in 0..10 {

@@ -16,6 +16,7 @@ cargo clippy --workspace --all-targets -q -- -D warnings
 cargo build --workspace -q
 docker/build-probe.sh >/dev/null
 cargo test --workspace
+cargo test --test it -- --ignored engine_restart
 
 if [ -f tests/browser/run.sh ]; then
     tests/browser/run.sh

@@ -377,9 +377,16 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsBridge {
                 );
             }
             Err(e) => {
+                // The socket is unusable; a live session keeps its grace period.
                 log::debug!("connection {}: protocol error: {e}", self.conn_id);
                 self.dropped(false);
-                ctx.stop();
+                let close = if e.to_string().to_ascii_lowercase().contains("utf-8") {
+                    Close::new(1007, "Invalid UTF-8 in text frame")
+                } else {
+                    Close::new(1002, "WebSocket protocol error")
+                };
+                self.state.shared.metrics.reject("protocol_error");
+                self.close_with(ctx, close, true);
                 return;
             }
         };

@@ -689,7 +689,7 @@ fn incomplete_tail(data: &[u8]) -> usize {
             0xF4 => (0x80..=0x8F).contains(&b),
             _ => (0x80..=0xBF).contains(&b),
         };
-        let valid_prefix = data.get(start + 1).map_or(true, |&b| second_ok(b));
+        let valid_prefix = data.get(start + 1).is_none_or(|&b| second_ok(b));
         return if valid_prefix { back } else { 0 };
     }
     0
@@ -1591,7 +1591,7 @@ mod tests {
                     prop_assert!(env_name_allowed(name, &policy));
                     prop_assert!(value.len() <= 6 && !value.contains('\0'));
                 }
-                prop_assert!(ok.client.as_ref().map_or(true, |c| c.len() <= MAX_CLIENT_LABEL));
+                prop_assert!(ok.client.as_ref().is_none_or(|c| c.len() <= MAX_CLIENT_LABEL));
             }
         }
 

@@ -244,7 +244,8 @@ impl Actor for ContainerActor {
                         Ok(tty) => {
                             let id = id.expect("a started container has an id");
                             act.run_tty(id.clone(), tty);
-                            act.session.do_send(ContainerStatus::Ready { container_id: id });
+                            act.session
+                                .do_send(ContainerStatus::Ready { container_id: id });
                         }
                         Err(detail) => {
                             act.session.do_send(ContainerStatus::Failed(detail));
@@ -262,6 +263,14 @@ impl Actor for ContainerActor {
             let shared = self.shared.clone();
             let session_id = self.session_id;
             actix::spawn(async move {
+                if let Some(hits) = engine.pids_limit_hits(&id).filter(|n| *n > 0) {
+                    shared.audit.record(
+                        AuditEvent::new("security.pids")
+                            .session(session_id)
+                            .field("container_id", &id)
+                            .field("limit_hits", hits),
+                    );
+                }
                 match engine.remove(&id).await {
                     Ok(()) => shared.audit.record(
                         AuditEvent::new("container.removed")

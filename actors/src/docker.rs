@@ -321,6 +321,27 @@ impl DockerEngine {
         Ok(self.docker.inspect_container(id, None).await?)
     }
 
+    /// How often the container's processes hit its pids limit (fork bombs), read from the
+    /// host's cgroup files; `None` where they cannot be found (other cgroup layouts, or the
+    /// engine on another host).
+    pub fn pids_limit_hits(&self, id: &str) -> Option<u64> {
+        if !matches!(self.endpoint, Endpoint::Unix(_)) {
+            return None;
+        }
+        let candidates = [
+            format!("/sys/fs/cgroup/pids/docker/{id}/pids.events"),
+            format!("/sys/fs/cgroup/pids/system.slice/docker-{id}.scope/pids.events"),
+            format!("/sys/fs/cgroup/system.slice/docker-{id}.scope/pids.events"),
+            format!("/sys/fs/cgroup/docker/{id}/pids.events"),
+        ];
+        candidates.iter().find_map(|path| {
+            let text = std::fs::read_to_string(path).ok()?;
+            text.lines()
+                .find_map(|l| l.strip_prefix("max "))
+                .and_then(|n| n.trim().parse().ok())
+        })
+    }
+
     /// Container events (die, oom, destroy, ...) of the given deployment's containers.
     pub fn events(
         &self,

@@ -71,7 +71,10 @@ impl Registry {
         self.sessions.retain(|id, entry| {
             let alive = entry.addr.connected();
             if !alive {
-                log::error!("session {} vanished without ending; reaping it", crate::session::short(*id));
+                log::error!(
+                    "session {} vanished without ending; reaping it",
+                    crate::session::short(*id)
+                );
             }
             alive
         });

@@ -2,6 +2,8 @@
 // stops it again. The port is read from the "listening on" line the server prints.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 
@@ -18,9 +20,17 @@ const STOP_TIMEOUT_MS = 15_000;
 /** Starts the server; resolves to `{ url, stop }` once it listens. */
 export async function startServer({ requireCredentials = false } = {}) {
   const deployment = `browser-test-${randomBytes(4).toString('hex')}`;
-  const args = ['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--deployment', deployment];
+  // The server's files (audit log) go to a scratch dir, never into the source tree.
+  const workDir = await mkdtemp(path.join(tmpdir(), 'termcell-browser-'));
+  const args = [
+    '--listen', '127.0.0.1:0',
+    '--admin-listen', '127.0.0.1:0',
+    '--deployment', deployment,
+    '--audit-log', path.join(workDir, 'audit.log'),
+  ];
   if (requireCredentials) args.push('--require-credentials');
   const child = spawn(serverBinary, args, {
+    cwd: workDir,
     stdio: ['ignore', 'ignore', 'pipe'],
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info' },
   });
@@ -32,6 +42,7 @@ export async function startServer({ requireCredentials = false } = {}) {
     function fail(why) {
       clearTimeout(timer);
       child.kill('SIGKILL');
+      rm(workDir, { recursive: true, force: true }).catch(() => {});
       reject(new Error(`${serverBinary} ${args.join(' ')}: ${why}\n--- server stderr ---\n${log.slice(-4000)}`));
     }
     child.once('error', (err) => fail(err.message));
@@ -63,6 +74,7 @@ export async function startServer({ requireCredentials = false } = {}) {
     }
     // A grandchild that inherited stderr would otherwise keep this process alive.
     child.stderr.destroy();
+    await rm(workDir, { recursive: true, force: true });
   }
 
   return { url, deployment, stop, log: () => log };

@@ -1,1 +1,919 @@
-//! limits tests (real engine, real server, real WebSocket).
+//! Timeouts, rate limits and hostile input: short limits set per test, each refusal checked
+//! on the wire, in the audit log and on /metrics, and no container left without a session.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpSocket;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderName;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use crate::support::*;
+
+const T: Duration = Duration::from_secs(30);
+const LOCALHOST: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1));
+/// Linux routes all of 127.0.0.0/8 to lo: a second client address without any setup.
+const OTHER_LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
+
+/// An upgrade the server refused before any WebSocket existed.
+#[derive(Debug)]
+struct Refused {
+    status: u16,
+    retry_after: Option<String>,
+}
+
+/// Opens a WebSocket from the local address `local`, with extra request headers.
+async fn connect_from(
+    server: &Server,
+    local: IpAddr,
+    headers: &[(&str, &str)],
+) -> Result<Client, Refused> {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(local, 0)).unwrap();
+    let tcp = socket.connect(server.addr).await.expect("tcp connect");
+    let mut request = server.url().into_client_request().unwrap();
+    for (k, v) in headers {
+        request.headers_mut().insert(
+            HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    let config = WebSocketConfig {
+        max_message_size: Some(64 << 20),
+        max_frame_size: Some(64 << 20),
+        ..Default::default()
+    };
+    match tokio_tungstenite::client_async_with_config(request, tcp, Some(config)).await {
+        Ok((ws, _)) => Ok(Client {
+            ws,
+            output: Vec::new(),
+            controls: Vec::new(),
+            closed: None,
+        }),
+        Err(WsError::Http(response)) => Err(Refused {
+            status: response.status().as_u16(),
+            retry_after: response
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_string()),
+        }),
+        Err(e) => panic!("upgrade failed in an unexpected way: {e}"),
+    }
+}
+
+/// A new session from `local`: auth, then `hello`.
+async fn session_from(server: &Server, local: IpAddr) -> (Client, String) {
+    let mut c = connect_from(server, local, &[])
+        .await
+        .expect("upgrade accepted");
+    c.auth(json!({"apiKey": "app.key:secret"})).await;
+    let id = c.wait_hello().await;
+    (c, id)
+}
+
+/// Opens a session on a fresh socket and runs a command in it: the server still serves.
+async fn still_serves(server: &Server) {
+    let (mut c, id) = Client::session(server).await;
+    c.run("echo fresh-$((20+1))", "fresh-21").await;
+    c.close(1000, "user-closed-tab").await;
+    assert!(
+        wait_gone(&id, T),
+        "the fresh session's container is removed"
+    );
+}
+
+async fn metrics(server: &Server) -> String {
+    reqwest::get(server.http("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The value of `termcell_rejections_total{kind="<kind>"}` (0 when absent).
+async fn rejections(server: &Server, kind: &str) -> u64 {
+    let prefix = format!("termcell_rejections_total{{kind=\"{kind}\"}} ");
+    metrics(server)
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix).map(|v| v.trim().parse().unwrap()))
+        .unwrap_or(0)
+}
+
+/// Audit lines of `event` with this `kind`; waits a little for the sink to write them.
+fn audited(server: &Server, event: &str, kind: &str, at_least: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let found: Vec<Value> = server
+            .audit_lines()
+            .into_iter()
+            .filter(|l| l["event"] == event && l["kind"] == kind)
+            .collect();
+        if found.len() >= at_least || Instant::now() > deadline {
+            assert!(
+                found.len() >= at_least,
+                "{at_least} {event} kind={kind} audit lines expected, found {}: {:?}",
+                found.len(),
+                server.audit_lines()
+            );
+            for line in &found {
+                assert!(
+                    line["client"].is_string(),
+                    "a rejection names its client address: {line}"
+                );
+            }
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Ids of the sessions the server holds, from the admin API.
+async fn live_sessions(server: &Server) -> HashSet<String> {
+    let body: Value = reqwest::Client::new()
+        .get(server.admin_url("/admin/sessions"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["sessions"]
+        .as_array()
+        .expect("a session list")
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The session label of each of the server's containers.
+fn container_sessions(server: &Server) -> Vec<String> {
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "--filter",
+            &format!("label=termcell.deployment={}", server.deployment),
+            "--format",
+            "{{.Label \"termcell.session\"}}",
+        ])
+        .output()
+        .expect("docker ps");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// Every container of the server belongs to a live session (removal is asynchronous: poll).
+async fn assert_no_orphans(server: &Server) {
+    let deadline = Instant::now() + T;
+    loop {
+        let live = live_sessions(server).await;
+        let orphans: Vec<String> = container_sessions(server)
+            .into_iter()
+            .filter(|s| !live.contains(s))
+            .collect();
+        if orphans.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "containers without a live session: {orphans:?} (live: {live:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// A client frame as the RFC requires it: final, masked.
+fn masked_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut frame = vec![0x80 | opcode];
+    match payload.len() {
+        n if n < 126 => frame.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
+/// Sends one huge binary message from a separate task (the server stops reading it) and
+/// reads what comes back until the close: (controls seen, close code and reason).
+async fn send_huge(c: Client, bytes: usize) -> (Vec<Value>, Option<(u16, String)>) {
+    let (mut sink, mut stream) = c.ws.split();
+    let writer = tokio::spawn(async move {
+        let _ = sink.send(Message::Binary(vec![b'a'; bytes])).await;
+        // Kept open until the reader is done, so the close is not ours.
+        tokio::time::sleep(T).await;
+        drop(sink);
+    });
+    let mut controls = Vec::new();
+    let close = loop {
+        match tokio::time::timeout(T, stream.next()).await {
+            Err(_) => panic!("no close within {T:?} after a {bytes}-byte message"),
+            Ok(None) | Ok(Some(Err(_))) => break None,
+            Ok(Some(Ok(Message::Close(frame)))) => {
+                break frame.map(|f| (u16::from(f.code), f.reason.to_string()))
+            }
+            Ok(Some(Ok(Message::Binary(data)))) if data.starts_with(CTRL) => {
+                controls.push(serde_json::from_slice(&data[CTRL.len()..]).unwrap());
+            }
+            Ok(Some(Ok(_))) => {}
+        }
+    };
+    writer.abort();
+    (controls, close)
+}
+
+/// Reads whatever arrives for `time` (or until the socket closes).
+async fn drain_for(c: &mut Client, time: Duration) {
+    let until = Instant::now() + time;
+    while c.closed.is_none() {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() || c.next(left).await.is_none() {
+            return;
+        }
+    }
+}
+
+fn last_status(controls: &[Value]) -> &Value {
+    controls
+        .iter()
+        .rev()
+        .find(|v| v["type"] == "status")
+        .expect("a status control")
+}
+
+#[tokio::test]
+async fn idle_timeout_warns_then_closes_and_only_input_keeps_a_session() {
+    let server = Server::start(&["--idle-timeout", "6", "--warn-before", "3"]);
+    let (mut c, id) = Client::session(&server).await;
+    c.wait_output("$ ", T).await;
+
+    // Typing every second keeps the session past the idle timeout, without a warning.
+    let typing_from = Instant::now();
+    let warnings_before = c.controls.len();
+    while typing_from.elapsed() < Duration::from_secs(9) {
+        c.send_text(" ").await;
+        drain_for(&mut c, Duration::from_secs(1)).await;
+        assert!(
+            c.closed.is_none(),
+            "typing keeps the session: {:?}",
+            c.closed
+        );
+    }
+    assert!(
+        !c.controls[warnings_before..]
+            .iter()
+            .any(|v| v["type"] == "warning"),
+        "no idle warning while typing: {:?}",
+        c.controls
+    );
+
+    // Output alone does not keep it: a loop prints twice a second, nobody types.
+    c.send_text("\x15while true; do echo tick; sleep 0.5; done\r")
+        .await;
+    let last_input = Instant::now();
+    let warning = c.wait_control("warning", None, T).await;
+    let warned_at = last_input.elapsed();
+    assert!(
+        warning["reason"].as_str().unwrap().contains("inactivity"),
+        "{warning}"
+    );
+    let left = warning["secondsLeft"].as_u64().expect("secondsLeft");
+    assert!((1..=3).contains(&left), "{warning}");
+    let ticks_at_warning = String::from_utf8_lossy(&c.output).matches("tick").count();
+    let reason =
+        expect_announced_close(&mut c, 1000, "Session timed out due to inactivity", T).await;
+    let closed_at = last_input.elapsed();
+    let text = String::from_utf8_lossy(&c.output).to_string();
+    assert!(
+        text.contains("[termcell] Session will end due to inactivity"),
+        "the warning is also a visible line: {text:?}"
+    );
+    assert!(
+        text.matches("tick").count() > ticks_at_warning,
+        "output kept flowing until the end"
+    );
+    assert!(
+        warned_at >= Duration::from_secs(2) && closed_at >= Duration::from_secs(5),
+        "warning at {warned_at:?} and close at {closed_at:?} after the last input"
+    );
+    assert!(
+        closed_at < Duration::from_secs(15),
+        "closed at {closed_at:?}"
+    );
+    println!("idle: warned after {warned_at:?}, closed after {closed_at:?}: {reason}");
+    assert!(wait_gone(&id, T), "the container is removed");
+    let ended = server
+        .audit_lines()
+        .into_iter()
+        .find(|l| l["event"] == "session.ended")
+        .expect("session.ended audited");
+    assert_eq!(ended["cause"], "idle_timeout");
+    assert_no_orphans(&server).await;
+}
+
+#[tokio::test]
+async fn max_duration_warns_then_closes_even_while_typing() {
+    let server = Server::start(&["--max-session-duration", "8", "--warn-before", "4"]);
+    let started = Instant::now();
+    let (mut c, id) = Client::session(&server).await;
+    c.wait_output("$ ", T).await;
+    while c.closed.is_none() && started.elapsed() < T {
+        c.send_text(" ").await;
+        drain_for(&mut c, Duration::from_millis(700)).await;
+    }
+    let warning = c
+        .controls
+        .iter()
+        .find(|v| v["type"] == "warning")
+        .cloned()
+        .unwrap_or_else(|| panic!("a warning before the end: {:?}", c.controls));
+    assert_eq!(
+        warning["reason"], "Maximum session duration will be reached",
+        "{warning}"
+    );
+    assert!((1..=4).contains(&warning["secondsLeft"].as_u64().unwrap()));
+    expect_announced_close(&mut c, 1000, "Maximum session duration reached", T).await;
+    let lasted = started.elapsed();
+    assert!(
+        lasted >= Duration::from_secs(7) && lasted < Duration::from_secs(20),
+        "the session lasted {lasted:?}"
+    );
+    let text = String::from_utf8_lossy(&c.output).to_string();
+    assert!(
+        text.contains("[termcell] Maximum session duration will be reached"),
+        "{text:?}"
+    );
+    assert!(wait_gone(&id, T), "the container is removed");
+    assert_no_orphans(&server).await;
+}
+
+#[tokio::test]
+async fn connection_bursts_get_429_per_address_and_forwarded_for_only_from_trusted_proxies() {
+    let server = Server::start_with_limits(&[
+        "--connections-per-minute",
+        "5",
+        "--connection-burst",
+        "3",
+        "--trusted-proxies",
+        "127.0.0.1",
+    ]);
+    // A burst of upgrades from one address: the 4th is refused with Retry-After.
+    for i in 0..3 {
+        connect_from(&server, LOCALHOST, &[])
+            .await
+            .unwrap_or_else(|r| panic!("upgrade {i} of the burst refused: {r:?}"));
+    }
+    let refused = connect_from(&server, LOCALHOST, &[])
+        .await
+        .err()
+        .expect("the 4th upgrade is refused");
+    assert_eq!(refused.status, 429);
+    let retry: u64 = refused
+        .retry_after
+        .as_deref()
+        .expect("Retry-After")
+        .parse()
+        .expect("Retry-After in seconds");
+    assert!((1..=60).contains(&retry), "Retry-After {retry}");
+
+    // Another address is unaffected (and, as an untrusted peer, its X-Forwarded-For is ignored).
+    for i in 0..3 {
+        let xff = format!("198.51.100.{}", i + 1);
+        connect_from(&server, OTHER_LOCAL, &[("X-Forwarded-For", &xff)])
+            .await
+            .unwrap_or_else(|r| panic!("upgrade {i} from 127.0.0.2 refused: {r:?}"));
+    }
+    let refused = connect_from(
+        &server,
+        OTHER_LOCAL,
+        &[("X-Forwarded-For", "198.51.100.99")],
+    )
+    .await
+    .err()
+    .expect("a new X-Forwarded-For from an untrusted peer does not reset its limit");
+    assert_eq!(refused.status, 429);
+
+    // Behind the trusted proxy, two forwarded addresses are limited separately.
+    let from_a = [("X-Forwarded-For", "203.0.113.10")];
+    for i in 0..3 {
+        connect_from(&server, LOCALHOST, &from_a)
+            .await
+            .unwrap_or_else(|r| panic!("forwarded upgrade {i} refused: {r:?}"));
+    }
+    assert_eq!(
+        connect_from(&server, LOCALHOST, &from_a)
+            .await
+            .err()
+            .expect("the 4th upgrade for 203.0.113.10 is refused")
+            .status,
+        429
+    );
+    connect_from(&server, LOCALHOST, &[("X-Forwarded-For", "203.0.113.11")])
+        .await
+        .expect("another forwarded address has its own limit");
+
+    let lines = audited(&server, "ratelimit.rejected", "connections", 3);
+    let clients: HashSet<&str> = lines.iter().filter_map(|l| l["client"].as_str()).collect();
+    assert_eq!(
+        clients,
+        HashSet::from(["127.0.0.1", "127.0.0.2", "203.0.113.10"]),
+        "each refusal names the limited address"
+    );
+    assert_eq!(rejections(&server, "connections").await, 3);
+    assert!(
+        server.containers().is_empty(),
+        "upgrades alone create no container"
+    );
+    assert_no_orphans(&server).await;
+}
+
+#[tokio::test]
+async fn forwarded_for_without_trusted_proxies_shares_one_limit() {
+    let server =
+        Server::start_with_limits(&["--connections-per-minute", "5", "--connection-burst", "3"]);
+    for i in 0..3 {
+        let xff = format!("203.0.113.{}", i + 20);
+        connect_from(&server, LOCALHOST, &[("X-Forwarded-For", &xff)])
+            .await
+            .unwrap_or_else(|r| panic!("upgrade {i} refused: {r:?}"));
+    }
+    let refused = connect_from(&server, LOCALHOST, &[("X-Forwarded-For", "203.0.113.99")])
+        .await
+        .err()
+        .expect("forwarded addresses from an untrusted peer share the peer's limit");
+    assert_eq!(refused.status, 429);
+    assert!(refused.retry_after.is_some(), "Retry-After");
+    let lines = audited(&server, "ratelimit.rejected", "connections", 1);
+    assert_eq!(lines[0]["client"], "127.0.0.1");
+    assert_eq!(rejections(&server, "connections").await, 1);
+}
+
+#[tokio::test]
+async fn sessions_per_address_are_limited_with_4003_and_no_container() {
+    let server = Server::start_with_limits(&["--max-sessions-per-ip", "2"]);
+    let (_a, id_a) = Client::session(&server).await;
+    let (_b, _id_b) = Client::session(&server).await;
+    assert_eq!(server.containers().len(), 2);
+
+    let mut third = Client::connect(&server).await;
+    third.auth(json!({"apiKey": "app.key:secret"})).await;
+    expect_announced_close(&mut third, 4003, "Rate limit exceeded", T).await;
+    assert!(
+        !third.controls.iter().any(|v| v["type"] == "hello"),
+        "no session for the refused client"
+    );
+    assert_eq!(
+        server.containers().len(),
+        2,
+        "no container for a refused session"
+    );
+
+    // The limit is per address: 127.0.0.2 still gets a session.
+    let (mut other, other_id) = session_from(&server, OTHER_LOCAL).await;
+    other.run("echo other-$((1+1))", "other-2").await;
+    other.close(1000, "user-closed-tab").await;
+    assert!(wait_gone(&other_id, T));
+
+    // Ending a session frees its slot.
+    let mut a = _a;
+    a.close(1000, "user-closed-tab").await;
+    assert!(wait_gone(&id_a, T));
+    let (mut again, _) = Client::session(&server).await;
+    again.run("echo again-$((1+1))", "again-2").await;
+
+    let lines = audited(&server, "ratelimit.rejected", "concurrency", 1);
+    assert_eq!(lines[0]["client"], "127.0.0.1");
+    assert_eq!(lines[0]["code"], 4003);
+    assert_eq!(rejections(&server, "concurrency").await, 1);
+    assert_no_orphans(&server).await;
+}
+
+#[tokio::test]
+async fn global_capacity_refuses_with_4009_and_no_container() {
+    let server = Server::start(&["--max-sessions", "2"]);
+    let (_a, _) = Client::session(&server).await;
+    let (_b, _) = Client::session(&server).await;
+    let mut third = Client::connect(&server).await;
+    third.auth(json!({"apiKey": "app.key:secret"})).await;
+    expect_announced_close(&mut third, 4009, "Server at capacity", T).await;
+    assert_eq!(
+        server.containers().len(),
+        2,
+        "no container for a refused session"
+    );
+    let lines = audited(&server, "ratelimit.rejected", "capacity", 1);
+    assert_eq!(lines[0]["code"], 4009);
+    assert_eq!(rejections(&server, "capacity").await, 1);
+    assert_no_orphans(&server).await;
+}
+
+#[tokio::test]
+async fn commands_per_minute_refuse_the_fourth_line_with_a_notice() {
+    let server = Server::start(&["--commands-per-minute", "3"]);
+    let (mut c, _id) = Client::session(&server).await;
+    c.wait_output("$ ", T).await;
+    for n in 1..=3 {
+        c.run(&format!("echo run-$(({n}-1+1))"), &format!("run-{n}"))
+            .await;
+    }
+    c.send_text("echo run-$((3+1))\r").await;
+    let text = c.wait_output("command rate limit reached", T).await;
+    assert!(
+        text.contains("[termcell] command rate limit reached (3 per minute): line not run"),
+        "a visible notice line: {text:?}"
+    );
+    // The refused line does not run.
+    drain_for(&mut c, Duration::from_secs(3)).await;
+    let text = String::from_utf8_lossy(&c.output).to_string();
+    assert!(!text.contains("run-4"), "the 4th command ran: {text:?}");
+    assert!(
+        c.closed.is_none(),
+        "one refused line does not end a session"
+    );
+
+    let lines = audited(&server, "ratelimit.rejected", "commands", 1);
+    assert!(lines[0]["session_id"].is_string(), "{}", lines[0]);
+    assert_eq!(rejections(&server, "commands").await, 1);
+    assert_no_orphans(&server).await;
+}
+
+#[tokio::test]
+async fn input_flood_is_cut_with_a_notice_then_ends_with_4003() {
+    let server = Server::start(&["--input-bytes-per-second", "1024"]);
+    let (mut c, id) = Client::session(&server).await;
+    c.wait_output("$ ", T).await;
+    // More than the burst in one paste: the rest is cut, with a notice.
+    c.send_binary(vec![b'a'; 400 * 1024]).await;
+    let text = c.wait_output("input rate limit reached", T).await;
+    assert!(
+        text.contains("[termcell] input rate limit reached (1 KiB/s):")
+            && text.contains("bytes of input dropped"),
+        "{:?}",
+        &text[text.len().saturating_sub(300)..]
+    );
+    // Flooding on: the session ends with 4003 after about 10 s of dropped input.
+    let flood_from = Instant::now();
+    while c.closed.is_none() && flood_from.elapsed() < T {
+        let _ = c.ws.send(Message::Binary(vec![b'b'; 4096])).await;
+        drain_for(&mut c, Duration::from_millis(300)).await;
+    }
+    expect_announced_close(&mut c, 4003, "Rate limit exceeded", T).await;
+    let took = flood_from.elapsed();
+    assert!(
+        took >= Duration::from_secs(8) && took < Duration::from_secs(25),
+        "ended after {took:?} of flooding"
+    );
+    assert!(wait_gone(&id, T), "the container is removed");
+    let lines = audited(&server, "ratelimit.rejected", "input_abuse", 1);
+    assert_eq!(lines[0]["session_id"], id.as_str());
+    assert_eq!(rejections(&server, "input_abuse").await, 1);
+    assert!(rejections(&server, "input_flood").await >= 1);
+    still_serves(&server).await;
+    assert_no_orphans(&server).await;
+}
+
+#[tokio::test]
+async fn resize_flood_keeps_the_session_responsive() {
+    let server = Server::start(&[]);
+    let (mut c, _id) = Client::session(&server).await;
+    c.wait_output("$ ", T).await;
+    for i in 0..200u32 {
+        c.send_text(&format!(
+            r#"{{"type":"resize","cols":{},"rows":{}}}"#,
+            40 + i,
+            10 + i % 50
+        ))
+        .await;
+    }
+    let out = c.run("stty size; echo sized-$((1+1))", "sized-2").await;
+    let (rows, cols) = last_size(&out);
+    assert!(
+        (10..=59).contains(&rows) && (40..=239).contains(&cols),
+        "a size from the flood: {rows}x{cols}"
+    );
+    let dropped = rejections(&server, "resizes").await;
+    assert!(dropped >= 100, "excess resizes are dropped: {dropped}");
+    // After a pause resizes pass again, and the last one is applied.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    c.send_text(r#"{"type":"resize","cols":123,"rows":45}"#)
+        .await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let out = c.run("stty size; echo again-$((1+1))", "again-2").await;
+    assert_eq!(last_size(&out), (45, 123));
+    let health = reqwest::get(server.http("/health")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    println!("resize flood: {dropped} of 200 resizes dropped");
+    assert_no_orphans(&server).await;
+}
+
+/// The last `ROWS COLS` line `stty size` printed.
+fn last_size(out: &str) -> (u32, u32) {
+    out.lines()
+        .rev()
+        .find_map(|l| {
+            let mut it = l.trim().split(' ');
+            let rows = it.next()?.parse().ok()?;
+            let cols = it.next()?.parse().ok()?;
+            it.next().is_none().then_some((rows, cols))
+        })
+        .unwrap_or_else(|| panic!("no stty size line in {out:?}"))
+}
+
+#[tokio::test]
+async fn resume_guessing_gets_4002_then_4003() {
+    let server = Server::start(&[]);
+    let mut codes = Vec::new();
+    for _ in 0..15 {
+        let mut c = Client::connect(&server).await;
+        c.auth(json!({
+            "apiKey": "app.key:secret",
+            "sessionId": uuid::Uuid::new_v4().to_string(),
+        }))
+        .await;
+        let close = c.wait_close(T).await.expect("a close frame");
+        codes.push(close.0);
+        if close.0 == 4003 {
+            assert_eq!(close.1, "Rate limit exceeded");
+            assert_eq!(last_status(&c.controls)["code"], 4003);
+        }
+    }
+    assert_eq!(codes[0], 4002, "an unknown id is 4002 first: {codes:?}");
+    let first_4003 = codes
+        .iter()
+        .position(|&c| c == 4003)
+        .unwrap_or_else(|| panic!("guessing is rate limited: {codes:?}"));
+    assert!(
+        codes[..first_4003].iter().all(|&c| c == 4002)
+            && codes[first_4003..].iter().all(|&c| c == 4003),
+        "4002 until the limit, 4003 after: {codes:?}"
+    );
+    assert!(first_4003 <= 12, "{codes:?}");
+    let lines = audited(&server, "ratelimit.rejected", "resume_guessing", 1);
+    assert_eq!(lines[0]["client"], "127.0.0.1");
+    assert_eq!(
+        rejections(&server, "resume_guessing").await as usize,
+        codes.len() - first_4003
+    );
+    audited(&server, "auth.rejected", "resume_unknown", first_4003);
+    assert!(server.containers().is_empty());
+    // Guessing blocks resumes, not new sessions.
+    still_serves(&server).await;
+    assert_no_orphans(&server).await;
+}
+
+#[tokio::test]
+async fn oversized_frames_close_1009_after_an_error_status() {
+    let server = Server::start(&["--resume-grace", "2"]);
+    // As the first frame.
+    let c = Client::connect(&server).await;
+    let (controls, close) = send_huge(c, 2 << 20).await;
+    assert_eq!(close, Some((1009, "Message too large".to_string())));
+    let status = last_status(&controls);
+    assert_eq!(
+        (&status["payload"], &status["code"]),
+        (&json!("error"), &json!(1009))
+    );
+    // An auth frame over its own (smaller) limit.
+    let mut c = Client::connect(&server).await;
+    c.send_text(&format!(r#"{{"apiKey":"{}"}}"#, "k".repeat(100 * 1024)))
+        .await;
+    expect_announced_close(&mut c, 1009, "Message too large", T).await;
+
+    // In a live session: the socket closes 1009; the session waits for a resume, then ends.
+    let (mut c, id) = Client::session(&server).await;
+    c.wait_output("$ ", T).await;
+    let (controls, close) = send_huge(c, 2 << 20).await;
+    assert_eq!(close, Some((1009, "Message too large".to_string())));
+    assert_eq!(last_status(&controls)["code"], 1009);
+    assert!(
+        wait_gone(&id, Duration::from_secs(15)),
+        "the dropped session ends after its grace period"
+    );
+    audited(&server, "ratelimit.rejected", "message_too_large", 2);
+    audited(&server, "auth.rejected", "auth_too_large", 1);
+    assert_eq!(rejections(&server, "message_too_large").await, 2);
+    assert_eq!(rejections(&server, "auth_too_large").await, 1);
+    still_serves(&server).await;
+    assert_no_orphans(&server).await;
+}
+
+#[tokio::test]
+async fn malformed_or_missing_auth_frames_are_refused() {
+    let server = Server::start(&["--auth-timeout", "1"]);
+    let bad = [
+        "hello",
+        "{not json",
+        "[1,2,3]",
+        "42",
+        r#"{"apiKey":5}"#,
+        r#"{"environmentVariables":"PS1"}"#,
+        r#"{"environmentVariables":{"PS1":7}}"#,
+        r#"{"sessionId":["x"]}"#,
+    ];
+    for frame in bad {
+        let mut c = Client::connect(&server).await;
+        c.send_text(frame).await;
+        let reason = expect_announced_close(&mut c, 4008, "Invalid auth format", T).await;
+        assert_eq!(reason, "Invalid auth format", "for {frame:?}");
+    }
+    // No auth frame at all: 1008 after the (1 s) deadline.
+    let mut c = Client::connect(&server).await;
+    let started = Instant::now();
+    expect_announced_close(&mut c, 1008, "Authentication timeout", T).await;
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(800) && waited < Duration::from_secs(10),
+        "closed after {waited:?}"
+    );
+    assert!(
+        server.containers().is_empty(),
+        "no container for a refused client"
+    );
+    audited(&server, "auth.rejected", "auth_malformed", bad.len());
+    audited(&server, "auth.rejected", "auth_timeout", 1);
+    assert_eq!(
+        rejections(&server, "auth_malformed").await as usize,
+        bad.len()
+    );
+    assert_eq!(rejections(&server, "auth_timeout").await, 1);
+    still_serves(&server).await;
+    assert_no_orphans(&server).await;
+}
+
+#[tokio::test]
+async fn invalid_utf8_text_frames_close_the_socket_and_nothing_else() {
+    let server = Server::start(&["--resume-grace", "2"]);
+    let invalid = masked_frame(0x1, b"\xc3\x28 \xff\xfe{\"apiKey\":\"x\"}");
+    // As the auth frame.
+    let mut c = Client::connect(&server).await;
+    c.wait_control("status", Some("connecting"), T).await;
+    c.ws.get_mut().write_all(&invalid).await.unwrap();
+    let close = c.wait_close(T).await;
+    assert_eq!(
+        close.as_ref().map(|c| c.0),
+        Some(1007),
+        "invalid UTF-8 closes 1007: {close:?}, controls {:?}",
+        c.controls
+    );
+    assert!(!c.controls.iter().any(|v| v["type"] == "hello"));
+
+    // In a live session.
+    let (mut c, id) = Client::session(&server).await;
+    c.run("echo live-$((1+1))", "live-2").await;
+    c.ws.get_mut().write_all(&invalid).await.unwrap();
+    let close = c.wait_close(T).await;
+    assert_eq!(close.as_ref().map(|c| c.0), Some(1007), "{close:?}");
+    assert!(
+        wait_gone(&id, Duration::from_secs(15)),
+        "the dropped session ends after its grace period"
+    );
+    assert!(!server.log().contains("panicked"), "{}", server.log());
+    still_serves(&server).await;
+    assert_no_orphans(&server).await;
+}
+
+#[tokio::test]
+async fn binary_garbage_and_bad_resizes_keep_the_session_working() {
+    let server = Server::start(&[]);
+    let (mut c, _id) = Client::session(&server).await;
+    c.wait_output("$ ", T).await;
+
+    // 2 KiB of pseudo-random bytes, without the keys that end a shell or a line
+    // (Enter, ^C, ^D, ^Z, ^\) or stop the terminal (^S, ^Q, ^O, ^V): those are the user's.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let garbage: Vec<u8> = (0..2048)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            match (state >> 24) as u8 {
+                b'\r' | b'\n' | 0x03 | 0x04 | 0x1a | 0x1c | 0x13 | 0x11 | 0x0f | 0x16 => b'x',
+                b => b,
+            }
+        })
+        .collect();
+    c.send_binary(garbage).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // ^C abandons the garbage line.
+    c.send_text("\x03").await;
+    c.run("echo alive-$((2+2))", "alive-4").await;
+
+    let hostile_resizes = [
+        r#"{"type":"resize","cols":0,"rows":0}"#,
+        r#"{"type":"resize","cols":-5,"rows":-80}"#,
+        r#"{"type":"resize","cols":100000,"rows":65535}"#,
+        r#"{"type":"resize","cols":1e300,"rows":-1e300}"#,
+        r#"{"type":"resize","cols":"wide","rows":"tall"}"#,
+        r#"{"type":"resize","data":{"cols":null,"rows":[1]}}"#,
+        r#"{"type":"resize","data":"80x24"}"#,
+        r#"{"type":"resize"}"#,
+    ];
+    for (i, frame) in hostile_resizes.iter().enumerate() {
+        c.send_text(frame).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let out = c.run("stty size; echo checked-$((1+1))", "checked-2").await;
+        let (rows, cols) = last_size(&out);
+        assert!(
+            (1..=500).contains(&rows) && (1..=1000).contains(&cols),
+            "after {frame}: {rows}x{cols}"
+        );
+        c.output.clear();
+        println!("after resize {i} {frame}: {rows} rows x {cols} cols");
+    }
+    c.run("echo still-$((40+2))", "still-42").await;
+    assert!(c.closed.is_none());
+    assert!(!server.log().contains("panicked"), "{}", server.log());
+    assert_no_orphans(&server).await;
+}
+
+#[tokio::test]
+async fn cross_site_origins_are_refused_and_allowed_ones_work() {
+    let server = Server::start(&["--allowed-origins", "https://docs.example.com"]);
+    let refused = connect_from(&server, LOCALHOST, &[("Origin", "https://evil.example")])
+        .await
+        .err()
+        .expect("a cross-site origin is refused");
+    assert_eq!(refused.status, 403);
+    let lines = audited(&server, "origin.rejected", "origin", 1);
+    assert_eq!(lines[0]["client"], "127.0.0.1");
+    assert_eq!(lines[0]["origin"], "https://evil.example");
+    assert_eq!(rejections(&server, "origin").await, 1);
+    assert!(server.containers().is_empty());
+
+    for origin in [
+        "https://docs.example.com".to_string(),
+        format!("http://{}", server.addr),
+    ] {
+        let mut c = connect_from(&server, LOCALHOST, &[("Origin", &origin)])
+            .await
+            .unwrap_or_else(|r| panic!("origin {origin} refused: {r:?}"));
+        c.auth(json!({"apiKey": "app.key:secret"})).await;
+        c.wait_hello().await;
+        c.run("echo origin-$((1+1))", "origin-2").await;
+        c.close(1000, "user-closed-tab").await;
+    }
+    assert_no_orphans(&server).await;
+}
+
+#[tokio::test]
+async fn a_connection_flood_leaks_no_container_and_little_memory() {
+    let server = Server::start(&["--resume-grace", "1"]);
+    // Warm up the paths a connection takes before measuring.
+    still_serves(&server).await;
+    let rss_before = server.rss_kib();
+    let started = Instant::now();
+    let clients = futures_util::future::join_all((0..200).map(|_| Client::connect(&server))).await;
+    for (i, mut c) in clients.into_iter().enumerate() {
+        match i % 20 {
+            // A few start a session and vanish at once.
+            0 => {
+                c.auth(json!({"apiKey": "app.key:secret"})).await;
+                c.reset();
+            }
+            1..=9 => c.reset(),
+            _ => drop(c),
+        }
+    }
+    let opened = started.elapsed();
+    assert!(
+        server.wait_no_containers(Duration::from_secs(60)),
+        "no container outlives its dropped session: {:?}",
+        server.containers()
+    );
+    let deadline = Instant::now() + T;
+    while !live_sessions(&server).await.is_empty() {
+        assert!(Instant::now() < deadline, "sessions of dropped sockets end");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let rss_after = server.rss_kib();
+    println!(
+        "connection flood: 200 sockets in {opened:?}; server RSS {rss_before} KiB before, {rss_after} KiB after"
+    );
+    assert!(
+        rss_after < rss_before + 64 * 1024,
+        "RSS grew from {rss_before} to {rss_after} KiB"
+    );
+    still_serves(&server).await;
+    assert_no_orphans(&server).await;
+}

@@ -70,7 +70,12 @@ async fn fresh_session_controls_come_in_order_and_ping_gets_pong() {
             other => other.to_string(),
         })
         .collect();
-    assert_eq!(kinds, ["connecting", "connected", "hello"], "{:?}", c.controls);
+    assert_eq!(
+        kinds,
+        ["connecting", "connected", "hello"],
+        "{:?}",
+        c.controls
+    );
     assert_eq!(c.controls[2]["sessionId"], id.as_str());
     c.wait_output("$ ", T).await;
     c.send_text(r#"{"type":"ping","ts":123}"#).await;
@@ -94,7 +99,9 @@ async fn idle_timeout_warns_then_closes_1000() {
         warning["reason"].as_str().unwrap().contains("inactivity"),
         "{warning}"
     );
-    let left = warning["secondsLeft"].as_u64().expect("secondsLeft is a number");
+    let left = warning["secondsLeft"]
+        .as_u64()
+        .expect("secondsLeft is a number");
     assert!((1..=2).contains(&left), "secondsLeft {left}");
     // The warning is also a visible line in the terminal output.
     c.wait_output("[termcell] Session will end due to inactivity", T)
@@ -253,8 +260,11 @@ async fn expired_jwt_closes_4001_and_a_valid_one_is_accepted() {
 async fn unknown_session_id_closes_4002() {
     let server = Server::start(&[]);
     let id = uuid::Uuid::new_v4().to_string();
-    let mut c = connect_and_auth(&server, json!({"apiKey": "app.key:secret", "sessionId": id}))
-        .await;
+    let mut c = connect_and_auth(
+        &server,
+        json!({"apiKey": "app.key:secret", "sessionId": id}),
+    )
+    .await;
     let reason = expect_announced_close(&mut c, 4002, "", T).await;
     assert_eq!(reason, "Session resume rejected");
     assert_eq!(c.controls.last().unwrap()["payload"], "error");
@@ -376,8 +386,14 @@ async fn original_client_auth_frame_env_filter_and_readline_controls() {
     assert!(out.contains("ABLY_WEB_CLI_MODE=true"), "{out}");
     assert!(out.contains(&format!("ABLY_API_KEY={api_key}")), "{out}");
     assert!(out.contains(&format!("ABLY_ACCESS_TOKEN={token}")), "{out}");
-    assert!(!out.contains("BASH_ENV"), "BASH_ENV reached the shell: {out}");
-    assert!(!out.contains("LD_PRELOAD"), "LD_PRELOAD reached the shell: {out}");
+    assert!(
+        !out.contains("BASH_ENV"),
+        "BASH_ENV reached the shell: {out}"
+    );
+    assert!(
+        !out.contains("LD_PRELOAD"),
+        "LD_PRELOAD reached the shell: {out}"
+    );
     assert!(!out.contains("PATH=/evil"), "PATH reached the shell: {out}");
 
     // readline-control: history-up recalls the last line, Enter runs it again.
@@ -444,7 +460,10 @@ async fn utf8_sequences_never_split_across_frames() {
     let deadline = Instant::now() + T;
     let mut frames = 0;
     loop {
-        match c.next(deadline.saturating_duration_since(Instant::now())).await {
+        match c
+            .next(deadline.saturating_duration_since(Instant::now()))
+            .await
+        {
             Some(Event::Output(data)) => {
                 frames += 1;
                 assert!(

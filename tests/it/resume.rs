@@ -1,1 +1,330 @@
-//! resume tests (real engine, real server, real WebSocket).
+//! Resume through the real server: after a drop, with other credentials, by guessing ids,
+//! after the grace period, by takeover; the replay bound; a client that stops reading; a
+//! client that drops while its session prints at full speed.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::support::*;
+
+const T: Duration = Duration::from_secs(30);
+const KEY: &str = "app.key:secret";
+
+/// Opens a socket and asks to resume `id` with `api_key`.
+async fn resume(server: &Server, id: &str, api_key: &str) -> Client {
+    let mut c = Client::connect(server).await;
+    c.wait_control("status", Some("connecting"), T).await;
+    c.auth(json!({"apiKey": api_key, "sessionId": id})).await;
+    c
+}
+
+/// Reads until the output contains `needle`, keeping only a bounded tail of it (for
+/// sessions that print megabytes). Returns how many bytes were read.
+async fn drain_until(c: &mut Client, needle: &str, within: Duration) -> usize {
+    let deadline = Instant::now() + within;
+    let mut total = 0;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let before = c.output.len();
+        match c.next(left).await {
+            Some(Event::Output(_)) => {}
+            Some(Event::Control(_)) => continue,
+            Some(Event::Closed(close)) => panic!("closed while draining: {close:?}"),
+            None => panic!(
+                "no {needle:?} within {within:?}; controls {:?}, tail {:?}",
+                c.controls,
+                String::from_utf8_lossy(&c.output[c.output.len().saturating_sub(300)..])
+            ),
+        }
+        total += c.output.len() - before;
+        let from = before.saturating_sub(needle.len());
+        if String::from_utf8_lossy(&c.output[from..]).contains(needle) {
+            return total;
+        }
+        if c.output.len() > 256 * 1024 {
+            let keep = c.output.split_off(c.output.len() - 1024);
+            c.output = keep;
+        }
+    }
+}
+
+#[tokio::test]
+async fn resume_after_a_drop_replays_output_and_takes_input() {
+    let server = Server::start(&[]);
+    let (mut a, id) = Client::session(&server).await;
+    a.run("echo mark-$((5*5))", "mark-25").await;
+    let container = container_of(&id).unwrap();
+    a.reset();
+
+    let mut b = resume(&server, &id, KEY).await;
+    let hello = b.wait_control("hello", None, T).await;
+    assert_eq!(hello["sessionId"], id.as_str(), "same session id");
+    let connected = b
+        .controls
+        .iter()
+        .position(|v| v["payload"] == "connected")
+        .expect("connected");
+    let hello_at = b
+        .controls
+        .iter()
+        .position(|v| v["type"] == "hello")
+        .unwrap();
+    assert!(connected < hello_at, "{:?}", b.controls);
+    let out = b.wait_output("mark-25", T).await;
+    assert!(
+        out.starts_with(HANDSHAKE),
+        "the handshake line comes first, then the replay: {out:?}"
+    );
+    assert!(
+        out[HANDSHAKE.len()..].contains("mark-25"),
+        "the replay holds the output from before the drop"
+    );
+    b.run("echo after-$((6*7))", "after-42").await;
+    assert_eq!(container_of(&id), Some(container), "the same container");
+    let resumed = server
+        .audit_lines()
+        .into_iter()
+        .any(|l| l["event"] == "session.resumed");
+    assert!(resumed, "resume audited");
+}
+
+#[tokio::test]
+async fn resume_with_other_credentials_closes_4001() {
+    let server = Server::start(&[]);
+    let (mut a, id) = Client::session(&server).await;
+    a.run("echo mine-$((1+1))", "mine-2").await;
+    a.reset();
+    let mut thief = resume(&server, &id, "app.key:other").await;
+    let reason = expect_announced_close(&mut thief, 4001, "", T).await;
+    assert_eq!(reason, "Credentials do not match original session");
+    assert!(
+        !String::from_utf8_lossy(&thief.output).contains("mine-2"),
+        "no replay for other credentials"
+    );
+    // The owner still gets the session back.
+    let mut b = resume(&server, &id, KEY).await;
+    assert_eq!(b.wait_hello().await, id);
+    b.wait_output("mine-2", T).await;
+}
+
+#[tokio::test]
+async fn guessing_session_ids_gets_4002_then_4003() {
+    let server = Server::start(&[]);
+    let mut codes = Vec::new();
+    for _ in 0..20 {
+        let guess = uuid::Uuid::new_v4().to_string();
+        let mut c = resume(&server, &guess, KEY).await;
+        let close = c.wait_close(T).await.expect("a close frame");
+        let announced = c.controls.last().unwrap();
+        assert_eq!(announced["code"], close.0, "{announced}");
+        assert_eq!(announced["reason"], close.1.as_str(), "{announced}");
+        codes.push(close.0);
+        if close.0 == 4003 {
+            assert_eq!(close.1, "Rate limit exceeded");
+            break;
+        }
+        assert_eq!(close, (4002, "Session resume rejected".to_string()));
+    }
+    assert!(codes.len() >= 3, "a few guesses are plain 4002: {codes:?}");
+    assert_eq!(
+        codes.last(),
+        Some(&4003),
+        "guessing is rate limited: {codes:?}"
+    );
+    // Guessing the same id is limited too (attempts per id), on a fresh server.
+    let server = Server::start(&["--resume-max-attempts", "2"]);
+    let guess = uuid::Uuid::new_v4().to_string();
+    let mut codes = Vec::new();
+    for _ in 0..3 {
+        let mut c = resume(&server, &guess, KEY).await;
+        codes.push(c.wait_close(T).await.expect("a close frame").0);
+    }
+    assert_eq!(codes, [4002, 4002, 4003]);
+}
+
+#[tokio::test]
+async fn grace_expiry_removes_the_container() {
+    let server = Server::start(&["--resume-grace", "2"]);
+    let (mut a, id) = Client::session(&server).await;
+    a.wait_output("$ ", T).await;
+    assert!(container_of(&id).is_some());
+    let dropped = Instant::now();
+    a.reset();
+    assert!(
+        wait_gone(&id, Duration::from_secs(15)),
+        "container removed after the grace period"
+    );
+    let gone_after = dropped.elapsed();
+    assert!(
+        gone_after >= Duration::from_millis(1500),
+        "not before the grace period: {gone_after:?}"
+    );
+    let mut late = resume(&server, &id, KEY).await;
+    let reason = expect_announced_close(&mut late, 4002, "", T).await;
+    assert_eq!(reason, "Session resume rejected");
+    assert!(server
+        .audit_lines()
+        .iter()
+        .any(|l| l["event"] == "session.ended" && l["cause"] == "grace_expired"));
+}
+
+#[tokio::test]
+async fn takeover_closes_the_first_socket_with_4002() {
+    let server = Server::start(&[]);
+    let (mut a, id) = Client::session(&server).await;
+    a.run("echo first-$((1+1))", "first-2").await;
+    let mut b = resume(&server, &id, KEY).await;
+    assert_eq!(b.wait_hello().await, id);
+    let reason = expect_announced_close(&mut a, 4002, "", T).await;
+    assert_eq!(reason, "Session taken over");
+    assert_eq!(a.controls.last().unwrap()["payload"], "disconnected");
+    b.wait_output("first-2", T).await;
+    b.run("echo second-$((2+2))", "second-4").await;
+    assert!(container_of(&id).is_some(), "the session lives on");
+}
+
+#[tokio::test]
+async fn replay_is_bounded_and_ends_with_the_latest_output() {
+    let server = Server::start(&[]);
+    let (mut a, id) = Client::session(&server).await;
+    a.wait_output("$ ", T).await;
+    a.send_text("head -c 1048576 /dev/zero | tr '\\0' a; echo end-$((1+1))\r")
+        .await;
+    let read = drain_until(&mut a, "end-2", Duration::from_secs(60)).await;
+    assert!(read >= 1 << 20, "the whole MiB arrived live: {read}");
+    // Let the prompt after it land in the replay too.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    a.reset();
+
+    let mut b = resume(&server, &id, KEY).await;
+    b.wait_hello().await;
+    b.wait_output("end-2", T).await;
+    // Whatever else arrives soon (the prompt) is part of the replay.
+    while b.next(Duration::from_millis(700)).await.is_some() {}
+    let out = &b.output;
+    assert!(out.starts_with(HANDSHAKE.as_bytes()));
+    let replay = &out[HANDSHAKE.len()..];
+    assert!(
+        replay.len() <= 262_144,
+        "replay is at most 256 KiB: {} bytes",
+        replay.len()
+    );
+    assert!(
+        replay.len() > 200 * 1024,
+        "the ring was full: {} bytes",
+        replay.len()
+    );
+    let text = String::from_utf8_lossy(replay);
+    let end_at = text.rfind("end-2").unwrap();
+    assert!(
+        text.len() - end_at < 100,
+        "the replay ends with the latest output: {:?}",
+        &text[end_at..]
+    );
+    assert!(
+        text[..end_at].ends_with(&"a".repeat(1000)),
+        "the a's are just before it"
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_keeps_server_memory_bounded() {
+    let server = Server::start(&[]);
+    let (mut c, _id) = Client::session(&server).await;
+    c.wait_output("$ ", T).await;
+    let baseline = server.rss_kib();
+    c.send_text("yes\r").await;
+    drain_until(&mut c, "y\r\ny\r\ny\r\n", T).await;
+    // Read nothing for 20 s while the session prints at full speed.
+    let mut peak = baseline;
+    let stop_at = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < stop_at {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        peak = peak.max(server.rss_kib());
+    }
+    eprintln!(
+        "server RSS: baseline {} KiB, peak while the client read nothing for 20 s {} KiB",
+        baseline, peak
+    );
+    // The design keeps one 16 KiB chunk per session in flight plus socket buffers.
+    assert!(
+        peak < 64 * 1024,
+        "server RSS stays under 64 MiB while a client reads nothing: peak {peak} KiB"
+    );
+    assert!(
+        peak - baseline < 16 * 1024,
+        "server RSS grows by less than 16 MiB: baseline {baseline} KiB, peak {peak} KiB"
+    );
+    // Read again, stop `yes`, and the session answers.
+    c.send_text("\x03").await;
+    let backlog = drain_until(&mut c, "$ ", Duration::from_secs(60)).await;
+    eprintln!("backlog read after the pause: {backlog} bytes");
+    c.send_text("echo back-$((1+1))\r").await;
+    drain_until(&mut c, "back-2", T).await;
+    assert!(c.closed.is_none(), "the session survived the pause");
+}
+
+/// Host pids of processes named `yes` owned by uid 1000.
+fn host_yes_pids() -> Vec<u32> {
+    let out = std::process::Command::new("pgrep")
+        .args(["-u", "1000", "-x", "yes"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// Host pids of the processes in a container (from `docker top`).
+fn container_pids(container: &str) -> Option<Vec<u32>> {
+    let out = std::process::Command::new("docker")
+        .args(["top", container, "-o", "pid"])
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return None;
+    }
+    Some(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.trim().parse().ok())
+            .collect(),
+    )
+}
+
+#[tokio::test]
+async fn a_drop_during_full_speed_output_leaves_no_process() {
+    let server = Server::start(&["--resume-grace", "2"]);
+    let (mut c, id) = Client::session(&server).await;
+    c.wait_output("$ ", T).await;
+    let container = container_of(&id).unwrap();
+    c.send_text("yes\r").await;
+    drain_until(&mut c, "y\r\ny\r\ny\r\n", T).await;
+    let in_container = container_pids(&container).expect("docker top on a live container");
+    let yes_pids: Vec<u32> = host_yes_pids()
+        .into_iter()
+        .filter(|p| in_container.contains(p))
+        .collect();
+    assert_eq!(
+        yes_pids.len(),
+        1,
+        "one `yes` of uid 1000 runs in the container: {in_container:?}"
+    );
+    c.reset();
+    assert!(
+        wait_gone(&id, Duration::from_secs(20)),
+        "container removed after the grace period"
+    );
+    assert!(
+        container_pids(&container).is_none(),
+        "docker top fails: the container is gone"
+    );
+    let left = host_yes_pids();
+    assert!(
+        yes_pids.iter().all(|p| !left.contains(p)),
+        "the container's `yes` ({yes_pids:?}) is gone from the host: {left:?}"
+    );
+}

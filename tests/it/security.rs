@@ -57,7 +57,10 @@ async fn capture(c: &mut Client, cmd: &str) -> String {
     ))
     .await;
     let out = c.wait_output(&end, T).await;
-    let start = out.find(&begin).expect("begin marker before the end marker") + begin.len();
+    let start = out
+        .find(&begin)
+        .expect("begin marker before the end marker")
+        + begin.len();
     let stop = out.rfind(&end).unwrap();
     out[start..stop].replace('\r', "").trim().to_string()
 }
@@ -113,7 +116,11 @@ async fn session_container_has_the_profile_in_docker_inspect() {
     assert_eq!(hc["Memory"], LIMIT_256_MIB, "memory limit");
     assert_eq!(hc["MemorySwap"], LIMIT_256_MIB, "no swap beyond memory");
     assert_eq!(hc["NanoCpus"], 1_000_000_000i64, "one CPU");
-    assert_eq!(hc["CapDrop"], serde_json::json!(["ALL"]), "all caps dropped");
+    assert_eq!(
+        hc["CapDrop"],
+        serde_json::json!(["ALL"]),
+        "all caps dropped"
+    );
     assert!(is_empty(&hc["CapAdd"]), "no caps added: {}", hc["CapAdd"]);
     assert_eq!(hc["Privileged"], false, "not privileged");
 
@@ -143,8 +150,16 @@ async fn session_container_has_the_profile_in_docker_inspect() {
 
     assert_eq!(hc["NetworkMode"], "none", "no network");
     assert_eq!(info["Config"]["User"], "1000:1000", "non-root user");
+    assert_eq!(
+        docker_exec(&container, "id -u").trim(),
+        "1000",
+        "even a docker exec into the container is not root"
+    );
     assert_eq!(hc["Init"], true, "an init reaps zombies");
-    assert_eq!(hc["LogConfig"]["Type"], "none", "no log driver filling the disk");
+    assert_eq!(
+        hc["LogConfig"]["Type"], "none",
+        "no log driver filling the disk"
+    );
     assert_eq!(hc["RestartPolicy"]["Name"], "no", "never restarted");
     for field in ["Binds", "PortBindings", "Devices", "Mounts"] {
         assert!(is_empty(&hc[field]), "{field} is empty: {}", hc[field]);
@@ -170,7 +185,10 @@ async fn session_container_has_the_profile_in_docker_inspect() {
     assert_eq!(labels["termcell.deployment"], server.deployment.as_str());
     assert_eq!(labels["termcell.session"], id.as_str());
     assert!(
-        !labels["termcell.instance"].as_str().unwrap_or("").is_empty(),
+        !labels["termcell.instance"]
+            .as_str()
+            .unwrap_or("")
+            .is_empty(),
         "instance label: {labels}"
     );
     let created = labels["termcell.created-at"].as_str().unwrap_or("");
@@ -430,7 +448,14 @@ async fn fork_bomb_stays_inside_its_session() {
     bomb.send_text("kill -9 -1\r").await;
     let after = capture(&mut bomb, "sleep 0 && ls / | wc -l").await;
     assert!(
-        after.lines().last().unwrap_or("").trim().parse::<u32>().unwrap_or(0) > 3,
+        after
+            .lines()
+            .last()
+            .unwrap_or("")
+            .trim()
+            .parse::<u32>()
+            .unwrap_or(0)
+            > 3,
         "the bombed session forks again: {after:?}"
     );
     assert!(container_of(&bomb_id).is_some());

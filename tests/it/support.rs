@@ -495,13 +495,21 @@ pub async fn expect_announced_close(
         reason.starts_with(reason_prefix),
         "close reason {reason:?} should start with {reason_prefix:?}"
     );
-    let last = c.controls.last().expect("a control message before the close");
+    let last = c
+        .controls
+        .last()
+        .expect("a control message before the close");
     assert!(
-        last["type"] == "status" && (last["payload"] == "error" || last["payload"] == "disconnected"),
+        last["type"] == "status"
+            && (last["payload"] == "error" || last["payload"] == "disconnected"),
         "the control before the close is a status error/disconnected: {last}"
     );
     assert_eq!(last["code"], code, "status code matches the close: {last}");
-    assert_eq!(last["reason"], reason.as_str(), "status reason matches the close: {last}");
+    assert_eq!(
+        last["reason"],
+        reason.as_str(),
+        "status reason matches the close: {last}"
+    );
     reason
 }
 

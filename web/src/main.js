@@ -85,7 +85,7 @@ const connection = new Connection({
       // The server replays the session's output after hello: start from a clean screen so
       // a resumed session is not drawn twice.
       term.reset();
-      hideBanner();
+      if (ui.banner.dataset.kind === 'warning') hideBanner();
       term.focus();
     },
     warning: showWarning,
