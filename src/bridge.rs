@@ -112,7 +112,7 @@ impl WsBridge {
             code: ws::CloseCode::from(code),
             description: Some(reason),
         }));
-        self.phase = Phase::Closing;
+        self.dropped(false);
         ctx.stop();
     }
 

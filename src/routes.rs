@@ -95,6 +95,7 @@ async fn upgrade(
         state.shared.audit.record(
             AuditEvent::new("origin.rejected")
                 .client(ip)
+                .field("kind", "origin")
                 .field("origin", origin.unwrap_or_default()),
         );
         return Ok(HttpResponse::Forbidden()

@@ -9,6 +9,7 @@ use std::time::Instant;
 use actix::prelude::*;
 use bollard::models::ContainerCreateBody;
 use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -133,6 +134,14 @@ impl ContainerActor {
                 match reader.read_buf(&mut buf).await {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {
+                        // Take what is already buffered too, without waiting: fewer,
+                        // larger chunks per hand-off to the client.
+                        while buf.len() < READ_CHUNK {
+                            match reader.read_buf(&mut buf).now_or_never() {
+                                Some(Ok(n)) if n > 0 => {}
+                                _ => break,
+                            }
+                        }
                         let chunk = buf.split().freeze();
                         if session.send(ContainerOutput(chunk)).await.is_err() {
                             return;

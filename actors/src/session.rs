@@ -382,6 +382,17 @@ impl Handler<Input> for SessionActor {
             return;
         }
         let decision = self.limiter.filter_input(&data);
+        if let Some(kind) = decision.limited {
+            self.shared.metrics.reject(kind.as_str());
+            if kind == crate::ratelimit::Rejection::Commands {
+                self.shared.audit.record(
+                    AuditEvent::new("ratelimit.rejected")
+                        .session(self.id)
+                        .client(self.client_ip)
+                        .field("kind", kind.as_str()),
+                );
+            }
+        }
         if let Some(notice) = decision.notice {
             self.send_client(ToClient::Notice(notice));
         }

@@ -270,7 +270,7 @@ async fn idle_timeout_warns_then_closes_and_only_input_keeps_a_session() {
 
     // Typing every second keeps the session past the idle timeout, without a warning.
     let typing_from = Instant::now();
-    let warnings_before = c.controls.len();
+    let controls_before = c.controls.len();
     while typing_from.elapsed() < Duration::from_secs(9) {
         c.send_text(" ").await;
         drain_for(&mut c, Duration::from_secs(1)).await;
@@ -281,7 +281,7 @@ async fn idle_timeout_warns_then_closes_and_only_input_keeps_a_session() {
         );
     }
     assert!(
-        !c.controls[warnings_before..]
+        !c.controls[controls_before..]
             .iter()
             .any(|v| v["type"] == "warning"),
         "no idle warning while typing: {:?}",
@@ -472,8 +472,8 @@ async fn forwarded_for_without_trusted_proxies_shares_one_limit() {
 #[tokio::test]
 async fn sessions_per_address_are_limited_with_4003_and_no_container() {
     let server = Server::start_with_limits(&["--max-sessions-per-ip", "2"]);
-    let (_a, id_a) = Client::session(&server).await;
-    let (_b, _id_b) = Client::session(&server).await;
+    let (mut a, id_a) = Client::session(&server).await;
+    let (_b, _) = Client::session(&server).await;
     assert_eq!(server.containers().len(), 2);
 
     let mut third = Client::connect(&server).await;
@@ -496,7 +496,6 @@ async fn sessions_per_address_are_limited_with_4003_and_no_container() {
     assert!(wait_gone(&other_id, T));
 
     // Ending a session frees its slot.
-    let mut a = _a;
     a.close(1000, "user-closed-tab").await;
     assert!(wait_gone(&id_a, T));
     let (mut again, _) = Client::session(&server).await;
@@ -878,22 +877,43 @@ async fn cross_site_origins_are_refused_and_allowed_ones_work() {
 
 #[tokio::test]
 async fn a_connection_flood_leaks_no_container_and_little_memory() {
-    let server = Server::start(&["--resume-grace", "1"]);
+    let server = Server::start_with_limits(&[
+        "--resume-grace",
+        "1",
+        "--connections-per-minute",
+        "6000",
+        "--connection-burst",
+        "400",
+        "--max-sessions-per-ip",
+        "50",
+    ]);
     // Warm up the paths a connection takes before measuring.
     still_serves(&server).await;
     let rss_before = server.rss_kib();
     let started = Instant::now();
     let clients = futures_util::future::join_all((0..200).map(|_| Client::connect(&server))).await;
+    let mut attached = Vec::new();
     for (i, mut c) in clients.into_iter().enumerate() {
         match i % 20 {
-            // A few start a session and vanish at once.
-            0 => {
+            // A few start a session and vanish at once, a few once it is attached.
+            0 | 10 => {
                 c.auth(json!({"apiKey": "app.key:secret"})).await;
-                c.reset();
+                if i % 20 == 0 {
+                    // Long enough for the server to read the auth frame: the socket
+                    // goes while its session is being opened.
+                    tokio::time::sleep(Duration::from_millis(3)).await;
+                    c.reset();
+                } else {
+                    attached.push(c);
+                }
             }
             1..=9 => c.reset(),
             _ => drop(c),
         }
+    }
+    for mut c in attached {
+        c.wait_hello().await;
+        c.reset();
     }
     let opened = started.elapsed();
     assert!(
@@ -906,9 +926,15 @@ async fn a_connection_flood_leaks_no_container_and_little_memory() {
         assert!(Instant::now() < deadline, "sessions of dropped sockets end");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+    let audit = server.audit_lines();
+    let count = |event: &str| audit.iter().filter(|l| l["event"] == event).count();
+    // The warm-up session, 10 attached ones, and those whose auth frame the server read.
+    let (created, ended) = (count("session.created"), count("session.ended"));
+    assert!(created >= 11, "{created} sessions created");
+    assert_eq!(created, ended, "every session ended");
     let rss_after = server.rss_kib();
     println!(
-        "connection flood: 200 sockets in {opened:?}; server RSS {rss_before} KiB before, {rss_after} KiB after"
+        "connection flood: 200 sockets in {opened:?}, {created} sessions; server RSS {rss_before} KiB before, {rss_after} KiB after"
     );
     assert!(
         rss_after < rss_before + 64 * 1024,

@@ -59,10 +59,7 @@ async fn session_with_key(server: &Server, key: &str) -> (Client, String) {
 
 /// A credential that appears nowhere else, so finding it in a file means a leak.
 fn unique_key() -> String {
-    format!(
-        "app.key:ops-secret-{}",
-        uuid::Uuid::new_v4().simple().to_string()
-    )
+    format!("app.key:ops-secret-{}", uuid::Uuid::new_v4().simple())
 }
 
 /// Waits until `check` holds, polling; false when `within` passes first.
@@ -116,7 +113,7 @@ fn session_events<'a>(lines: &'a [Value], event: &str, id: &str) -> Vec<&'a Valu
 #[derive(Debug)]
 struct Sample {
     name: String,
-    labels: Vec<(String, String)>,
+    labels: Labels,
     value: f64,
 }
 
@@ -136,7 +133,9 @@ fn parse_value(s: &str) -> Result<f64, String> {
 }
 
 /// Parses `{k="v",...}` (escapes `\\`, `\"`, `\n`); returns the labels and the rest.
-fn parse_labels(s: &str) -> Result<(Vec<(String, String)>, &str), String> {
+type Labels = Vec<(String, String)>;
+
+fn parse_labels(s: &str) -> Result<(Labels, &str), String> {
     let mut labels = Vec::new();
     let mut rest = s.strip_prefix('{').expect("called on '{'");
     loop {
@@ -185,11 +184,10 @@ fn parse_prometheus(text: &str) -> Result<Vec<Sample>, String> {
         if let Some(comment) = line.strip_prefix('#') {
             let parts: Vec<&str> = comment.trim_start().splitn(3, ' ').collect();
             match parts.as_slice() {
-                ["HELP", name, ..] => {
-                    if !is_metric_name(name) {
-                        return Err(at("bad HELP name".into()));
-                    }
+                ["HELP", name, ..] if !is_metric_name(name) => {
+                    return Err(at("bad HELP name".into()));
                 }
+                ["HELP", _, ..] => {}
                 ["TYPE", name, kind] => {
                     if !is_metric_name(name) {
                         return Err(at("bad TYPE name".into()));
@@ -293,6 +291,7 @@ fn prometheus_parser_rejects_malformed_text() {
         "# TYPE a nonsense\na 1\n",
         "# TYPE a counter\na 1 2 3\n",
         "# TYPE\n",
+        "# HELP\n",
     ] {
         assert!(parse_prometheus(bad).is_err(), "accepted {bad:?}");
     }
