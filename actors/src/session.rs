@@ -533,6 +533,14 @@ impl Handler<ContainerStatus> for SessionActor {
             ContainerStatus::Ready { container_id } => {
                 self.container_id = Some(container_id);
                 self.announced_ready = true;
+                // The socket may have gone while the container started.
+                if self
+                    .client
+                    .as_ref()
+                    .is_some_and(|c| !c.recipient.connected())
+                {
+                    self.detach_client(ctx);
+                }
                 if self.client.is_some() {
                     self.state = SessionState::Attached;
                     self.send_client(ToClient::Connected {

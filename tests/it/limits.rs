@@ -818,27 +818,40 @@ async fn binary_garbage_and_bad_resizes_keep_the_session_working() {
     c.send_text("\x03").await;
     c.run("echo alive-$((2+2))", "alive-4").await;
 
+    // Out-of-range numbers are clamped (busybox `stty` shows a dimension of 1 as 24 rows
+    // or 80 columns, so only the upper clamp is visible exactly); non-numbers are ignored.
     let hostile_resizes = [
-        r#"{"type":"resize","cols":0,"rows":0}"#,
-        r#"{"type":"resize","cols":-5,"rows":-80}"#,
-        r#"{"type":"resize","cols":100000,"rows":65535}"#,
-        r#"{"type":"resize","cols":1e300,"rows":-1e300}"#,
-        r#"{"type":"resize","cols":"wide","rows":"tall"}"#,
-        r#"{"type":"resize","data":{"cols":null,"rows":[1]}}"#,
-        r#"{"type":"resize","data":"80x24"}"#,
-        r#"{"type":"resize"}"#,
+        (r#"{"type":"resize","cols":0,"rows":0}"#, None),
+        (r#"{"type":"resize","cols":-5,"rows":-80}"#, None),
+        (
+            r#"{"type":"resize","cols":100000,"rows":65535}"#,
+            Some((500, 1000)),
+        ),
+        (r#"{"type":"resize","cols":1e300,"rows":-1e300}"#, None),
+        (r#"{"type":"resize","cols":"wide","rows":"tall"}"#, None),
+        (r#"{"type":"resize","data":{"cols":null,"rows":[1]}}"#, None),
+        (r#"{"type":"resize","data":"80x24"}"#, None),
+        (r#"{"type":"resize"}"#, None),
     ];
-    for (i, frame) in hostile_resizes.iter().enumerate() {
+    let mut previous = (0, 0);
+    for (i, (frame, exact)) in hostile_resizes.into_iter().enumerate() {
         c.send_text(frame).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let out = c.run("stty size; echo checked-$((1+1))", "checked-2").await;
+        c.output.clear();
         let (rows, cols) = last_size(&out);
+        println!("after resize {i} {frame}: {rows} rows x {cols} cols");
         assert!(
             (1..=500).contains(&rows) && (1..=1000).contains(&cols),
             "after {frame}: {rows}x{cols}"
         );
-        c.output.clear();
-        println!("after resize {i} {frame}: {rows} rows x {cols} cols");
+        if let Some(exact) = exact {
+            assert_eq!((rows, cols), exact, "after {frame}");
+        }
+        if i >= 4 {
+            assert_eq!((rows, cols), previous, "{frame} is ignored");
+        }
+        previous = (rows, cols);
     }
     c.run("echo still-$((40+2))", "still-42").await;
     assert!(c.closed.is_none());
