@@ -971,7 +971,22 @@ fn docker_up() -> bool {
         .unwrap_or(false)
 }
 
+fn dockerd_running() -> bool {
+    Command::new("pidof")
+        .arg("dockerd")
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
 fn start_dockerd() {
+    // The API socket closes before the old daemon has stopped its containers and exited; a
+    // new one started meanwhile finds its pid file and quits.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while dockerd_running() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+    }
     // As scripts/setup.sh does, in its own session so the test's process group is not its.
     let _ = Command::new("sh")
         .args([
@@ -1062,4 +1077,5 @@ async fn engine_restart_is_survived() {
     let (mut again, _) = Client::session(&server).await;
     again.run("echo after-$((2+2))", "after-4").await;
     assert!(server.child.as_mut().unwrap().try_wait().unwrap().is_none());
+    assert!(!server.log().contains("panicked"), "{}", server.log());
 }
