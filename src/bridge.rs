@@ -11,8 +11,9 @@ use actix_web::{HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 use bytes::{Bytes, BytesMut};
 use termcell_actors::audit::AuditEvent;
-use termcell_actors::ratelimit::{AcquireSessionSlot, CheckResume, ResumeFailed};
-use termcell_actors::registry::{OpenSession, Refusal, ResumeSession};
+use termcell_actors::credentials::Fingerprint;
+use termcell_actors::ratelimit::{AcquireSessionSlot, CheckResume, RateLimiter, ResumeFailed};
+use termcell_actors::registry::{OpenSession, Refusal, Registry, ResumeSession};
 use termcell_actors::session::{
     Attach, ClientHandle, Detach, EndCause, Input, Resize, SessionActor, SessionRequest, ToClient,
 };
@@ -26,6 +27,14 @@ use crate::protocol::{
 use crate::state::AppState;
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+
+struct Opening {
+    fingerprint: Fingerprint,
+    limiter: Addr<RateLimiter>,
+    registry: Addr<Registry>,
+    ip: IpAddr,
+    client: ClientHandle,
+}
 
 enum Phase {
     AwaitingAuth,
@@ -211,16 +220,29 @@ impl WsBridge {
         }
     }
 
+    /// What opening or resuming a session needs, taken out of the actor for the future.
+    fn opening(&self, auth: &ValidatedAuth) -> Opening {
+        Opening {
+            fingerprint: self
+                .state
+                .fingerprint_key
+                .fingerprint(auth.api_key.as_deref(), auth.access_token.as_deref()),
+            limiter: self.state.limiter.clone(),
+            registry: self.state.registry.clone(),
+            ip: self.ip,
+            client: self.client_handle(),
+        }
+    }
+
     fn resume(&mut self, id: Uuid, auth: ValidatedAuth, ctx: &mut ws::WebsocketContext<Self>) {
         self.session_id = Some(id);
-        let fingerprint = self
-            .state
-            .fingerprint_key
-            .fingerprint(auth.api_key.as_deref(), auth.access_token.as_deref());
-        let limiter = self.state.limiter.clone();
-        let registry = self.state.registry.clone();
-        let ip = self.ip;
-        let client = self.client_handle();
+        let Opening {
+            fingerprint,
+            limiter,
+            registry,
+            ip,
+            client,
+        } = self.opening(&auth);
         ctx.wait(
             async move {
                 match limiter.send(CheckResume { session_id: id, ip }).await {
@@ -271,14 +293,13 @@ impl WsBridge {
     }
 
     fn open(&mut self, auth: ValidatedAuth, ctx: &mut ws::WebsocketContext<Self>) {
-        let fingerprint = self
-            .state
-            .fingerprint_key
-            .fingerprint(auth.api_key.as_deref(), auth.access_token.as_deref());
-        let limiter = self.state.limiter.clone();
-        let registry = self.state.registry.clone();
-        let ip = self.ip;
-        let client = self.client_handle();
+        let Opening {
+            fingerprint,
+            limiter,
+            registry,
+            ip,
+            client,
+        } = self.opening(&auth);
         ctx.wait(
             async move {
                 let slot = match limiter.send(AcquireSessionSlot { ip }).await {

@@ -370,7 +370,7 @@ async fn max_duration_warns_then_closes_even_while_typing() {
 
 #[tokio::test]
 async fn connection_bursts_get_429_per_address_and_forwarded_for_only_from_trusted_proxies() {
-    let server = Server::start_with_limits(&[
+    let server = Server::start(&[
         "--connections-per-minute",
         "5",
         "--connection-burst",
@@ -450,8 +450,7 @@ async fn connection_bursts_get_429_per_address_and_forwarded_for_only_from_trust
 
 #[tokio::test]
 async fn forwarded_for_without_trusted_proxies_shares_one_limit() {
-    let server =
-        Server::start_with_limits(&["--connections-per-minute", "5", "--connection-burst", "3"]);
+    let server = Server::start(&["--connections-per-minute", "5", "--connection-burst", "3"]);
     for i in 0..3 {
         let xff = format!("203.0.113.{}", i + 20);
         connect_from(&server, LOCALHOST, &[("X-Forwarded-For", &xff)])
@@ -471,7 +470,7 @@ async fn forwarded_for_without_trusted_proxies_shares_one_limit() {
 
 #[tokio::test]
 async fn sessions_per_address_are_limited_with_4003_and_no_container() {
-    let server = Server::start_with_limits(&["--max-sessions-per-ip", "2"]);
+    let server = Server::start(&["--max-sessions-per-ip", "2"]);
     let (mut a, id_a) = Client::session(&server).await;
     let (_b, _) = Client::session(&server).await;
     assert_eq!(server.containers().len(), 2);
@@ -890,7 +889,7 @@ async fn cross_site_origins_are_refused_and_allowed_ones_work() {
 
 #[tokio::test]
 async fn a_connection_flood_leaks_no_container_and_little_memory() {
-    let server = Server::start_with_limits(&[
+    let server = Server::start(&[
         "--resume-grace",
         "1",
         "--connections-per-minute",
