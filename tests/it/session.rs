@@ -174,3 +174,44 @@ async fn missing_custom_image_is_a_clear_startup_error() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn no_static_busybox_says_how_to_get_one() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_termcell"))
+        .args([
+            "build-image",
+            "--busybox",
+            "/bin/ls",
+            "--admin-listen",
+            "off",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("apt-get install busybox-static") && stderr.contains("/bin/ls"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn original_environment_names_are_honoured() {
+    // MAX_SESSIONS of the original server's config.env caps this server at one session.
+    let server = Server::start_with(&[], &[("MAX_SESSIONS", "1")]);
+    let (_first, _id) = Client::session(&server).await;
+    let mut second = Client::connect(&server).await;
+    second.auth(json!({"apiKey": "app.key:secret"})).await;
+    let close = second.wait_close(T).await;
+    assert_eq!(close, Some((4009, "Server at capacity".to_string())));
+
+    // An invalid value stops the server at start and names the setting.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_termcell"))
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "off"])
+        .env("SESSION_TIMEOUT_MS", "ten minutes")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("SESSION_TIMEOUT_MS"), "{stderr}");
+}
