@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use bollard::models::ContainerCreateBody;
@@ -22,6 +22,8 @@ use crate::Shared;
 
 /// Bytes read from the TTY per chunk (one chunk is in flight to the client at a time).
 const READ_CHUNK: usize = 16 * 1024;
+/// How often the pids limit's hit counter is read.
+const PIDS_CHECK: Duration = Duration::from_secs(2);
 /// Input chunks queued for a TTY that is not reading; more is refused.
 const INPUT_QUEUE: usize = 256;
 
@@ -98,6 +100,7 @@ pub struct ContainerActor {
     session_id: Uuid,
     id: Option<String>,
     input: Option<mpsc::Sender<Bytes>>,
+    pids_hits: u64,
 }
 
 impl ContainerActor {
@@ -113,6 +116,24 @@ impl ContainerActor {
             setup: Some(setup),
             id: None,
             input: None,
+            pids_hits: 0,
+        }
+    }
+
+    /// Audits new hits on the container's pids limit (fork bombs). Docker has no event
+    /// for them, so the cgroup's counter is read while the container lives.
+    fn check_pids(&mut self, id: &str) {
+        let Some(hits) = self.shared.engine.pids_limit_hits(id) else {
+            return;
+        };
+        if hits > self.pids_hits {
+            self.pids_hits = hits;
+            self.shared.audit.record(
+                AuditEvent::new("security.pids")
+                    .session(self.session_id)
+                    .field("container_id", id)
+                    .field("limit_hits", hits),
+            );
         }
     }
 
@@ -253,8 +274,10 @@ impl Actor for ContainerActor {
                         Ok(tty) => {
                             let id = id.expect("a started container has an id");
                             act.run_tty(id.clone(), tty);
-                            act.session
-                                .do_send(ContainerStatus::Ready { container_id: id });
+                            act.session.do_send(ContainerStatus::Ready {
+                                container_id: id.clone(),
+                            });
+                            ctx.run_interval(PIDS_CHECK, move |act, _| act.check_pids(&id));
                         }
                         Err(detail) => {
                             act.session.do_send(ContainerStatus::Failed(detail));
@@ -271,15 +294,8 @@ impl Actor for ContainerActor {
             let engine = self.shared.engine.clone();
             let shared = self.shared.clone();
             let session_id = self.session_id;
+            self.check_pids(&id);
             actix::spawn(async move {
-                if let Some(hits) = engine.pids_limit_hits(&id).filter(|n| *n > 0) {
-                    shared.audit.record(
-                        AuditEvent::new("security.pids")
-                            .session(session_id)
-                            .field("container_id", &id)
-                            .field("limit_hits", hits),
-                    );
-                }
                 match engine.remove(&id).await {
                     Ok(()) => shared.audit.record(
                         AuditEvent::new("container.removed")

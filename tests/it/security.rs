@@ -459,6 +459,25 @@ async fn fork_bomb_stays_inside_its_session() {
         "the bombed session forks again: {after:?}"
     );
     assert!(container_of(&bomb_id).is_some());
+
+    // The hits on the pids limit are audited while the session lives.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let pids = server
+            .audit_lines()
+            .into_iter()
+            .find(|l| l["event"] == "security.pids" && l["session_id"] == bomb_id.as_str());
+        if let Some(line) = pids {
+            assert!(line["limit_hits"].as_u64().unwrap_or(0) > 0, "{line}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "security.pids audited; audit log: {:?}",
+            server.audit_lines()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test]
