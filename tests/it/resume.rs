@@ -328,3 +328,37 @@ async fn a_drop_during_full_speed_output_leaves_no_process() {
         "the container's `yes` ({yes_pids:?}) is gone from the host: {left:?}"
     );
 }
+
+#[tokio::test]
+async fn a_socket_that_stops_answering_pings_counts_as_dropped() {
+    let server = Server::start(&[
+        "--heartbeat-interval",
+        "1",
+        "--client-timeout",
+        "3",
+        "--resume-grace",
+        "1",
+    ]);
+    let (mut c, id) = Client::session(&server).await;
+    c.wait_output("$ ", Duration::from_secs(30)).await;
+    // The client stops reading: tungstenite answers pings only while it reads, so no
+    // pong (and no other frame) reaches the server from now on.
+    let silent_since = Instant::now();
+    assert!(
+        wait_gone(&id, Duration::from_secs(30)),
+        "the silent socket counted as dropped and the grace period ended the session"
+    );
+    assert!(
+        silent_since.elapsed() >= Duration::from_secs(3),
+        "not before the client timeout: {:?}",
+        silent_since.elapsed()
+    );
+    let ended: Vec<_> = server
+        .audit_lines()
+        .into_iter()
+        .filter(|l| l["event"] == "session.ended" && l["session_id"] == id.as_str())
+        .collect();
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    assert_eq!(ended[0]["cause"], "grace_expired");
+    drop(c);
+}
