@@ -1074,8 +1074,26 @@ async fn engine_restart_is_survived() {
         assert!(Instant::now() < deadline, "/ready never came back: {body}");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let (mut again, _) = Client::session(&server).await;
+    let (mut again, again_id) = Client::session(&server).await;
     again.run("echo after-$((2+2))", "after-4").await;
+    // The Docker events stream reconnected: an OOM kill is audited again.
+    again
+        .send_text("awk 'BEGIN { s = \"x\"; while (1) s = s s }'; echo hog-rc=$?\r")
+        .await;
+    again.wait_output("hog-rc=137", Duration::from_secs(60)).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !server
+        .audit_lines()
+        .iter()
+        .any(|l| l["event"] == "security.oom" && l["session_id"] == again_id.as_str())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "security.oom after the engine restart; log:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert!(server.child.as_mut().unwrap().try_wait().unwrap().is_none());
     assert!(!server.log().contains("panicked"), "{}", server.log());
 }
