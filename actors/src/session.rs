@@ -2,6 +2,7 @@
 //! children), the replay ring and the attached client, and decides the single end cause.
 //! It never sees the wire format: clients receive `ToClient` events.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -206,8 +207,12 @@ pub struct SessionActor {
     bytes_in: u64,
     bytes_out: u64,
     setup: Option<ContainerSetup>,
+    refusals_audited: HashMap<&'static str, Instant>,
     _slot: Option<SessionSlot>,
 }
+
+/// A session audits each kind of refusal at most once per this period.
+const REFUSAL_AUDIT_EVERY: Duration = Duration::from_secs(60);
 
 /// Input kept while the container starts; more than this is refused.
 const PENDING_INPUT_LIMIT: usize = 64 * 1024;
@@ -245,6 +250,7 @@ impl SessionActor {
             bytes_in: 0,
             bytes_out: 0,
             setup: Some(setup),
+            refusals_audited: HashMap::new(),
             _slot: request.slot,
             shared,
         }
@@ -298,6 +304,26 @@ impl SessionActor {
             client.recipient.do_send(ToClient::Ended(cause.clone()));
         }
         ctx.stop();
+    }
+
+    /// Counts a refusal by a per-session limit and audits it: every kind once per
+    /// `REFUSAL_AUDIT_EVERY`, so a flood cannot flood the audit log.
+    fn refused(&mut self, kind: &'static str) {
+        self.shared.metrics.reject(kind);
+        let now = Instant::now();
+        let due = self
+            .refusals_audited
+            .get(kind)
+            .is_none_or(|at| now.duration_since(*at) >= REFUSAL_AUDIT_EVERY);
+        if due {
+            self.refusals_audited.insert(kind, now);
+            self.shared.audit.record(
+                AuditEvent::new("ratelimit.rejected")
+                    .session(self.id)
+                    .client(self.client_ip)
+                    .field("kind", kind),
+            );
+        }
     }
 
     fn detach_client(&mut self, ctx: &mut Context<Self>) {
@@ -383,27 +409,13 @@ impl Handler<Input> for SessionActor {
         }
         let decision = self.limiter.filter_input(&data);
         if let Some(kind) = decision.limited {
-            self.shared.metrics.reject(kind.as_str());
-            if kind == crate::ratelimit::Rejection::Commands {
-                self.shared.audit.record(
-                    AuditEvent::new("ratelimit.rejected")
-                        .session(self.id)
-                        .client(self.client_ip)
-                        .field("kind", kind.as_str()),
-                );
-            }
+            self.refused(kind.as_str());
         }
         if let Some(notice) = decision.notice {
             self.send_client(ToClient::Notice(notice));
         }
         if decision.end_session {
-            self.shared.metrics.reject("input_abuse");
-            self.shared.audit.record(
-                AuditEvent::new("ratelimit.rejected")
-                    .session(self.id)
-                    .client(self.client_ip)
-                    .field("kind", "input_abuse"),
-            );
+            self.refused("input_abuse");
             self.finish(EndCause::RateLimited, ctx);
             return;
         }
@@ -421,7 +433,7 @@ impl Handler<Resize> for SessionActor {
 
     fn handle(&mut self, msg: Resize, _ctx: &mut Context<Self>) {
         if !self.limiter.allow_resize() {
-            self.shared.metrics.reject("resizes");
+            self.refused("resizes");
             return;
         }
         match &self.container {

@@ -1080,7 +1080,9 @@ async fn engine_restart_is_survived() {
     again
         .send_text("awk 'BEGIN { s = \"x\"; while (1) s = s s }'; echo hog-rc=$?\r")
         .await;
-    again.wait_output("hog-rc=137", Duration::from_secs(60)).await;
+    again
+        .wait_output("hog-rc=137", Duration::from_secs(60))
+        .await;
     let deadline = Instant::now() + Duration::from_secs(20);
     while !server
         .audit_lines()
