@@ -236,16 +236,17 @@ impl WsBridge {
 
     fn resume(&mut self, id: Uuid, auth: ValidatedAuth, ctx: &mut ws::WebsocketContext<Self>) {
         self.session_id = Some(id);
-        let Opening {
-            fingerprint,
-            limiter,
-            registry,
-            ip,
-            client,
-        } = self.opening(&auth);
+        let o = self.opening(&auth);
         ctx.wait(
             async move {
-                match limiter.send(CheckResume { session_id: id, ip }).await {
+                match o
+                    .limiter
+                    .send(CheckResume {
+                        session_id: id,
+                        ip: o.ip,
+                    })
+                    .await
+                {
                     Ok(Ok(())) => {}
                     Ok(Err(rejected)) => {
                         return Err((
@@ -258,17 +259,18 @@ impl WsBridge {
                         return Err((Close::internal("Server error"), "auth.rejected", "internal"))
                     }
                 }
-                let found = registry
+                let found = o
+                    .registry
                     .send(ResumeSession {
                         session_id: id,
-                        fingerprint,
+                        fingerprint: o.fingerprint,
                     })
                     .await
                     .unwrap_or(Err(Refusal::UnknownSession));
                 let session = match found {
                     Ok(session) => session,
                     Err(refusal) => {
-                        limiter.do_send(ResumeFailed { ip });
+                        o.limiter.do_send(ResumeFailed { ip: o.ip });
                         return Err(match refusal {
                             Refusal::CredentialsMismatch => (
                                 Close::credentials_mismatch(),
@@ -279,7 +281,7 @@ impl WsBridge {
                         });
                     }
                 };
-                match session.send(Attach(client)).await {
+                match session.send(Attach(o.client)).await {
                     Ok(()) => Ok(session),
                     Err(_) => Err((Close::resume_rejected(), "auth.rejected", "resume_unknown")),
                 }
@@ -293,16 +295,10 @@ impl WsBridge {
     }
 
     fn open(&mut self, auth: ValidatedAuth, ctx: &mut ws::WebsocketContext<Self>) {
-        let Opening {
-            fingerprint,
-            limiter,
-            registry,
-            ip,
-            client,
-        } = self.opening(&auth);
+        let o = self.opening(&auth);
         ctx.wait(
             async move {
-                let slot = match limiter.send(AcquireSessionSlot { ip }).await {
+                let slot = match o.limiter.send(AcquireSessionSlot { ip: o.ip }).await {
                     Ok(Some(slot)) => slot,
                     Ok(None) => {
                         return Err((Close::rate_limited(), "ratelimit.rejected", "concurrency"))
@@ -315,12 +311,12 @@ impl WsBridge {
                     env: auth.env,
                     api_key: auth.api_key,
                     access_token: auth.access_token,
-                    fingerprint,
-                    client,
+                    fingerprint: o.fingerprint,
+                    client: o.client,
                     slot: Some(slot),
                     requested_at: Instant::now(),
                 };
-                match registry.send(OpenSession(request)).await {
+                match o.registry.send(OpenSession(request)).await {
                     Ok(Ok(opened)) => Ok(opened),
                     Ok(Err(Refusal::Draining)) => {
                         Err((Close::shutting_down(), "ratelimit.rejected", "draining"))

@@ -3,7 +3,6 @@
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -157,22 +156,10 @@ async fn live_sessions(server: &Server) -> HashSet<String> {
 
 /// The session label of each of the server's containers.
 fn container_sessions(server: &Server) -> Vec<String> {
-    let out = Command::new("docker")
-        .args([
-            "ps",
-            "-a",
-            "--filter",
-            &format!("label=termcell.deployment={}", server.deployment),
-            "--format",
-            "{{.Label \"termcell.session\"}}",
-        ])
-        .output()
-        .expect("docker ps");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .filter(|l| !l.is_empty())
-        .collect()
+    docker_ps(
+        &format!("termcell.deployment={}", server.deployment),
+        "{{.Label \"termcell.session\"}}",
+    )
 }
 
 /// Every container of the server belongs to a live session (removal is asynchronous: poll).

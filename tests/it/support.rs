@@ -211,13 +211,20 @@ impl Drop for Server {
 }
 
 pub fn containers_with_label(label: &str) -> Vec<String> {
+    docker_ps(label, "{{.ID}}")
+}
+
+/// One line per container (any state) carrying `label`, formatted with a Go template.
+pub fn docker_ps(label: &str, format: &str) -> Vec<String> {
     let out = Command::new("docker")
         .args([
             "ps",
-            "-aq",
+            "-a",
             "--no-trunc",
             "--filter",
             &format!("label={label}"),
+            "--format",
+            format,
         ])
         .output()
         .expect("docker ps");
