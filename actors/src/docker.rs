@@ -39,17 +39,6 @@ pub enum DockerError {
 }
 
 impl DockerError {
-    /// True when the engine itself could not be reached (as opposed to refusing a request).
-    pub fn is_connection(&self) -> bool {
-        match self {
-            DockerError::Unreachable { .. } | DockerError::Io(_) => true,
-            DockerError::Api(e) => {
-                !matches!(e, bollard::errors::Error::DockerResponseServerError { .. })
-            }
-            _ => false,
-        }
-    }
-
     /// The engine's HTTP status, when it answered with an error.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -164,10 +153,6 @@ impl DockerEngine {
             endpoint,
             api_version,
         })
-    }
-
-    pub fn api_version(&self) -> &str {
-        &self.api_version
     }
 
     pub async fn ping(&self) -> Result<(), DockerError> {

@@ -256,10 +256,6 @@ impl SessionActor {
         }
     }
 
-    pub fn fingerprint(&self) -> &Fingerprint {
-        &self.fingerprint
-    }
-
     fn send_client(&self, msg: ToClient) {
         if let Some(client) = &self.client {
             client.recipient.do_send(msg);
