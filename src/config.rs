@@ -158,7 +158,8 @@ pub struct Settings {
     #[arg(long, env = "TERMCELL_HEARTBEAT_INTERVAL", global = true)]
     pub heartbeat_interval: Option<u64>,
     /// Seconds without any frame from the client (pongs included) before the socket
-    /// counts as dropped; also how long a client may take no output. Default 45.
+    /// counts as dropped; also how long a client may take no output before its session is
+    /// detached and its connection dropped (TCP user timeout). Default 45.
     #[arg(long, env = "TERMCELL_CLIENT_TIMEOUT", global = true)]
     pub client_timeout: Option<u64>,
     /// Terminal size until the client resizes, COLSxROWS. Default 100x30.

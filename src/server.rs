@@ -201,10 +201,19 @@ pub async fn serve(config: Config) -> i32 {
     });
 
     let public_state = state.clone();
+    let user_timeout = config.client_timeout;
     let public = match HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(public_state.clone()))
             .configure(routes::configure)
+    })
+    // A client that stops reading stalls its WebSocket actor for good (actix-web stops
+    // polling it); the kernel then drops the connection once sent data has gone
+    // unacknowledged, or the window has stayed shut, this long.
+    .on_connect(move |conn, _| {
+        if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+            let _ = socket2::SockRef::from(tcp).set_tcp_user_timeout(Some(user_timeout));
+        }
     })
     .workers(threads)
     .disable_signals()

@@ -362,3 +362,44 @@ async fn a_socket_that_stops_answering_pings_counts_as_dropped() {
     assert_eq!(ended[0]["cause"], "grace_expired");
     drop(c);
 }
+
+#[tokio::test]
+async fn the_server_drops_a_connection_whose_client_stopped_reading() {
+    let server = Server::start(&["--client-timeout", "3", "--resume-grace", "60"]);
+    let (mut c, id) = Client::session(&server).await;
+    c.wait_output("$ ", T).await;
+    let client_addr = c.ws.get_ref().local_addr().unwrap();
+    c.send_text("yes\r").await;
+    // Read nothing: the server's send window fills and stays shut. The server's end of
+    // the connection goes away (TCP_USER_TIMEOUT = --client-timeout) while the client
+    // still reads nothing: a stalled client does not hold the server's socket forever.
+    assert!(tcp_connection_exists(server.addr, client_addr));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tcp_connection_exists(server.addr, client_addr) {
+        assert!(
+            Instant::now() < deadline,
+            "the server still holds the stalled connection"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Draining what was buffered ends with the connection gone, not with a hang.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while c.closed.is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the stalled connection was never dropped"
+        );
+        let event = c.next(Duration::from_secs(5)).await;
+        assert!(
+            event.is_some() || c.closed.is_some(),
+            "no data and no close for 5 s: the server kept the stalled connection"
+        );
+        c.output.clear();
+    }
+    // The session was only detached: it resumes, and answers once `yes` is stopped.
+    let mut r = Client::connect(&server).await;
+    r.auth(json!({"apiKey": KEY, "sessionId": id})).await;
+    r.wait_control("hello", None, T).await;
+    r.send_text("\x03").await;
+    r.run("echo resumed-$((1+1))", "resumed-2").await;
+}

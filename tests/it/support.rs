@@ -519,3 +519,25 @@ pub async fn expect_announced_close(
     );
     reason
 }
+
+/// True while the kernel holds a TCP connection from `local` to `remote` (any state but
+/// closed), read from /proc/net/tcp (IPv4 loopback tests only).
+pub fn tcp_connection_exists(local: SocketAddr, remote: SocketAddr) -> bool {
+    let hex = |a: SocketAddr| match a {
+        SocketAddr::V4(v4) => format!(
+            "{:08X}:{:04X}",
+            u32::from_le_bytes(v4.ip().octets()),
+            v4.port()
+        ),
+        SocketAddr::V6(_) => String::new(),
+    };
+    let (l, r) = (hex(local), hex(remote));
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .any(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            f.len() > 3 && f[1] == l && f[2] == r && f[3] != "07"
+        })
+}
