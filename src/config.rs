@@ -185,6 +185,10 @@ pub struct Settings {
     /// Input bytes per second per session. Default 65536.
     #[arg(long, env = "TERMCELL_INPUT_BYTES_PER_SECOND", global = true)]
     pub input_bytes_per_second: Option<u32>,
+    /// Largest paste accepted at once, in bytes, before the per-second rate applies.
+    /// Default 262144.
+    #[arg(long, env = "TERMCELL_INPUT_BURST_BYTES", global = true)]
+    pub input_burst_bytes: Option<u32>,
     /// Resizes per second per session. Default 10.
     #[arg(long, env = "TERMCELL_RESIZES_PER_SECOND", global = true)]
     pub resizes_per_second: Option<u32>,
@@ -396,6 +400,7 @@ impl Settings {
             connection_burst,
             commands_per_minute,
             input_bytes_per_second,
+            input_burst_bytes,
             resizes_per_second,
             resume_max_attempts,
             memory_mb,
@@ -638,6 +643,12 @@ impl Config {
                     .unwrap_or(defaults.input_bytes_per_second)
                     .into(),
             )? as u32,
+            input_burst_bytes: positive(
+                "input-burst-bytes",
+                s.input_burst_bytes
+                    .unwrap_or(defaults.input_burst_bytes)
+                    .into(),
+            )? as u32,
             resizes_per_second: positive(
                 "resizes-per-second",
                 s.resizes_per_second
@@ -826,6 +837,14 @@ mod tests {
             .to_string();
         assert!(err.contains("no_such_setting"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_shipped_example_file_is_valid() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/termcell.toml");
+        let c = parse(&["--config", path]).unwrap();
+        assert_eq!(c.session.limits.input_burst_bytes, 262_144);
+        assert_eq!(c.session.idle_timeout, Duration::from_secs(600));
     }
 
     #[test]

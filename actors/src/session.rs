@@ -541,6 +541,8 @@ impl Handler<ContainerStatus> for SessionActor {
             ContainerStatus::Ready { container_id } => {
                 self.container_id = Some(container_id);
                 self.announced_ready = true;
+                // The idle clock starts when the user can type, not while the sandbox starts.
+                self.notify_timer(TimerUpdate::Activity);
                 // The socket may have gone while the container started.
                 if self
                     .client
