@@ -277,18 +277,23 @@ async fn unknown_session_id_closes_4002() {
     expect_announced_close(&mut c, 4002, "Session resume rejected", T).await;
 }
 
-#[tokio::test]
-async fn sessions_per_ip_over_the_limit_close_4003() {
-    let server = Server::start(&["--max-sessions-per-ip", "1"]);
+/// With `limit` set to one session, a second session is refused with `code` and
+/// `reason`, gets no container, and the first session is unaffected.
+async fn second_session_is_refused(limit: &str, code: u16, reason: &str) {
+    let server = Server::start(&[limit, "1"]);
     let (mut a, _id) = Client::session(&server).await;
     a.wait_output("$ ", T).await;
     let mut b = connect_and_auth(&server, json!({"apiKey": "app.key:secret"})).await;
-    let reason = expect_announced_close(&mut b, 4003, "", T).await;
-    assert_eq!(reason, "Rate limit exceeded");
+    let got = expect_announced_close(&mut b, code, "", T).await;
+    assert_eq!(got, reason);
     assert_eq!(b.controls.last().unwrap()["payload"], "error");
     assert_eq!(server.containers().len(), 1, "no second container");
-    // The first session is unaffected.
     a.run("echo first-$((1+1))", "first-2").await;
+}
+
+#[tokio::test]
+async fn sessions_per_ip_over_the_limit_close_4003() {
+    second_session_is_refused("--max-sessions-per-ip", 4003, "Rate limit exceeded").await;
 }
 
 #[tokio::test]
@@ -337,15 +342,7 @@ async fn malformed_auth_frames_close_4008() {
 
 #[tokio::test]
 async fn over_capacity_closes_4009() {
-    let server = Server::start(&["--max-sessions", "1"]);
-    let (mut a, _id) = Client::session(&server).await;
-    a.wait_output("$ ", T).await;
-    let mut b = connect_and_auth(&server, json!({"apiKey": "app.key:secret"})).await;
-    let reason = expect_announced_close(&mut b, 4009, "", T).await;
-    assert_eq!(reason, "Server at capacity");
-    assert_eq!(b.controls.last().unwrap()["payload"], "error");
-    assert_eq!(server.containers().len(), 1, "no second container");
-    a.run("echo first-$((1+1))", "first-2").await;
+    second_session_is_refused("--max-sessions", 4009, "Server at capacity").await;
 }
 
 #[tokio::test]

@@ -8,6 +8,20 @@ use crate::support::*;
 
 const T: Duration = Duration::from_secs(30);
 
+/// Runs the binary (no admin listener) until it exits: its exit code and stderr.
+fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_termcell"))
+        .args(args)
+        .args(["--admin-listen", "off"])
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[tokio::test]
 async fn session_starts_prompts_and_echoes() {
     let server = Server::start(&[]);
@@ -138,13 +152,11 @@ async fn two_sessions_are_two_containers() {
 #[tokio::test]
 async fn missing_engine_is_a_clear_startup_error() {
     let started = Instant::now();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_termcell"))
-        .args(["--listen", "127.0.0.1:0", "--admin-listen", "off"])
-        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (code, stderr) = run_to_exit(
+        &["--listen", "127.0.0.1:0"],
+        &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")],
+    );
+    assert_eq!(code, Some(1));
     assert!(stderr.contains("no Docker engine answers"), "{stderr}");
     assert!(
         stderr.contains("DOCKER_HOST") && stderr.contains("dockerd"),
@@ -156,19 +168,16 @@ async fn missing_engine_is_a_clear_startup_error() {
 
 #[tokio::test]
 async fn missing_custom_image_is_a_clear_startup_error() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_termcell"))
-        .args([
+    let (code, stderr) = run_to_exit(
+        &[
             "--listen",
             "127.0.0.1:0",
-            "--admin-listen",
-            "off",
             "--image",
             "termcell-no-such-image:1",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(1));
     assert!(
         stderr.contains("termcell-no-such-image:1") && stderr.contains("not present"),
         "{stderr}"
@@ -177,18 +186,8 @@ async fn missing_custom_image_is_a_clear_startup_error() {
 
 #[tokio::test]
 async fn no_static_busybox_says_how_to_get_one() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_termcell"))
-        .args([
-            "build-image",
-            "--busybox",
-            "/bin/ls",
-            "--admin-listen",
-            "off",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (code, stderr) = run_to_exit(&["build-image", "--busybox", "/bin/ls"], &[]);
+    assert_eq!(code, Some(1));
     assert!(
         stderr.contains("apt-get install busybox-static") && stderr.contains("/bin/ls"),
         "{stderr}"
@@ -206,12 +205,10 @@ async fn original_environment_names_are_honoured() {
     assert_eq!(close, Some((4009, "Server at capacity".to_string())));
 
     // An invalid value stops the server at start and names the setting.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_termcell"))
-        .args(["--listen", "127.0.0.1:0", "--admin-listen", "off"])
-        .env("SESSION_TIMEOUT_MS", "ten minutes")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (code, stderr) = run_to_exit(
+        &["--listen", "127.0.0.1:0"],
+        &[("SESSION_TIMEOUT_MS", "ten minutes")],
+    );
+    assert_eq!(code, Some(2));
     assert!(stderr.contains("SESSION_TIMEOUT_MS"), "{stderr}");
 }
