@@ -295,7 +295,7 @@ impl SessionActor {
         }
         log::info!("session {} ended: {}", short(self.id), cause.as_str());
         self.end = Some(cause.clone());
-        self.state = SessionState::Ending;
+        self.set_state(SessionState::Ending);
         if let Some(client) = self.client.take() {
             client.recipient.do_send(ToClient::Ended(cause.clone()));
         }
@@ -322,10 +322,23 @@ impl SessionActor {
         }
     }
 
+    /// Changes the state, keeping the detached-sessions gauge in step.
+    fn set_state(&mut self, state: SessionState) {
+        let detached = &self.shared.metrics.sessions_detached;
+        match (
+            self.state == SessionState::Detached,
+            state == SessionState::Detached,
+        ) {
+            (true, false) => detached.dec(),
+            (false, true) => detached.inc(),
+            _ => {}
+        }
+        self.state = state;
+    }
+
     fn detach_client(&mut self, ctx: &mut Context<Self>) {
         if self.client.take().is_some() && self.end.is_none() {
-            self.state = SessionState::Detached;
-            self.shared.metrics.sessions_detached.inc();
+            self.set_state(SessionState::Detached);
             self.notify_timer(TimerUpdate::Detached);
             log::info!("session {} detached, grace period started", short(self.id));
             if self.shared.settings.resume_grace.is_zero() {
@@ -369,9 +382,7 @@ impl Actor for SessionActor {
             timer.do_send(TimerUpdate::Stop);
         }
         let cause = self.end.take().unwrap_or(EndCause::ShellExited);
-        if self.state == SessionState::Detached {
-            self.shared.metrics.sessions_detached.dec();
-        }
+        self.set_state(SessionState::Ending);
         self.shared.metrics.sessions_active.dec();
         self.shared
             .metrics
@@ -471,8 +482,6 @@ impl Handler<Attach> for SessionActor {
         }
         if let Some(old) = self.client.take() {
             old.recipient.do_send(ToClient::TakenOver);
-        } else if self.state == SessionState::Detached {
-            self.shared.metrics.sessions_detached.dec();
         }
         self.shared.metrics.resumes.inc();
         self.shared.audit.record(
@@ -482,7 +491,7 @@ impl Handler<Attach> for SessionActor {
         );
         self.notify_timer(TimerUpdate::Attached);
         if self.announced_ready {
-            self.state = SessionState::Attached;
+            self.set_state(SessionState::Attached);
             client.recipient.do_send(ToClient::Connected {
                 session_id: self.id,
             });
@@ -490,6 +499,8 @@ impl Handler<Attach> for SessionActor {
             if !replay.is_empty() {
                 client.recipient.do_send(ToClient::Output(replay));
             }
+        } else {
+            self.set_state(SessionState::Starting);
         }
         self.client = Some(client);
     }
@@ -552,12 +563,12 @@ impl Handler<ContainerStatus> for SessionActor {
                     self.detach_client(ctx);
                 }
                 if self.client.is_some() {
-                    self.state = SessionState::Attached;
+                    self.set_state(SessionState::Attached);
                     self.send_client(ToClient::Connected {
                         session_id: self.id,
                     });
                 } else {
-                    self.state = SessionState::Detached;
+                    self.set_state(SessionState::Detached);
                 }
                 let container = self
                     .container

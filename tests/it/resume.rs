@@ -360,6 +360,19 @@ async fn a_socket_that_stops_answering_pings_counts_as_dropped() {
         .collect();
     assert_eq!(ended.len(), 1, "{ended:?}");
     assert_eq!(ended[0]["cause"], "grace_expired");
+    // The gauges follow the session through detach and end.
+    let metrics = reqwest::get(server.http("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for gauge in ["termcell_sessions_detached 0", "termcell_sessions_active 0"] {
+        assert!(
+            metrics.lines().any(|l| l == gauge),
+            "{gauge} in:\n{metrics}"
+        );
+    }
     drop(c);
 }
 
