@@ -14,6 +14,8 @@ fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -q -- -D warnings
 cargo build --workspace -q
+# The default sandbox image once, before the tests start servers in parallel.
+target/debug/termcell build-image --admin-listen off >/dev/null
 docker/build-probe.sh >/dev/null
 cargo test --workspace
 cargo test --test it -- --ignored engine_restart
