@@ -249,12 +249,14 @@ impl<C: LimiterClock> RateLimiter<C> {
     }
 
     pub fn check_connection(&mut self, ip: IpAddr) -> Result<(), RetryAfter> {
+        let ip = limit_key(ip);
         self.connections
             .check_key(&ip)
             .map_err(|not_until| RetryAfter::from_wait(not_until.wait_time_from(self.clock.now())))
     }
 
     pub fn acquire_session_slot(&mut self, ip: IpAddr) -> Option<SessionSlot> {
+        let ip = limit_key(ip);
         let mut counts = self.sessions.lock();
         let live = counts.get(&ip).copied().unwrap_or(0);
         if live >= self.max_sessions_per_ip {
@@ -268,6 +270,7 @@ impl<C: LimiterClock> RateLimiter<C> {
     }
 
     pub fn check_resume(&mut self, session_id: Uuid, ip: IpAddr) -> Result<(), Rejected> {
+        let ip = limit_key(ip);
         let now = self.clock.now();
         // Checked first so a guessing IP does not use up the attempts of the id it names.
         if let Some(&until) = self.guessing_blocked.get(&ip) {
@@ -288,6 +291,7 @@ impl<C: LimiterClock> RateLimiter<C> {
     }
 
     pub fn resume_failed(&mut self, ip: IpAddr) {
+        let ip = limit_key(ip);
         // governor cannot peek without consuming, so the refusal is remembered here.
         if let Err(not_until) = self.resume_failures.check_key(&ip) {
             self.guessing_blocked
@@ -297,7 +301,11 @@ impl<C: LimiterClock> RateLimiter<C> {
 
     /// Sessions currently holding a slot for `ip`.
     pub fn sessions_of(&self, ip: IpAddr) -> u32 {
-        self.sessions.lock().get(&ip).copied().unwrap_or(0)
+        self.sessions
+            .lock()
+            .get(&limit_key(ip))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Keys held across all per-IP and per-id state (for a gauge, and to check it stays bounded).
@@ -560,6 +568,21 @@ fn is_utf8_continuation(byte: u8) -> bool {
     byte & 0xC0 == 0x80
 }
 
+/// The address a limit counts against: IPv4 as it is, IPv6 by its /64 (one host usually
+/// holds a whole /64, so per-address limits on full IPv6 addresses would not limit it).
+pub fn limit_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(std::net::Ipv6Addr::from(prefix))
+            }
+        },
+    }
+}
+
 fn at_least_one(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
 }
@@ -578,6 +601,30 @@ mod tests {
 
     fn ip(last: u8) -> IpAddr {
         IpAddr::V4(Ipv4Addr::new(192, 0, 2, last))
+    }
+
+    #[test]
+    fn ipv6_hosts_are_limited_by_their_slash_64() {
+        let v6 = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(limit_key(ip(7)), ip(7));
+        assert_eq!(limit_key(v6("2001:db8:1:2:aaaa::1")), v6("2001:db8:1:2::"));
+        assert_eq!(limit_key(v6("::ffff:192.0.2.7")), ip(7));
+        let mut limiter = RateLimiter::new(RateLimitConfig {
+            max_sessions_per_ip: 1,
+            ..RateLimitConfig::default()
+        });
+        let _slot = limiter
+            .acquire_session_slot(v6("2001:db8:1:2::1"))
+            .expect("first session");
+        assert!(
+            limiter
+                .acquire_session_slot(v6("2001:db8:1:2::ffff"))
+                .is_none(),
+            "another address of the same /64 shares the limit"
+        );
+        assert!(limiter
+            .acquire_session_slot(v6("2001:db8:1:3::1"))
+            .is_some());
     }
 
     fn limiter(cfg: RateLimitConfig) -> (RateLimiter<FakeRelativeClock>, FakeRelativeClock) {
