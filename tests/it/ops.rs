@@ -100,6 +100,20 @@ fn events<'a>(lines: &'a [Value], event: &str) -> Vec<&'a Value> {
     lines.iter().filter(|l| l["event"] == event).collect()
 }
 
+/// Exactly one `session.ended` for `id`, with `cause`, shows up in the audit log.
+async fn assert_one_end(server: &Server, id: &str, cause: &str) {
+    assert!(
+        eventually(T, || {
+            let lines = server.audit_lines();
+            let ended = session_events(&lines, "session.ended", id);
+            ended.len() == 1 && ended[0]["cause"] == cause
+        })
+        .await,
+        "one session.ended {cause}: {:?}",
+        server.audit_lines()
+    );
+}
+
 fn session_events<'a>(lines: &'a [Value], event: &str, id: &str) -> Vec<&'a Value> {
     lines
         .iter()
@@ -777,16 +791,7 @@ async fn idle_timeout_ends_and_is_audited() {
     let (_, reason) = expect_end(&mut c, 1000).await;
     assert!(reason.contains("inactiv"), "{reason}");
     assert!(wait_gone(&id, T));
-    assert!(
-        eventually(T, || {
-            let lines = server.audit_lines();
-            let ended = session_events(&lines, "session.ended", &id);
-            ended.len() == 1 && ended[0]["cause"] == "idle_timeout"
-        })
-        .await,
-        "one session.ended idle_timeout: {:?}",
-        server.audit_lines()
-    );
+    assert_one_end(&server, &id, "idle_timeout").await;
 }
 
 #[tokio::test]
@@ -946,16 +951,7 @@ async fn container_removed_from_outside_ends_the_session() {
     assert!(status.success());
     let (_, reason) = expect_end(&mut c, 1011).await;
     assert!(!reason.is_empty(), "1011 says why");
-    assert!(
-        eventually(T, || {
-            let lines = server.audit_lines();
-            let ended = session_events(&lines, "session.ended", &id);
-            ended.len() == 1 && ended[0]["cause"] == "container_died"
-        })
-        .await,
-        "one session.ended container_died: {:?}",
-        server.audit_lines()
-    );
+    assert_one_end(&server, &id, "container_died").await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1083,19 +1079,9 @@ async fn engine_restart_is_survived() {
     again
         .wait_output("hog-rc=137", Duration::from_secs(60))
         .await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !server
-        .audit_lines()
-        .iter()
-        .any(|l| l["event"] == "security.oom" && l["session_id"] == again_id.as_str())
-    {
-        assert!(
-            Instant::now() < deadline,
-            "security.oom after the engine restart; log:\n{}",
-            server.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    server
+        .wait_audit("security.oom", Some(&again_id), Duration::from_secs(20))
+        .await;
     assert!(server.child.as_mut().unwrap().try_wait().unwrap().is_none());
     assert!(!server.log().contains("panicked"), "{}", server.log());
 }

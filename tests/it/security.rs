@@ -461,23 +461,10 @@ async fn fork_bomb_stays_inside_its_session() {
     assert!(container_of(&bomb_id).is_some());
 
     // The hits on the pids limit are audited while the session lives.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let pids = server
-            .audit_lines()
-            .into_iter()
-            .find(|l| l["event"] == "security.pids" && l["session_id"] == bomb_id.as_str());
-        if let Some(line) = pids {
-            assert!(line["limit_hits"].as_u64().unwrap_or(0) > 0, "{line}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "security.pids audited; audit log: {:?}",
-            server.audit_lines()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let pids = server
+        .wait_audit("security.pids", Some(&bomb_id), Duration::from_secs(15))
+        .await;
+    assert!(pids["limit_hits"].as_u64().unwrap_or(0) > 0, "{pids}");
 }
 
 #[tokio::test]
@@ -497,22 +484,9 @@ async fn memory_hog_is_killed_and_audited() {
     assert!(out.contains("Killed"), "the user sees the kill: {out:?}");
     hog.wait_output("memory limit was reached", T).await;
 
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let oom = loop {
-        let found = server
-            .audit_lines()
-            .into_iter()
-            .find(|l| l["event"] == "security.oom");
-        if let Some(line) = found {
-            break line;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "security.oom audited; audit log: {:?}",
-            server.audit_lines()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let oom = server
+        .wait_audit("security.oom", None, Duration::from_secs(15))
+        .await;
     assert_eq!(oom["session_id"], hog_id.as_str(), "{oom}");
     assert_ne!(oom["session_id"], other_id.as_str());
 

@@ -541,3 +541,31 @@ pub fn tcp_connection_exists(local: SocketAddr, remote: SocketAddr) -> bool {
             f.len() > 3 && f[1] == l && f[2] == r && f[3] != "07"
         })
 }
+
+impl Server {
+    /// Waits for the first audit line with `event` (and `session_id`, when given).
+    pub async fn wait_audit(
+        &self,
+        event: &str,
+        session_id: Option<&str>,
+        within: Duration,
+    ) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let found = self
+                .audit_lines()
+                .into_iter()
+                .find(|l| l["event"] == event && session_id.is_none_or(|id| l["session_id"] == id));
+            if let Some(line) = found {
+                return line;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{event} audited within {within:?}; audit log: {:?}\nserver log:\n{}",
+                self.audit_lines(),
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
