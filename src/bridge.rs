@@ -1,6 +1,9 @@
 //! WsBridge: one actor per WebSocket. Decodes client frames (auth, control, input) and
 //! hands them to its session; encodes what the session tells it. The only module that uses
 //! actix-web-actors (deprecated upstream; kept in one place for a later move to actix-ws).
+//! What a client sends is bounded before it is decoded (`inbound`).
+
+mod inbound;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +28,7 @@ use crate::protocol::{
     ValidatedAuth, OUTPUT_HANDSHAKE,
 };
 use crate::state::AppState;
+use inbound::Inbound;
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
@@ -54,6 +58,28 @@ pub struct WsBridge {
     continuation: Option<BytesMut>,
     session_id: Option<Uuid>,
     address_recipient: Option<Recipient<ToClient>>,
+    inbound: Inbound,
+    pongs: PongAllowance,
+}
+
+/// Pongs answered per second: the outgoing queue is unbounded, so a client that floods
+/// pings and reads nothing must not fill it.
+const PONGS_PER_SECOND: u32 = 10;
+
+struct PongAllowance {
+    second: Instant,
+    sent: u32,
+}
+
+impl PongAllowance {
+    fn take(&mut self) -> bool {
+        if self.second.elapsed() >= std::time::Duration::from_secs(1) {
+            self.second = Instant::now();
+            self.sent = 0;
+        }
+        self.sent += 1;
+        self.sent <= PONGS_PER_SECOND
+    }
 }
 
 /// The close code and reason for each way a session ends, and whether the control message
@@ -81,6 +107,8 @@ impl WsBridge {
         payload: actix_web::web::Payload,
     ) -> Result<HttpResponse, actix_web::Error> {
         let max = state.config.max_message_bytes;
+        let inbound = Inbound::new(max);
+        let limited = inbound.limit(payload, max);
         let bridge = WsBridge {
             state,
             conn_id: NEXT_CONN.fetch_add(1, Ordering::Relaxed),
@@ -92,8 +120,13 @@ impl WsBridge {
             continuation: None,
             session_id: None,
             address_recipient: None,
+            inbound,
+            pongs: PongAllowance {
+                second: Instant::now(),
+                sent: 0,
+            },
         };
-        ws::WsResponseBuilder::new(bridge, req, payload)
+        ws::WsResponseBuilder::new(bridge, req, limited)
             .frame_size(max)
             .start()
     }
@@ -161,9 +194,20 @@ impl WsBridge {
             Phase::Attached(session) => {
                 let session = session.clone();
                 match decode_client_frame(&data) {
-                    ClientFrame::Input(bytes) => session.do_send(Input(bytes)),
-                    ClientFrame::Resize { cols, rows } => session.do_send(Resize { cols, rows }),
-                    ClientFrame::Ping { ts } => self.control(ctx, ServerControl::Pong { ts }),
+                    ClientFrame::Input(bytes) => {
+                        let credit = self.inbound.credit(bytes.len());
+                        session.do_send(Input(bytes, credit));
+                    }
+                    ClientFrame::Resize { cols, rows } => session.do_send(Resize {
+                        cols,
+                        rows,
+                        credit: self.inbound.credit(0),
+                    }),
+                    ClientFrame::Ping { ts } => {
+                        if self.pongs.take() {
+                            self.control(ctx, ServerControl::Pong { ts });
+                        }
+                    }
                     ClientFrame::Ignored => {}
                 }
             }
@@ -384,7 +428,18 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsBridge {
     fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
         self.last_seen = Instant::now();
         let msg = match msg {
-            Ok(msg) => msg,
+            Ok(msg) => {
+                self.inbound.frame_handled();
+                msg
+            }
+            Err(_) if self.inbound.oversized().is_some() => {
+                return self.reject(
+                    ctx,
+                    Close::too_big(),
+                    "ratelimit.rejected",
+                    "message_too_large",
+                );
+            }
             Err(ws::ProtocolError::Overflow) => {
                 return self.reject(
                     ctx,
@@ -411,7 +466,11 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsBridge {
             ws::Message::Text(text) => self.handle_frame(text.into_bytes(), ctx),
             ws::Message::Binary(data) => self.handle_frame(data, ctx),
             ws::Message::Continuation(item) => self.continue_frame(item, ctx),
-            ws::Message::Ping(payload) => ctx.pong(&payload),
+            ws::Message::Ping(payload) => {
+                if self.pongs.take() {
+                    ctx.pong(&payload);
+                }
+            }
             ws::Message::Pong(_) => {}
             ws::Message::Close(reason) => {
                 let user_closed = reason

@@ -506,9 +506,10 @@ impl<C: LimiterClock> SessionLimiter<C> {
         }
         // Do not cut a UTF-8 sequence: the TTY would see a broken character.
         // A character is at most 4 bytes, so at most 3 continuation bytes are given back.
+        // The loop can admit the whole input when the bucket refilled since the first check.
         let mut cut = admitted;
         for _ in 0..3 {
-            if cut == 0 || !is_utf8_continuation(input[cut]) {
+            if cut == 0 || cut >= len || !is_utf8_continuation(input[cut]) {
                 break;
             }
             cut -= 1;
@@ -1038,5 +1039,50 @@ mod tests {
             .iter()
             .all(|l| l.chars().all(|c| c.is_ascii_lowercase() || c == '_')));
         assert_eq!(Rejection::InputFlood.to_string(), "input_flood");
+    }
+
+    /// A clock that moves on by `step` each time it is read, as a real clock does between
+    /// two checks of one piece of input.
+    #[derive(Clone)]
+    struct TickingClock {
+        inner: FakeRelativeClock,
+        step: Duration,
+    }
+
+    impl governor::clock::Clock for TickingClock {
+        type Instant = <FakeRelativeClock as governor::clock::Clock>::Instant;
+
+        fn now(&self) -> Self::Instant {
+            self.inner.advance(self.step);
+            self.inner.now()
+        }
+    }
+
+    #[test]
+    fn input_admitted_whole_after_a_refill_between_checks_does_not_panic() {
+        let cfg = RateLimitConfig {
+            input_bytes_per_second: 1000,
+            input_burst_bytes: 1000,
+            ..RateLimitConfig::default()
+        };
+        // Each read of the clock refills 5 bytes: a piece that did not fit at the first
+        // check can fit whole in the halving loop.
+        let clock = TickingClock {
+            inner: FakeRelativeClock::default(),
+            step: Duration::from_millis(5),
+        };
+        let mut limiter = SessionLimiter::with_clock(&cfg, clock);
+        let mut admitted_whole_after_refusal = false;
+        for len in 1..=64usize {
+            let input = vec![b'a'; len];
+            for _ in 0..200 {
+                let d = limiter.filter_input(&input);
+                assert!(d.forward.len() <= len);
+                if d.forward.len() == len && d.limited.is_none() {
+                    admitted_whole_after_refusal |= len > 1;
+                }
+            }
+        }
+        assert!(admitted_whole_after_refusal);
     }
 }

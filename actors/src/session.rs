@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::audit::AuditEvent;
+use crate::budget::Credit;
 use crate::container::{
     ContainerActor, ContainerInput, ContainerResize, ContainerSetup, StopContainer,
 };
@@ -118,16 +119,18 @@ pub struct SessionInfo {
     pub credential_fingerprint: String,
 }
 
-// Messages to a session.
+// Messages to a session. What a client sends carries a credit on its connection's read
+// budget: the socket is not read further while too much of it waits in this mailbox.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Input(pub Bytes);
+pub struct Input(pub Bytes, pub Credit);
 
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Resize {
     pub cols: u16,
     pub rows: u16,
+    pub credit: Credit,
 }
 
 /// A socket went away. `user_closed`: the client said it is done (end at once);
@@ -208,11 +211,17 @@ pub struct SessionActor {
     bytes_out: u64,
     setup: Option<ContainerSetup>,
     refusals_audited: HashMap<&'static str, Instant>,
+    /// When the user was last told that input was refused (at most once per `NOTICE_EVERY`,
+    /// so a flood of tiny frames does not become a flood of notices to a client that may
+    /// not be reading).
+    last_notice: Option<Instant>,
     _slot: Option<SessionSlot>,
 }
 
 /// A session audits each kind of refusal at most once per this period.
 const REFUSAL_AUDIT_EVERY: Duration = Duration::from_secs(60);
+/// The user is told of refused input at most once per this period.
+const NOTICE_EVERY: Duration = Duration::from_secs(1);
 
 /// Input kept while the container starts; more than this is refused.
 const PENDING_INPUT_LIMIT: usize = 64 * 1024;
@@ -251,6 +260,7 @@ impl SessionActor {
             bytes_out: 0,
             setup: Some(setup),
             refusals_audited: HashMap::new(),
+            last_notice: None,
             _slot: request.slot,
             shared,
         }
@@ -410,7 +420,7 @@ impl Actor for SessionActor {
 impl Handler<Input> for SessionActor {
     type Result = ();
 
-    fn handle(&mut self, Input(data): Input, ctx: &mut Context<Self>) {
+    fn handle(&mut self, Input(data, _credit): Input, ctx: &mut Context<Self>) {
         if self.end.is_some() {
             return;
         }
@@ -419,7 +429,14 @@ impl Handler<Input> for SessionActor {
             self.refused(kind.as_str());
         }
         if let Some(notice) = decision.notice {
-            self.send_client(ToClient::Notice(notice));
+            let now = Instant::now();
+            if self
+                .last_notice
+                .is_none_or(|at| now.duration_since(at) >= NOTICE_EVERY)
+            {
+                self.last_notice = Some(now);
+                self.send_client(ToClient::Notice(notice));
+            }
         }
         if decision.end_session {
             self.refused("input_abuse");

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod abuse;
 mod limits;
 mod ops;
 mod protocol;

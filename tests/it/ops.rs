@@ -10,8 +10,6 @@ use serde_json::{json, Value};
 
 use crate::support::*;
 
-const T: Duration = Duration::from_secs(30);
-
 fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()

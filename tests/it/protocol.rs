@@ -7,8 +7,6 @@ use serde_json::json;
 
 use crate::support::*;
 
-const T: Duration = Duration::from_secs(30);
-
 /// Base64url without padding, for building JWTs.
 fn b64url(data: &[u8]) -> String {
     const ABC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";

@@ -8,7 +8,6 @@ use serde_json::json;
 
 use crate::support::*;
 
-const T: Duration = Duration::from_secs(30);
 const KEY: &str = "app.key:secret";
 
 /// Opens a socket and asks to resume `id` with `api_key`.

@@ -17,7 +17,6 @@ use termcell_actors::profile::SecurityProfile;
 
 use crate::support::*;
 
-const T: Duration = Duration::from_secs(30);
 const LIMIT_256_MIB: i64 = 256 * 1024 * 1024;
 
 /// Builds the static probe once per test run (docker/build-probe.sh), returns its path.

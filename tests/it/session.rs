@@ -6,8 +6,6 @@ use serde_json::json;
 
 use crate::support::*;
 
-const T: Duration = Duration::from_secs(30);
-
 /// Runs the binary (no admin listener) until it exits: its exit code and stderr.
 fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_termcell"))

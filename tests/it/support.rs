@@ -2,7 +2,7 @@
 //! engine, talk to it over a real WebSocket, and look at its containers by label.
 
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -10,13 +10,19 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use parking_lot::Mutex;
-use serde_json::Value;
-use tokio::net::TcpStream;
+use serde_json::{json, Value};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderName;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
+/// How long a test waits for anything it expects to happen.
+pub const T: Duration = Duration::from_secs(30);
 pub const CTRL: &[u8] = b"\x00\x00ABLY_CTRL:";
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 pub const HANDSHAKE: &str =
@@ -568,4 +574,115 @@ impl Server {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+}
+
+pub const LOCALHOST: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1));
+
+/// Linux routes all of 127.0.0.0/8 to lo: a second client address without any setup.
+pub const OTHER_LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
+
+/// An upgrade the server refused before any WebSocket existed.
+#[derive(Debug)]
+pub struct Refused {
+    pub status: u16,
+    pub retry_after: Option<String>,
+}
+
+/// Opens a WebSocket from the local address `local`, with extra request headers.
+pub async fn connect_from(
+    server: &Server,
+    local: IpAddr,
+    headers: &[(&str, &str)],
+) -> Result<Client, Refused> {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(local, 0)).unwrap();
+    let tcp = socket.connect(server.addr).await.expect("tcp connect");
+    let mut request = server.url().into_client_request().unwrap();
+    for (k, v) in headers {
+        request.headers_mut().insert(
+            HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    let config = WebSocketConfig {
+        max_message_size: Some(64 << 20),
+        max_frame_size: Some(64 << 20),
+        ..Default::default()
+    };
+    match tokio_tungstenite::client_async_with_config(request, tcp, Some(config)).await {
+        Ok((ws, _)) => Ok(Client {
+            ws,
+            output: Vec::new(),
+            controls: Vec::new(),
+            closed: None,
+        }),
+        Err(WsError::Http(response)) => Err(Refused {
+            status: response.status().as_u16(),
+            retry_after: response
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_string()),
+        }),
+        Err(e) => panic!("upgrade failed in an unexpected way: {e}"),
+    }
+}
+
+/// A new session from `local`: auth, then `hello`.
+pub async fn session_from(server: &Server, local: IpAddr) -> (Client, String) {
+    let mut c = connect_from(server, local, &[])
+        .await
+        .expect("upgrade accepted");
+    c.auth(json!({"apiKey": "app.key:secret"})).await;
+    let id = c.wait_hello().await;
+    (c, id)
+}
+
+/// Opens a session on a fresh socket and runs a command in it: the server still serves.
+pub async fn still_serves(server: &Server) {
+    let (mut c, id) = Client::session(server).await;
+    c.run("echo fresh-$((20+1))", "fresh-21").await;
+    c.close(1000, "user-closed-tab").await;
+    assert!(
+        wait_gone(&id, T),
+        "the fresh session's container is removed"
+    );
+}
+
+pub async fn metrics(server: &Server) -> String {
+    reqwest::get(server.http("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The value of `termcell_rejections_total{kind="<kind>"}` (0 when absent).
+pub async fn rejections(server: &Server, kind: &str) -> u64 {
+    let prefix = format!("termcell_rejections_total{{kind=\"{kind}\"}} ");
+    metrics(server)
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix).map(|v| v.trim().parse().unwrap()))
+        .unwrap_or(0)
+}
+
+/// A client frame as the RFC requires it: final, masked.
+pub fn masked_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut frame = vec![0x80 | opcode];
+    match payload.len() {
+        n if n < 126 => frame.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
 }
