@@ -129,6 +129,19 @@ pub struct Settings {
         value_delimiter = ','
     )]
     pub allowed_origins: Option<Vec<String>>,
+    /// The address users open the page at (e.g. https://term.example.com): a page whose
+    /// Origin is this may open sessions. A same-host page counts only on this host, an IP
+    /// address or localhost, so a DNS-rebinding page cannot pass as the server's own.
+    #[arg(long, env = "TERMCELL_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+    /// Open connections (HTTP and WebSocket) one client address may hold; trusted proxies
+    /// count only against the total. Default 64.
+    #[arg(long, env = "TERMCELL_MAX_CONNECTIONS_PER_IP", global = true)]
+    pub max_connections_per_ip: Option<usize>,
+    /// Open client connections in total. Default: the process's file descriptor limit less
+    /// a reserve for the engine, the audit log and every session's TTY.
+    #[arg(long, env = "TERMCELL_MAX_CONNECTIONS", global = true)]
+    pub max_connections: Option<usize>,
     /// Proxies (IP addresses) whose X-Forwarded-For is trusted, comma separated.
     #[arg(
         long,
@@ -242,6 +255,10 @@ pub struct Settings {
     /// Rotate the audit log above this many bytes. Default 104857600.
     #[arg(long, env = "TERMCELL_AUDIT_MAX_BYTES", global = true)]
     pub audit_max_bytes: Option<u64>,
+    /// The audit files together stay under this many bytes (oldest rotated files are
+    /// deleted first); at least twice --audit-max-bytes. Default 1073741824.
+    #[arg(long, env = "TERMCELL_AUDIT_MAX_TOTAL_BYTES", global = true)]
+    pub audit_max_total_bytes: Option<u64>,
     /// Days rotated audit logs are kept (also AUDIT_LOG_RETENTION_DAYS). Default 365.
     #[arg(long, env = "TERMCELL_AUDIT_RETENTION_DAYS", global = true)]
     pub audit_retention_days: Option<u32>,
@@ -264,6 +281,11 @@ pub struct Config {
     pub max_auth_bytes: usize,
     pub max_message_bytes: usize,
     pub allowed_origins: Vec<String>,
+    /// The page's own origin (`scheme://host[:port]`, lower case), when configured.
+    pub public_origin: Option<String>,
+    pub max_connections_per_ip: usize,
+    /// `None`: derived from the file descriptor limit at start.
+    pub max_connections: Option<usize>,
     pub trusted_proxies: Vec<IpAddr>,
     pub heartbeat_interval: Duration,
     pub client_timeout: Duration,
@@ -385,6 +407,9 @@ impl Settings {
             max_auth_bytes,
             max_message_bytes,
             allowed_origins,
+            public_url,
+            max_connections_per_ip,
+            max_connections,
             trusted_proxies,
             idle_timeout,
             max_session_duration,
@@ -417,6 +442,7 @@ impl Settings {
             audit_logging,
             audit_log,
             audit_max_bytes,
+            audit_max_total_bytes,
             audit_retention_days,
             shutdown_timeout,
         )
@@ -430,6 +456,30 @@ fn socket_addr(setting: &'static str, value: &str) -> Result<SocketAddr, ConfigE
     value
         .parse()
         .map_err(|_| invalid(setting, format!("{value:?} is not ADDR:PORT")))
+}
+
+/// `scheme://host[:port]` of a public URL, as a browser writes it in `Origin`.
+fn public_origin(url: &str) -> Result<String, ConfigError> {
+    let lower = url.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("https://")
+        .or_else(|| lower.strip_prefix("http://"))
+        .ok_or_else(|| invalid("public-url", format!("{url:?} is not an http(s) URL")))?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if host.is_empty() || host.contains('@') {
+        return Err(invalid("public-url", format!("{url:?} has no host")));
+    }
+    let scheme = if lower.starts_with("https://") {
+        "https"
+    } else {
+        "http"
+    };
+    // A browser leaves the default port out of an Origin.
+    let host = match (scheme, host.rsplit_once(':')) {
+        ("https", Some((h, "443"))) | ("http", Some((h, "80"))) => h,
+        _ => host,
+    };
+    Ok(format!("{scheme}://{host}"))
 }
 
 fn positive(setting: &'static str, value: u64) -> Result<u64, ConfigError> {
@@ -730,15 +780,40 @@ impl Config {
             }
         }
 
+        let public_origin = match s.public_url.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(url) => Some(public_origin(url)?),
+        };
+        let max_connections_per_ip = positive(
+            "max-connections-per-ip",
+            s.max_connections_per_ip.unwrap_or(64) as u64,
+        )? as usize;
+        let max_connections = s
+            .max_connections
+            .map(|n| positive("max-connections", n as u64).map(|n| n as usize))
+            .transpose()?;
+
+        let max_file_bytes = s.audit_max_bytes.unwrap_or(100 * 1024 * 1024);
+        let max_total_bytes = s.audit_max_total_bytes.unwrap_or(1024 * 1024 * 1024);
+        if max_total_bytes < 2 * max_file_bytes {
+            return Err(invalid(
+                "audit-max-total-bytes",
+                format!(
+                    "{max_total_bytes} is less than twice --audit-max-bytes ({max_file_bytes})"
+                ),
+            ));
+        }
         let audit = AuditConfig {
             enabled: s.audit_logging.unwrap_or(true),
             path: s
                 .audit_log
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("termcell-audit.log")),
-            max_file_bytes: Some(s.audit_max_bytes.unwrap_or(100 * 1024 * 1024)),
+            max_file_bytes: Some(max_file_bytes),
             rotate_daily: true,
             retention_days: s.audit_retention_days.unwrap_or(365),
+            max_total_bytes: Some(max_total_bytes),
+            ..AuditConfig::default()
         };
 
         Ok(Config {
@@ -759,6 +834,9 @@ impl Config {
             max_auth_bytes,
             max_message_bytes,
             allowed_origins,
+            public_origin,
+            max_connections_per_ip,
+            max_connections,
             trusted_proxies: s.trusted_proxies.clone().unwrap_or_default(),
             heartbeat_interval: Duration::from_secs(positive(
                 "heartbeat-interval",

@@ -20,6 +20,8 @@ pub struct Metrics {
     pub rejections: IntCounterVec,
     pub resumes: IntCounter,
     pub docker_errors: IntCounterVec,
+    pub connections_open: IntGauge,
+    pub ready_checks: IntCounter,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -79,6 +81,16 @@ impl Metrics {
                 &["op"],
             )
             .expect("valid"),
+            connections_open: IntGauge::new(
+                "connections_open",
+                "Client TCP connections open now (HTTP and WebSocket)",
+            )
+            .expect("valid"),
+            ready_checks: IntCounter::new(
+                "ready_checks_total",
+                "Engine checks made for /ready (at most one a second)",
+            )
+            .expect("valid"),
             registry,
         };
         let r = &m.registry;
@@ -101,6 +113,10 @@ impl Metrics {
         r.register(Box::new(m.rejections.clone())).expect("unique");
         r.register(Box::new(m.resumes.clone())).expect("unique");
         r.register(Box::new(m.docker_errors.clone()))
+            .expect("unique");
+        r.register(Box::new(m.connections_open.clone()))
+            .expect("unique");
+        r.register(Box::new(m.ready_checks.clone()))
             .expect("unique");
         m
     }
