@@ -14,7 +14,8 @@ fi
 if [ "${TERMCELL_WITH_BROWSER:-0}" = 1 ] && [ ! -x /usr/bin/chromium ]; then
     need+=(chromium)
 fi
-if ! command -v npm >/dev/null 2>&1; then
+# Node.js only for the tests: the page bundle is committed, the tests rebuild it to check it.
+if [ "${TERMCELL_WITH_BROWSER:-0}" = 1 ] && ! command -v npm >/dev/null 2>&1; then
     need+=(nodejs npm)
 fi
 if [ ${#need[@]} -gt 0 ]; then

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh Debian machine: installs what is missing, starts the
-# Docker engine, builds, lints, runs the unit and integration tests (real engine, real
-# server, real WebSockets) and the browser tests (headless Chromium).
+# Docker engine, checks the committed page bundle, builds, lints, runs the unit and
+# integration tests (real engine, real server, real WebSockets) and the browser tests
+# (headless Chromium).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TERMCELL_WITH_BROWSER=1 scripts/setup.sh
 
-if [ -f web/package.json ]; then
-    (cd web && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build)
-fi
+# The embedded page is committed; fail early if it does not match web/src.
+scripts/check-web-bundle.sh
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -q -- -D warnings

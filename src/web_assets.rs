@@ -1,33 +1,18 @@
-//! The built-in terminal page, embedded in the binary from web/dist at build time.
+//! The built-in terminal page, embedded in the binary from web/dist at build time (in debug
+//! builds too). web/dist is committed; scripts/check-web-bundle.sh keeps it true to web/src.
 
 use actix_web::{http::header, web, HttpResponse};
 
-#[cfg(termcell_web_bundle)]
 #[derive(rust_embed::RustEmbed)]
 #[folder = "web/dist/"]
 struct Assets;
 
-#[cfg(termcell_web_bundle)]
 fn asset(path: &str) -> Option<(std::borrow::Cow<'static, [u8]>, String)> {
     let file = Assets::get(path)?;
     let mime = mime_guess::from_path(path)
         .first_or_octet_stream()
         .to_string();
     Some((file.data, mime))
-}
-
-#[cfg(not(termcell_web_bundle))]
-fn asset(path: &str) -> Option<(std::borrow::Cow<'static, [u8]>, String)> {
-    const MISSING: &str = "<!doctype html><meta charset=utf-8><title>termcell</title>\
-        <p>This termcell binary was built without its terminal page. Build the page with \
-        <code>npm --prefix web ci &amp;&amp; npm --prefix web run build</code>, then rebuild \
-        termcell (<code>cargo build --release</code>). WebSocket clients work regardless.</p>";
-    (path == "index.html").then(|| {
-        (
-            std::borrow::Cow::Borrowed(MISSING.as_bytes()),
-            "text/html; charset=utf-8".to_string(),
-        )
-    })
 }
 
 pub async fn serve(path: web::Path<String>) -> HttpResponse {
@@ -50,5 +35,25 @@ pub async fn serve(path: web::Path<String>) -> HttpResponse {
         None => HttpResponse::NotFound()
             .content_type("text/plain; charset=utf-8")
             .body("not found\n"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_committed_page_is_embedded() {
+        for (path, mime) in [
+            ("index.html", "text/html"),
+            ("app.js", "text/javascript"),
+            ("app.css", "text/css"),
+            ("favicon.svg", "image/svg+xml"),
+        ] {
+            let (body, found) = asset(path).unwrap_or_else(|| panic!("{path} is not embedded"));
+            assert!(!body.is_empty(), "{path}");
+            assert_eq!(found, mime, "{path}");
+        }
+        assert!(asset("missing.txt").is_none());
     }
 }

@@ -1,0 +1,77 @@
+use super::*;
+
+#[test]
+fn every_close_of_the_table_has_its_code_and_text() {
+    let table = [
+        (
+            Close::idle_timeout(),
+            1000,
+            "Session timed out due to inactivity",
+        ),
+        (
+            Close::max_duration(),
+            1000,
+            "Maximum session duration reached",
+        ),
+        (Close::shutting_down(), 1001, "Server shutting down"),
+        (Close::auth_timeout(), 1008, "Authentication timeout"),
+        (Close::too_big(), 1009, "Message too large"),
+        (
+            Close::create_failed(),
+            1011,
+            "Failed to create session environment",
+        ),
+        (
+            Close::internal("Container was OOM-killed"),
+            1011,
+            "Container was OOM-killed",
+        ),
+        (Close::shell_exited(), 4000, "Session ended by user"),
+        (Close::missing_credentials(), 4001, "Missing credentials"),
+        (
+            Close::expired_token(),
+            4001,
+            "Invalid or expired access token",
+        ),
+        (
+            Close::credentials_mismatch(),
+            4001,
+            "Credentials do not match original session",
+        ),
+        (Close::resume_rejected(), 4002, "Session resume rejected"),
+        (Close::taken_over(), 4002, "Session taken over"),
+        (Close::rate_limited(), 4003, "Rate limit exceeded"),
+        (
+            Close::admin_kill(),
+            4004,
+            "Session terminated by administrator",
+        ),
+        (Close::invalid_auth(), 4008, "Invalid auth format"),
+        (Close::at_capacity(), 4009, "Server at capacity"),
+    ];
+    for (close, code, reason) in table {
+        assert_eq!((close.code, close.reason.as_str()), (code, reason));
+    }
+    // The 0.8 client stops retrying on these words in a 1000 close.
+    assert!(Close::idle_timeout().reason.contains("inactiv"));
+    assert_eq!(Close::too_big().to_string(), "1009 Message too large");
+}
+
+#[test]
+fn close_reason_is_cut_to_123_bytes_at_a_char_boundary() {
+    let close = Close::internal("é".repeat(100));
+    assert_eq!(close.reason.len(), 122);
+    assert!(close.reason.chars().all(|c| c == 'é'));
+    assert_eq!(Close::new(4000, "x".repeat(200)).reason.len(), 123);
+    assert_eq!(Close::new(4000, "short").reason, "short");
+}
+
+#[test]
+fn user_done_closes_end_the_session_others_keep_it() {
+    assert!(client_close_ends_session(1000, "user-closed-tab"));
+    assert!(client_close_ends_session(4002, "inactivity-timeout"));
+    assert!(!client_close_ends_session(1000, ""));
+    assert!(!client_close_ends_session(1001, "user-closed-tab"));
+    assert!(!client_close_ends_session(1006, ""));
+    assert!(!client_close_ends_session(4002, "other"));
+}
