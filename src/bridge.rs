@@ -99,6 +99,21 @@ pub fn close_for(cause: &EndCause) -> (Close, bool) {
     }
 }
 
+/// At most 16 names of at most 64 bytes each: the names come from the client.
+fn cut_names(names: &[String]) -> Vec<String> {
+    names
+        .iter()
+        .take(16)
+        .map(|n| {
+            let mut end = n.len().min(64);
+            while !n.is_char_boundary(end) {
+                end -= 1;
+            }
+            n[..end].to_string()
+        })
+        .collect()
+}
+
 impl WsBridge {
     pub fn start(
         state: AppState,
@@ -174,8 +189,14 @@ impl WsBridge {
         if let Some(id) = self.session_id {
             audit = audit.session(id);
         }
-        self.state.shared.audit.record(audit);
+        if matches!(self.phase, Phase::Attached(_)) {
+            self.state.shared.audit.record(audit);
+        } else {
+            // No session of this connection: anyone can cause these at any rate.
+            self.state.shared.audit.rejected(audit);
+        }
         log::info!(
+            target: crate::logging::CLIENT,
             "connection {} from {} refused: {} {}",
             self.conn_id,
             self.ip,
@@ -236,7 +257,8 @@ impl WsBridge {
             self.state.shared.audit.record(
                 AuditEvent::new("env.rejected")
                     .client(self.ip)
-                    .field("names", &auth.rejected_env),
+                    .field("names", cut_names(&auth.rejected_env))
+                    .field("count", auth.rejected_env.len()),
             );
         }
         self.announces_client = auth.announces_client;

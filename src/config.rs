@@ -259,6 +259,10 @@ pub struct Settings {
     /// deleted first); at least twice --audit-max-bytes. Default 1073741824.
     #[arg(long, env = "TERMCELL_AUDIT_MAX_TOTAL_BYTES", global = true)]
     pub audit_max_total_bytes: Option<u64>,
+    /// Seconds over which rejections without a session are counted per client and kind
+    /// into one audit line. Default 60.
+    #[arg(long, env = "TERMCELL_AUDIT_REPEAT_WINDOW", global = true)]
+    pub audit_repeat_window: Option<u64>,
     /// Days rotated audit logs are kept (also AUDIT_LOG_RETENTION_DAYS). Default 365.
     #[arg(long, env = "TERMCELL_AUDIT_RETENTION_DAYS", global = true)]
     pub audit_retention_days: Option<u32>,
@@ -443,6 +447,7 @@ impl Settings {
             audit_log,
             audit_max_bytes,
             audit_max_total_bytes,
+            audit_repeat_window,
             audit_retention_days,
             shutdown_timeout,
         )
@@ -813,7 +818,10 @@ impl Config {
             rotate_daily: true,
             retention_days: s.audit_retention_days.unwrap_or(365),
             max_total_bytes: Some(max_total_bytes),
-            ..AuditConfig::default()
+            repeat_window: Duration::from_secs(positive(
+                "audit-repeat-window",
+                s.audit_repeat_window.unwrap_or(60),
+            )?),
         };
 
         Ok(Config {
@@ -929,5 +937,37 @@ mod tests {
     fn a_port_alone_listens_on_loopback() {
         let c = parse(&["--listen", "9999"]).unwrap();
         assert_eq!(c.listen, "127.0.0.1:9999".parse().unwrap());
+    }
+
+    #[test]
+    fn the_public_url_becomes_the_origin_a_browser_sends() {
+        let c = parse(&["--public-url", "https://Term.Example.com:443/shell/"]).unwrap();
+        assert_eq!(c.public_origin.as_deref(), Some("https://term.example.com"));
+        let c = parse(&["--public-url", "http://10.1.2.3:8080"]).unwrap();
+        assert_eq!(c.public_origin.as_deref(), Some("http://10.1.2.3:8080"));
+        for bad in ["term.example.com", "https://", "ftp://x", "https://u@x"] {
+            let e = parse(&["--public-url", bad]).unwrap_err().to_string();
+            assert!(e.contains("public-url"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn connection_and_audit_caps_are_validated() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.max_connections_per_ip, 64);
+        assert_eq!(c.max_connections, None);
+        assert_eq!(c.audit.max_total_bytes, Some(1024 * 1024 * 1024));
+        assert_eq!(c.audit.repeat_window, Duration::from_secs(60));
+        let e = parse(&[
+            "--audit-max-bytes",
+            "1000",
+            "--audit-max-total-bytes",
+            "1999",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("audit-max-total-bytes"), "{e}");
+        assert!(parse(&["--max-connections-per-ip", "0"]).is_err());
+        assert!(parse(&["--max-connections", "0"]).is_err());
     }
 }

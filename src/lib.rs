@@ -8,7 +8,9 @@
 pub mod admin;
 pub mod bridge;
 pub mod config;
+pub mod connections;
 pub mod image;
+pub mod logging;
 pub mod protections;
 pub mod protocol;
 pub mod routes;

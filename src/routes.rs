@@ -2,9 +2,12 @@
 //! rate checks happen here, before any socket exists), /health, /ready and /metrics.
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
 
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::{guard, web, HttpRequest, HttpResponse};
+use chrono::{DateTime, SecondsFormat, Utc};
+use parking_lot::Mutex;
 use serde_json::json;
 use termcell_actors::audit::AuditEvent;
 use termcell_actors::ratelimit::CheckConnection;
@@ -55,20 +58,40 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAdd
         .unwrap_or(peer)
 }
 
-/// A browser Origin is allowed when it is on the list (or the list holds `*`), or when it
-/// is the page's own host; a client that sends no Origin (not a browser) is allowed.
-pub fn origin_allowed(origin: Option<&str>, host: Option<&str>, allowed: &[String]) -> bool {
+/// A browser Origin is allowed when it is on the list (or the list holds `*`), when it is
+/// the configured public origin, or when it is the page's own host and that host cannot be
+/// a rebound name: an IP address or localhost. A client that sends no Origin (not a
+/// browser) is allowed.
+pub fn origin_allowed(
+    origin: Option<&str>,
+    host: Option<&str>,
+    allowed: &[String],
+    public_origin: Option<&str>,
+) -> bool {
     let Some(origin) = origin else {
         return true;
     };
     let origin = origin.trim_end_matches('/').to_ascii_lowercase();
-    if allowed.iter().any(|a| a == "*" || *a == origin) {
+    if allowed.iter().any(|a| a == "*" || *a == origin) || public_origin == Some(&origin) {
         return true;
     }
     let origin_host = origin
         .strip_prefix("https://")
         .or_else(|| origin.strip_prefix("http://"));
-    matches!((origin_host, host), (Some(o), Some(h)) if o == h.to_ascii_lowercase())
+    match (origin_host, host) {
+        (Some(o), Some(h)) => o == h.to_ascii_lowercase() && not_rebindable(o),
+        _ => false,
+    }
+}
+
+/// Whether `host[:port]` names this machine in a way DNS cannot redirect: an IP literal
+/// (a page at another name cannot have it as its Origin) or localhost.
+fn not_rebindable(host_port: &str) -> bool {
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host_port.rsplit_once(':').map_or(host_port, |(h, _)| h),
+    };
+    host == "localhost" || host.parse::<IpAddr>().is_ok()
 }
 
 async fn upgrade(
@@ -82,31 +105,12 @@ async fn upgrade(
         .map(|a: SocketAddr| a.ip())
         .unwrap_or(IpAddr::from([127, 0, 0, 1]));
     let ip = client_ip(peer, req.headers(), &state.config.trusted_proxies);
-    let origin = req
-        .headers()
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok());
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok());
-    if !origin_allowed(origin, host, &state.config.allowed_origins) {
-        state.shared.metrics.reject("origin");
-        state.shared.audit.record(
-            AuditEvent::new("origin.rejected")
-                .client(ip)
-                .field("kind", "origin")
-                .field("origin", origin.unwrap_or_default()),
-        );
-        return Ok(HttpResponse::Forbidden()
-            .content_type("text/plain; charset=utf-8")
-            .body("Origin not allowed: add it to TERMCELL_ALLOWED_ORIGINS\n"));
-    }
+    // The cheapest check first: a flood is refused before anything else is looked at.
     match state.limiter.send(CheckConnection { ip }).await {
         Ok(Ok(())) => {}
         Ok(Err(retry)) => {
             state.shared.metrics.reject("connections");
-            state.shared.audit.record(
+            state.shared.audit.rejected(
                 AuditEvent::new("ratelimit.rejected")
                     .client(ip)
                     .field("kind", "connections"),
@@ -118,6 +122,35 @@ async fn upgrade(
         }
         Err(_) => return Ok(HttpResponse::ServiceUnavailable().finish()),
     }
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok());
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok());
+    let config = &state.config;
+    if !origin_allowed(
+        origin,
+        host,
+        &config.allowed_origins,
+        config.public_origin.as_deref(),
+    ) {
+        state.shared.metrics.reject("origin");
+        state.shared.audit.rejected(
+            AuditEvent::new("origin.rejected")
+                .client(ip)
+                .field("kind", "origin")
+                .client_text("origin", origin.unwrap_or_default()),
+        );
+        return Ok(HttpResponse::Forbidden()
+            .content_type("text/plain; charset=utf-8")
+            .body(
+                "Origin not allowed: set TERMCELL_PUBLIC_URL to the page's address, or add \
+                 the origin to TERMCELL_ALLOWED_ORIGINS\n",
+            ));
+    }
     WsBridge::start(state, ip, &req, payload)
 }
 
@@ -125,14 +158,59 @@ async fn health() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
+/// What the engine said for /ready, kept for a second so that no request rate turns into
+/// an engine load.
+#[derive(Default)]
+pub struct ReadyCache {
+    last: Mutex<Option<(Instant, EngineCheck)>>,
+    /// One refresh at a time; the others wait for its answer.
+    refreshing: tokio::sync::Mutex<()>,
+}
+
+#[derive(Clone, Copy)]
+struct EngineCheck {
+    docker: bool,
+    image: bool,
+    at: DateTime<Utc>,
+}
+
+const READY_REFRESH: Duration = Duration::from_secs(1);
+
+impl ReadyCache {
+    fn fresh(&self) -> Option<EngineCheck> {
+        let last = self.last.lock();
+        last.filter(|(at, _)| at.elapsed() < READY_REFRESH)
+            .map(|(_, check)| check)
+    }
+
+    async fn engine(&self, state: &AppState) -> EngineCheck {
+        if let Some(check) = self.fresh() {
+            return check;
+        }
+        let _one = self.refreshing.lock().await;
+        if let Some(check) = self.fresh() {
+            return check;
+        }
+        state.shared.metrics.ready_checks.inc();
+        let engine = &state.shared.engine;
+        let docker = engine.ping().await.is_ok();
+        let image = docker
+            && engine
+                .image_exists(&state.shared.settings.image)
+                .await
+                .unwrap_or(false);
+        let check = EngineCheck {
+            docker,
+            image,
+            at: Utc::now(),
+        };
+        *self.last.lock() = Some((Instant::now(), check));
+        check
+    }
+}
+
 async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    let engine = &state.shared.engine;
-    let docker = engine.ping().await.is_ok();
-    let image = docker
-        && engine
-            .image_exists(&state.shared.settings.image)
-            .await
-            .unwrap_or(false);
+    let EngineCheck { docker, image, at } = state.ready.engine(&state).await;
     let capacity = state.registry.send(GetCapacity).await.ok();
     let capacity_left = capacity
         .map(|c| !c.draining && c.active < c.max)
@@ -142,7 +220,14 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
         "ready": ok,
         "docker": docker,
         "image": { "name": state.shared.settings.image, "present": image },
+        "checked_at": at.to_rfc3339_opts(SecondsFormat::Millis, true),
         "capacity": capacity,
+        "audit": audit_status(&state),
+        "connections": {
+            "open": state.connections.open(),
+            "max": state.connections.total_cap(),
+            "max_per_address": state.config.max_connections_per_ip,
+        },
         "protections": crate::protections::report(&state.host_security, &state.shared.settings.profile),
     });
     if ok {
@@ -152,7 +237,24 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
+fn audit_status(state: &AppState) -> serde_json::Value {
+    let audit = &state.shared.audit;
+    let (max_total_bytes, cap_reached) = audit.size_cap();
+    json!({
+        "enabled": audit.is_enabled(),
+        "max_total_bytes": max_total_bytes,
+        "cap_reached": cap_reached,
+        "write_errors": audit.write_errors(),
+    })
+}
+
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let open = state.connections.open();
+    state
+        .shared
+        .metrics
+        .connections_open
+        .set(i64::try_from(open).unwrap_or(i64::MAX));
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.shared.metrics.render())
@@ -201,37 +303,82 @@ mod tests {
     #[test]
     fn origins() {
         let list = vec!["https://docs.example.com".to_string()];
-        assert!(origin_allowed(None, Some("x"), &[]));
-        assert!(origin_allowed(
+        let allowed =
+            |origin, host, list: &[String], public| origin_allowed(origin, host, list, public);
+        assert!(allowed(None, Some("x"), &[], None));
+        assert!(allowed(
             Some("https://docs.example.com"),
             Some("term.example.com"),
-            &list
+            &list,
+            None
         ));
-        assert!(origin_allowed(
+        assert!(allowed(
             Some("https://DOCS.example.com/"),
             None,
-            &list
+            &list,
+            None
         ));
-        assert!(!origin_allowed(
+        assert!(!allowed(
             Some("https://evil.example"),
             Some("term.example.com"),
-            &list
+            &list,
+            None
         ));
-        assert!(origin_allowed(
+        assert!(allowed(
             Some("http://127.0.0.1:8080"),
             Some("127.0.0.1:8080"),
-            &[]
+            &[],
+            None
         ));
-        assert!(!origin_allowed(
+        assert!(allowed(
+            Some("http://[::1]:8080"),
+            Some("[::1]:8080"),
+            &[],
+            None
+        ));
+        assert!(allowed(
+            Some("http://localhost:8080"),
+            Some("localhost:8080"),
+            &[],
+            None
+        ));
+        assert!(!allowed(
             Some("http://127.0.0.1:8080.evil"),
             Some("127.0.0.1:8080"),
-            &[]
+            &[],
+            None
         ));
-        assert!(origin_allowed(
+        assert!(allowed(
             Some("https://any.example"),
             None,
-            &["*".to_string()]
+            &["*".to_string()],
+            None
         ));
-        assert!(!origin_allowed(Some("null"), Some("127.0.0.1:8080"), &[]));
+        assert!(!allowed(Some("null"), Some("127.0.0.1:8080"), &[], None));
+    }
+
+    #[test]
+    fn a_same_host_page_counts_only_on_a_configured_name_an_ip_or_localhost() {
+        // DNS rebinding: the attacker's name now points at this server.
+        let rebound = (Some("http://evil.example:8080"), Some("evil.example:8080"));
+        assert!(!origin_allowed(rebound.0, rebound.1, &[], None));
+        assert!(!origin_allowed(
+            rebound.0,
+            rebound.1,
+            &[],
+            Some("https://term.example.com")
+        ));
+        assert!(origin_allowed(
+            Some("https://term.example.com"),
+            Some("term.example.com"),
+            &[],
+            Some("https://term.example.com")
+        ));
+        assert!(origin_allowed(
+            Some("http://192.0.2.7:8080"),
+            Some("192.0.2.7:8080"),
+            &[],
+            None
+        ));
     }
 }

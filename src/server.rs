@@ -19,6 +19,8 @@ use termcell_actors::session::EndCause;
 use termcell_actors::Shared;
 
 use crate::config::Config;
+use crate::connections::{self, ConnectionGate};
+use crate::routes::ReadyCache;
 use crate::state::{AppState, State};
 use crate::{admin, image, protections, routes};
 
@@ -191,6 +193,30 @@ pub async fn serve(config: Config) -> i32 {
     let limiter =
         RateLimiter::start_in_arbiter(&Arbiter::new().handle(), move |_| RateLimiter::new(limits));
 
+    let fd_limit = connections::fd_limit();
+    let derived = fd_limit
+        .map(|n| connections::total_for_fd_limit(n, shared.settings.max_sessions))
+        .unwrap_or(4096);
+    let total_connections = match config.max_connections {
+        Some(n) if n > derived => {
+            log::warn!(
+                "--max-connections {n} leaves too few file descriptors for the engine and the \
+                 sessions (limit {fd_limit:?}): using {derived}"
+            );
+            derived
+        }
+        Some(n) => n,
+        None => derived,
+    };
+    log::info!(
+        "connections: at most {} per client address, {total_connections} in total",
+        config.max_connections_per_ip
+    );
+    let gate = ConnectionGate::new(
+        config.max_connections_per_ip,
+        total_connections,
+        config.trusted_proxies.clone(),
+    );
     let state: AppState = Arc::new(State {
         config: config.clone(),
         shared: shared.clone(),
@@ -198,10 +224,14 @@ pub async fn serve(config: Config) -> i32 {
         limiter,
         fingerprint_key: FingerprintKey::random(),
         host_security: host,
+        connections: gate.clone(),
+        ready: ReadyCache::default(),
     });
 
     let public_state = state.clone();
     let user_timeout = config.client_timeout;
+    let gate_audit = shared.audit.clone();
+    let gate_metrics = shared.clone();
     let public = match HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(public_state.clone()))
@@ -210,11 +240,38 @@ pub async fn serve(config: Config) -> i32 {
     // A client that stops reading stalls its WebSocket actor for good (actix-web stops
     // polling it); the kernel then drops the connection once sent data has gone
     // unacknowledged, or the window has stayed shut, this long.
-    .on_connect(move |conn, _| {
-        if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
-            let _ = socket2::SockRef::from(tcp).set_tcp_user_timeout(Some(user_timeout));
+    .on_connect(move |conn, data| {
+        let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() else {
+            return;
+        };
+        let sock = socket2::SockRef::from(tcp);
+        let _ = sock.set_tcp_user_timeout(Some(user_timeout));
+        let Ok(peer) = tcp.peer_addr() else {
+            return;
+        };
+        match gate.admit(peer.ip()) {
+            // Lives as long as the connection.
+            Ok(guard) => {
+                data.insert(guard);
+            }
+            Err(over) => {
+                // Answered and shut at once: the dispatcher sees the end of the stream and
+                // drops the socket, so the descriptor is held for microseconds.
+                let _ = sock.send(&over.response());
+                let _ = sock.shutdown(std::net::Shutdown::Both);
+                gate_metrics.metrics.reject(over.kind());
+                gate_audit.rejected(
+                    AuditEvent::new("connection.rejected")
+                        .client(peer.ip())
+                        .field("kind", over.kind()),
+                );
+            }
         }
     })
+    // Idle keep-alive sockets and slow request heads are closed quickly; WebSockets are
+    // not idle (heartbeats).
+    .keep_alive(Duration::from_secs(5))
+    .client_request_timeout(Duration::from_secs(5))
     .workers(threads)
     .disable_signals()
     .shutdown_timeout(1)

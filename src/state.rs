@@ -11,6 +11,8 @@ use termcell_actors::registry::Registry;
 use termcell_actors::Shared;
 
 use crate::config::Config;
+use crate::connections::ConnectionGate;
+use crate::routes::ReadyCache;
 
 pub struct State {
     pub config: Config,
@@ -20,6 +22,10 @@ pub struct State {
     pub fingerprint_key: FingerprintKey,
     /// What `docker info` said at start about the protections this host enforces.
     pub host_security: HostSecurity,
+    /// Open client connections against their caps (counted at accept).
+    pub connections: ConnectionGate,
+    /// What /ready last found, refreshed at most once a second.
+    pub ready: ReadyCache,
 }
 
 pub type AppState = Arc<State>;

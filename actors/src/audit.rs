@@ -435,7 +435,5 @@ impl AuditSink {
     }
 }
 
-/// `<stem>-<YYYYMMDDTHHMMSSZ>[-N].<ext>` next to the live file, N counting collisions.
-
 #[cfg(test)]
 mod tests;

@@ -43,7 +43,7 @@ pub struct RateLimitConfig {
     pub connection_burst: u32,
     /// `MAX_CONCURRENT_CONNECTIONS`: live sessions per IP.
     pub max_sessions_per_ip: u32,
-    /// `RESUME_MAX_ATTEMPTS`: resume attempts per session id per minute.
+    /// `RESUME_MAX_ATTEMPTS`: resume attempts per session id and client address per minute.
     pub resume_attempts_per_minute: u32,
     /// Failed resumes (unknown id, wrong credentials) per IP per minute before the IP is refused.
     pub resume_failures_per_minute_per_ip: u32,
@@ -203,7 +203,9 @@ impl Drop for SessionSlot {
 pub struct RateLimiter<C: Clock = DefaultClock> {
     clock: C,
     connections: Keyed<IpAddr, C>,
-    resume_attempts: Keyed<Uuid, C>,
+    /// Per session id and client address: attempts from other addresses (a guesser who
+    /// knows the id) never use up the budget of the owner's address.
+    resume_attempts: Keyed<(Uuid, IpAddr), C>,
     resume_failures: Keyed<IpAddr, C>,
     /// IPs over their failed-resume limit, until the limiter lets one more failure through.
     guessing_blocked: HashMap<IpAddr, C::Instant>,
@@ -283,7 +285,7 @@ impl<C: LimiterClock> RateLimiter<C> {
             self.guessing_blocked.remove(&ip);
         }
         self.resume_attempts
-            .check_key(&session_id)
+            .check_key(&(session_id, ip))
             .map_err(|not_until| Rejected {
                 kind: Rejection::ResumeAttempts,
                 retry_after: RetryAfter::from_wait(not_until.wait_time_from(now)),
@@ -728,41 +730,31 @@ mod tests {
     }
 
     #[actix_rt::test]
-    async fn resume_attempts_are_limited_per_session_id() {
+    async fn resume_attempts_are_limited_per_session_id_and_address() {
         let clock = FakeRelativeClock::default();
         let addr = RateLimiter::with_clock(RateLimitConfig::default(), clock.clone()).start();
         let (id, other_id) = (Uuid::new_v4(), Uuid::new_v4());
-        for _ in 0..3 {
-            let ok = addr
-                .send(CheckResume {
-                    session_id: id,
-                    ip: ip(1),
-                })
-                .await;
-            assert_eq!(ok.unwrap(), Ok(()));
-        }
-        let refused = addr
-            .send(CheckResume {
-                session_id: id,
-                ip: ip(2),
+        let check = |session_id, from| {
+            addr.send(CheckResume {
+                session_id,
+                ip: ip(from),
             })
-            .await
-            .unwrap()
-            .unwrap_err();
+        };
+        // Three addresses that know the id try once each (the lockout of the owner).
+        for from in 2..=4 {
+            assert_eq!(check(id, from).await.unwrap(), Ok(()));
+        }
+        // The owner's own budget is whole.
+        for _ in 0..3 {
+            assert_eq!(check(id, 1).await.unwrap(), Ok(()));
+        }
+        let refused = check(id, 1).await.unwrap().unwrap_err();
         assert_eq!(refused.kind, Rejection::ResumeAttempts);
         assert_eq!(refused.retry_after.secs(), 20);
-        let other = addr.send(CheckResume {
-            session_id: other_id,
-            ip: ip(1),
-        });
-        assert_eq!(other.await.unwrap(), Ok(()));
+        assert_eq!(check(other_id, 1).await.unwrap(), Ok(()));
 
         clock.advance(Duration::from_secs(20));
-        let again = addr.send(CheckResume {
-            session_id: id,
-            ip: ip(1),
-        });
-        assert_eq!(again.await.unwrap(), Ok(()));
+        assert_eq!(check(id, 1).await.unwrap(), Ok(()));
     }
 
     #[actix_rt::test]

@@ -342,3 +342,318 @@ async fn a_flood_of_tiny_frames_after_authentication_is_read_no_faster_than_it_i
     }
     still_serves(&server).await;
 }
+
+/// Sends `request` on a fresh connection from `from` and returns the response's status
+/// line ("" when the server closed without answering).
+async fn http_status(server: &Server, from: IpAddr, request: &[u8]) -> String {
+    let mut tcp = tcp_from(server, from).await.expect("tcp connect");
+    tcp.write_all(request).await.unwrap();
+    let mut head = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !head.windows(2).any(|w| w == b"\r\n") {
+        match tokio::time::timeout(T, tcp.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => head.extend_from_slice(&chunk[..n]),
+            _ => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&head);
+    text.lines().next().unwrap_or_default().to_string()
+}
+
+fn upgrade_request(server: &Server, host: &str, extra: &str) -> Vec<u8> {
+    let host = if host.is_empty() {
+        server.addr.to_string()
+    } else {
+        host.to_string()
+    };
+    format!(
+        "GET / HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    )
+    .into_bytes()
+}
+
+fn audit_bytes(server: &Server) -> u64 {
+    std::fs::metadata(server.audit_path()).map_or(0, |m| m.len())
+}
+
+/// Stops the server (which writes the aggregated counts) and returns its audit lines.
+fn stop_and_read_audit(mut server: Server) -> (Vec<Value>, u64) {
+    server.signal("TERM");
+    assert_eq!(server.wait_exit(T), Some(0));
+    (server.audit_lines(), audit_bytes(&server))
+}
+
+#[tokio::test]
+async fn refused_upgrades_with_huge_origins_grow_the_audit_log_by_a_bounded_amount() {
+    let server = Server::start(&["--audit-repeat-window", "60"]);
+    let before = audit_bytes(&server);
+    let origin = format!("Origin: https://{}.example\r\n", "o".repeat(60_000));
+    let mut statuses = Vec::new();
+    for n in 0..400u32 {
+        let from = local(11 + (n % 4) as u8);
+        statuses.push(http_status(&server, from, &upgrade_request(&server, "", &origin)).await);
+    }
+    assert!(
+        statuses.iter().all(|s| s.starts_with("HTTP/1.1 403")),
+        "{:?}",
+        statuses.iter().find(|s| !s.starts_with("HTTP/1.1 403"))
+    );
+    let (lines, after) = stop_and_read_audit(server);
+    let grown = after - before;
+    println!(
+        "400 upgrades with a 60 KB Origin from 4 addresses: audit log {before} -> {after} bytes \
+         (+{grown}; {} MB of headers sent)",
+        400 * 60_000 / 1_000_000
+    );
+    assert!(grown < 1024 * 1024, "the audit log grew by {grown} bytes");
+    let origin_lines: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["event"] == "origin.rejected")
+        .collect();
+    // Per address: the first in full (cut and marked), then one count.
+    assert_eq!(origin_lines.len(), 8, "{origin_lines:?}");
+    let repeated: u64 = origin_lines
+        .iter()
+        .map(|l| l["repeated"].as_u64().unwrap_or(1))
+        .sum();
+    assert_eq!(repeated, 400);
+    for first in origin_lines.iter().filter(|l| l.get("repeated").is_none()) {
+        assert!(first["origin"].as_str().unwrap().len() <= 256);
+        assert_eq!(first["origin_bytes"], 60_000 + "https://.example".len());
+    }
+}
+
+#[tokio::test]
+async fn a_burst_of_refused_upgrades_adds_a_bounded_number_of_audit_lines() {
+    let server = Server::start(&[
+        "--connections-per-minute",
+        "5",
+        "--connection-burst",
+        "5",
+        "--audit-repeat-window",
+        "60",
+    ]);
+    let lines_before = server.audit_lines().len();
+    let started = Instant::now();
+    let mut refused = 0;
+    for _ in 0..3000 {
+        let status = http_status(&server, local(15), &upgrade_request(&server, "", "")).await;
+        refused += usize::from(status.starts_with("HTTP/1.1 429"));
+    }
+    let elapsed = started.elapsed();
+    let (lines, _) = stop_and_read_audit(server);
+    let added = lines.len() - lines_before;
+    println!("3000 upgrades in {elapsed:?}: {refused} refused with 429, {added} audit lines added");
+    assert_eq!(refused, 2995);
+    // The first 429 in full and one count, five sessions that never authenticated (each
+    // refused once at its deadline would come later: they are closed by the test's drop),
+    // and the server's stop line.
+    assert!(added <= 12, "{added} lines: {:?}", &lines[lines_before..]);
+    let counted: u64 = lines
+        .iter()
+        .filter(|l| l["event"] == "ratelimit.rejected" && l["kind"] == "connections")
+        .map(|l| l["repeated"].as_u64().unwrap_or(1))
+        .sum();
+    assert_eq!(counted, 2995);
+}
+
+#[tokio::test]
+async fn idle_connections_from_one_address_are_capped_and_others_are_served_at_once() {
+    let server = Server::start(&["--max-connections-per-ip", "64"]);
+    let fds_before = fds(&server);
+    let pid = server.pid();
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let sampling = sampling.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut most = 0;
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                most = most.max(
+                    std::fs::read_dir(format!("/proc/{pid}/fd"))
+                        .unwrap()
+                        .count(),
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            most
+        })
+    };
+    let mut idle = Vec::new();
+    for _ in 0..3000 {
+        idle.push(tcp_from(&server, local(21)).await.expect("connect"));
+    }
+    // Another address while they are open.
+    let health_started = Instant::now();
+    let health = reqwest::get(server.http("/health")).await.unwrap();
+    let health_took = health_started.elapsed();
+    assert_eq!(health.status(), 200);
+    let (mut c, _) = session_from(&server, local(22)).await;
+    c.run("echo other-$((1+2))", "other-3").await;
+    // A refused socket is answered with 429 and closed; an admitted one stays silent until
+    // the server closes it at its request timeout.
+    let reads = futures_util::future::join_all(idle.iter_mut().map(|tcp| async move {
+        let mut buf = [0u8; 64];
+        match tokio::time::timeout(T, tcp.read(&mut buf)).await {
+            Ok(Ok(n)) if buf[..n].starts_with(b"HTTP/1.1 429") => "refused",
+            // actix-web answers a request that never came with 408 and closes.
+            Ok(Ok(n)) if buf[..n].starts_with(b"HTTP/1.1 408") => "closed idle",
+            Ok(Ok(0)) | Ok(Err(_)) => "closed idle",
+            Ok(Ok(_)) => "other answer",
+            Err(_) => "still open",
+        }
+    }))
+    .await;
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let fds_most = sampler.await.unwrap();
+    let count = |what| reads.iter().filter(|r| **r == what).count();
+    println!(
+        "3000 idle connections from one address: {} refused at once, {} admitted and closed \
+         when idle; server fds {fds_before} before, at most {fds_most} meanwhile; /health from \
+         another address in {health_took:?}",
+        count("refused"),
+        count("closed idle")
+    );
+    assert_eq!(
+        (count("refused"), count("closed idle")),
+        (3000 - 64, 64),
+        "the per-address cap is 64"
+    );
+    // Refused sockets are held only from accept until their worker drops them: some
+    // hundreds while 3000 arrive at once, not one per connection attempt.
+    assert!(
+        fds_most < fds_before + 64 + 1024,
+        "fds {fds_before} -> {fds_most}"
+    );
+    c.close(1000, "user-closed-tab").await;
+}
+
+#[tokio::test]
+async fn wrong_credentials_from_other_addresses_do_not_lock_the_owner_out() {
+    let server = Server::start(&["--resume-max-attempts", "3"]);
+    let (c, id) = session_from(&server, LOCALHOST).await;
+    c.reset();
+    for from in 2..=4 {
+        let mut guess = connect_from(&server, local(from), &[]).await.unwrap();
+        guess
+            .auth(json!({"apiKey": "other.key:guess", "sessionId": id}))
+            .await;
+        expect_announced_close(&mut guess, 4001, "", T).await;
+    }
+    let mut owner = connect_from(&server, LOCALHOST, &[]).await.unwrap();
+    owner
+        .auth(json!({"apiKey": "app.key:secret", "sessionId": id}))
+        .await;
+    assert_eq!(
+        owner.wait_hello().await,
+        id,
+        "the owner resumes its session"
+    );
+    owner.run("echo mine-$((2+2))", "mine-4").await;
+    owner.close(1000, "user-closed-tab").await;
+}
+
+#[tokio::test]
+async fn a_rebound_host_name_is_not_the_page_s_own_host() {
+    let port = |s: &Server| s.addr.port();
+    let server = Server::start(&["--public-url", "https://term.example.com"]);
+    let p = port(&server);
+    let status = |host: String, origin: String| {
+        let request = upgrade_request(&server, &host, &format!("Origin: {origin}\r\n"));
+        let server = &server;
+        async move { http_status(server, LOCALHOST, &request).await }
+    };
+    // DNS rebinding: evil.example now resolves to this server.
+    let rebound = status(
+        format!("evil.example:{p}"),
+        format!("http://evil.example:{p}"),
+    )
+    .await;
+    assert!(rebound.starts_with("HTTP/1.1 403"), "{rebound}");
+    let public = status("term.example.com".into(), "https://term.example.com".into()).await;
+    assert!(public.starts_with("HTTP/1.1 101"), "{public}");
+    let loopback = status(format!("127.0.0.1:{p}"), format!("http://127.0.0.1:{p}")).await;
+    assert!(loopback.starts_with("HTTP/1.1 101"), "{loopback}");
+    let localhost = status(format!("localhost:{p}"), format!("http://localhost:{p}")).await;
+    assert!(localhost.starts_with("HTTP/1.1 101"), "{localhost}");
+}
+
+/// A counter's value on /metrics.
+async fn counter(server: &Server, name: &str) -> u64 {
+    metrics(server)
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_flood_of_ready_requests_makes_at_most_one_engine_check_a_second() {
+    let server = Server::start(&[]);
+    let checks_before = counter(&server, "termcell_ready_checks_total").await;
+    let client = reqwest::Client::new();
+    let url = server.http("/ready");
+    let started = Instant::now();
+    let mut answered = 0;
+    let mut stamps = std::collections::BTreeSet::new();
+    for _ in 0..100 {
+        let batch = futures_util::future::join_all((0..20).map(|_| {
+            let request = client.get(&url).send();
+            async move { request.await.unwrap().json::<Value>().await.unwrap() }
+        }))
+        .await;
+        for body in batch {
+            assert_eq!(body["ready"], true);
+            stamps.insert(body["checked_at"].as_str().unwrap().to_string());
+            answered += 1;
+        }
+    }
+    let elapsed = started.elapsed();
+    let checks = counter(&server, "termcell_ready_checks_total").await - checks_before;
+    println!(
+        "/ready: {answered} requests in {elapsed:?} ({:.0}/s), {checks} engine checks",
+        answered as f64 / elapsed.as_secs_f64()
+    );
+    let most = elapsed.as_secs() + 2;
+    assert!(checks <= most, "{checks} checks in {elapsed:?}");
+    assert_eq!(stamps.len() as u64, checks);
+}
+
+#[tokio::test]
+async fn malformed_requests_cannot_flood_the_server_log() {
+    let server = Server::start(&[]);
+    let lines_before = server.log().lines().count();
+    let started = Instant::now();
+    for _ in 0..2000 {
+        let status = http_status(
+            &server,
+            local(31),
+            b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+        )
+        .await;
+        assert!(status.starts_with("HTTP/1.1 400"), "{status}");
+    }
+    let elapsed = started.elapsed();
+    let added = server.log().lines().count() - lines_before;
+    // Once the allowance refills, the next such line says how many were dropped.
+    let deadline = Instant::now() + T;
+    while !server
+        .log()
+        .contains("client-caused log lines were dropped")
+    {
+        assert!(Instant::now() < deadline, "no line counts the dropped ones");
+        http_status(
+            &server,
+            local(31),
+            b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!("2000 malformed requests in {elapsed:?}: {added} log lines");
+    let allowed = 20 + 2 * (elapsed.as_secs() as usize + 1) + 5;
+    assert!(
+        added <= allowed,
+        "{added} lines, at most {allowed} expected"
+    );
+}

@@ -74,6 +74,11 @@ impl Server {
             "200",
             "--max-sessions-per-ip",
             "50",
+            "--max-connections-per-ip",
+            "1000",
+            // Aggregated rejections are counted into their line within a second.
+            "--audit-repeat-window",
+            "1",
         ])
         .args(extra)
         .env("TERMCELL_ADMIN_TOKEN", ADMIN_TOKEN)

@@ -49,6 +49,7 @@ impl LiveFile {
     }
 }
 
+/// `<stem>-<YYYYMMDDTHHMMSSZ>[-N].<ext>` next to the live file, N counting collisions.
 pub(super) fn rotated_path(live: &Path, now: DateTime<Utc>) -> PathBuf {
     let (stem, ext) = name_parts(live);
     let stamp = now.format(ROTATED_STAMP);

@@ -155,7 +155,7 @@ async fn size_rotation_keeps_every_line_exactly_once() {
     }
     audit.flush().await;
 
-    let names = file_names(&dir.path());
+    let names = file_names(dir.path());
     assert!(names.len() > 2, "{names:?}");
     assert!(names.contains("audit.log"));
     let mut seqs = Vec::new();
@@ -187,7 +187,7 @@ async fn a_live_file_from_an_earlier_day_is_rotated_at_the_first_event() {
     audit.record(AuditEvent::new("session.created"));
     audit.flush().await;
 
-    let names = file_names(&dir.path());
+    let names = file_names(dir.path());
     assert_eq!(names.len(), 2, "{names:?}");
     let rotated = names.iter().find(|n| *n != "audit.log").unwrap();
     assert!(is_rotated_name(rotated, "audit", ".log"), "{rotated}");
@@ -227,7 +227,7 @@ async fn retention_deletes_old_rotated_files_at_start_and_at_rotation() {
     ]
     .map(String::from)
     .into();
-    assert_eq!(file_names(&dir.path()), expected);
+    assert_eq!(file_names(dir.path()), expected);
 
     // A file that expires while the server runs goes at the next rotation.
     set_age(&path("audit-20260101T000000Z.log"), 31);
@@ -235,7 +235,7 @@ async fn retention_deletes_old_rotated_files_at_start_and_at_rotation() {
         audit.record(AuditEvent::new("admin.drain").field("seq", seq));
     }
     audit.flush().await;
-    let names = file_names(&dir.path());
+    let names = file_names(dir.path());
     assert!(!names.contains("audit-20260101T000000Z.log"), "{names:?}");
     assert!(names.contains("audit.log") && names.contains("audit-notes.log"));
     assert!(
@@ -261,7 +261,7 @@ async fn disabled_writes_nothing() {
         audit.flush().await;
         assert_eq!(audit.write_errors(), 0);
     }
-    assert!(file_names(&dir.path()).is_empty());
+    assert!(file_names(dir.path()).is_empty());
 }
 
 #[actix_rt::test]
