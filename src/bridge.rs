@@ -17,6 +17,7 @@ use termcell_actors::audit::AuditEvent;
 use termcell_actors::credentials::Fingerprint;
 use termcell_actors::ratelimit::{AcquireSessionSlot, CheckResume, RateLimiter, ResumeFailed};
 use termcell_actors::registry::{OpenSession, Refusal, Registry, ResumeSession};
+use termcell_actors::rejection::Rejection;
 use termcell_actors::session::{
     Attach, ClientHandle, Detach, EndCause, Input, Resize, SessionActor, SessionRequest, ToClient,
 };
@@ -174,17 +175,11 @@ impl WsBridge {
     }
 
     /// A refusal before or instead of a session: counted, audited, closed.
-    fn reject(
-        &mut self,
-        ctx: &mut ws::WebsocketContext<Self>,
-        close: Close,
-        event: &'static str,
-        kind: &str,
-    ) {
+    fn reject(&mut self, ctx: &mut ws::WebsocketContext<Self>, close: Close, kind: Rejection) {
         self.state.shared.metrics.reject(kind);
-        let mut audit = AuditEvent::new(event)
+        let mut audit = AuditEvent::new(kind.event())
             .client(self.ip)
-            .field("kind", kind)
+            .field("kind", kind.as_str())
             .field("code", close.code);
         if let Some(id) = self.session_id {
             audit = audit.session(id);
@@ -242,16 +237,16 @@ impl WsBridge {
             Ok(frame) => frame,
             Err(close) => {
                 let kind = if close.code == protocol::close::TOO_BIG {
-                    "auth_too_large"
+                    Rejection::AuthTooLarge
                 } else {
-                    "auth_malformed"
+                    Rejection::AuthMalformed
                 };
-                return self.reject(ctx, close, "auth.rejected", kind);
+                return self.reject(ctx, close, kind);
             }
         };
         let auth = match validate_auth(frame, &config.auth_policy, chrono::Utc::now().timestamp()) {
             Ok(auth) => auth,
-            Err(close) => return self.reject(ctx, close, "auth.rejected", "credentials"),
+            Err(close) => return self.reject(ctx, close, Rejection::Credentials),
         };
         if !auth.rejected_env.is_empty() {
             self.state.shared.audit.record(
@@ -264,12 +259,7 @@ impl WsBridge {
         self.announces_client = auth.announces_client;
         if auth.resume_requested_invalid {
             self.state.limiter.do_send(ResumeFailed { ip: self.ip });
-            return self.reject(
-                ctx,
-                Close::resume_rejected(),
-                "auth.rejected",
-                "resume_unknown",
-            );
+            return self.reject(ctx, Close::resume_rejected(), Rejection::ResumeUnknown);
         }
         self.phase = Phase::Opening;
         match auth.session_id {
@@ -314,16 +304,8 @@ impl WsBridge {
                     .await
                 {
                     Ok(Ok(())) => {}
-                    Ok(Err(rejected)) => {
-                        return Err((
-                            Close::rate_limited(),
-                            "ratelimit.rejected",
-                            rejected.kind.as_str(),
-                        ))
-                    }
-                    Err(_) => {
-                        return Err((Close::internal("Server error"), "auth.rejected", "internal"))
-                    }
+                    Ok(Err(rejected)) => return Err((Close::rate_limited(), rejected.kind)),
+                    Err(_) => return Err((Close::internal("Server error"), Rejection::Internal)),
                 }
                 let found = o
                     .registry
@@ -338,24 +320,22 @@ impl WsBridge {
                     Err(refusal) => {
                         o.limiter.do_send(ResumeFailed { ip: o.ip });
                         return Err(match refusal {
-                            Refusal::CredentialsMismatch => (
-                                Close::credentials_mismatch(),
-                                "auth.rejected",
-                                "resume_credentials",
-                            ),
-                            _ => (Close::resume_rejected(), "auth.rejected", "resume_unknown"),
+                            Refusal::CredentialsMismatch => {
+                                (Close::credentials_mismatch(), Rejection::ResumeCredentials)
+                            }
+                            _ => (Close::resume_rejected(), Rejection::ResumeUnknown),
                         });
                     }
                 };
                 match session.send(Attach(o.client)).await {
                     Ok(()) => Ok(session),
-                    Err(_) => Err((Close::resume_rejected(), "auth.rejected", "resume_unknown")),
+                    Err(_) => Err((Close::resume_rejected(), Rejection::ResumeUnknown)),
                 }
             }
             .into_actor(self)
             .map(|result, act, ctx| match result {
                 Ok(session) => act.phase = Phase::Attached(session),
-                Err((close, event, kind)) => act.reject(ctx, close, event, kind),
+                Err((close, kind)) => act.reject(ctx, close, kind),
             }),
         );
     }
@@ -366,12 +346,8 @@ impl WsBridge {
             async move {
                 let slot = match o.limiter.send(AcquireSessionSlot { ip: o.ip }).await {
                     Ok(Some(slot)) => slot,
-                    Ok(None) => {
-                        return Err((Close::rate_limited(), "ratelimit.rejected", "concurrency"))
-                    }
-                    Err(_) => {
-                        return Err((Close::internal("Server error"), "auth.rejected", "internal"))
-                    }
+                    Ok(None) => return Err((Close::rate_limited(), Rejection::Concurrency)),
+                    Err(_) => return Err((Close::internal("Server error"), Rejection::Internal)),
                 };
                 let request = SessionRequest {
                     env: auth.env,
@@ -385,10 +361,10 @@ impl WsBridge {
                 match o.registry.send(OpenSession(request)).await {
                     Ok(Ok(opened)) => Ok(opened),
                     Ok(Err(Refusal::Draining)) => {
-                        Err((Close::shutting_down(), "ratelimit.rejected", "draining"))
+                        Err((Close::shutting_down(), Rejection::Draining))
                     }
-                    Ok(Err(_)) => Err((Close::at_capacity(), "ratelimit.rejected", "capacity")),
-                    Err(_) => Err((Close::internal("Server error"), "auth.rejected", "internal")),
+                    Ok(Err(_)) => Err((Close::at_capacity(), Rejection::Capacity)),
+                    Err(_) => Err((Close::internal("Server error"), Rejection::Internal)),
                 }
             }
             .into_actor(self)
@@ -397,7 +373,7 @@ impl WsBridge {
                     act.session_id = Some(id);
                     act.phase = Phase::Attached(session);
                 }
-                Err((close, event, kind)) => act.reject(ctx, close, event, kind),
+                Err((close, kind)) => act.reject(ctx, close, kind),
             }),
         );
     }
@@ -422,7 +398,7 @@ impl Actor for WsBridge {
         let deadline = self.state.config.auth_timeout;
         ctx.run_later(deadline, |act, ctx| {
             if matches!(act.phase, Phase::AwaitingAuth) {
-                act.reject(ctx, Close::auth_timeout(), "auth.rejected", "auth_timeout");
+                act.reject(ctx, Close::auth_timeout(), Rejection::AuthTimeout);
             }
         });
         let every = self.state.config.heartbeat_interval;
@@ -455,20 +431,10 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsBridge {
                 msg
             }
             Err(_) if self.inbound.oversized().is_some() => {
-                return self.reject(
-                    ctx,
-                    Close::too_big(),
-                    "ratelimit.rejected",
-                    "message_too_large",
-                );
+                return self.reject(ctx, Close::too_big(), Rejection::MessageTooLarge);
             }
             Err(ws::ProtocolError::Overflow) => {
-                return self.reject(
-                    ctx,
-                    Close::too_big(),
-                    "ratelimit.rejected",
-                    "message_too_large",
-                );
+                return self.reject(ctx, Close::too_big(), Rejection::MessageTooLarge);
             }
             Err(e) => {
                 // The socket is unusable; a live session keeps its grace period.
@@ -479,7 +445,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsBridge {
                 } else {
                     Close::new(1002, "WebSocket protocol error")
                 };
-                self.state.shared.metrics.reject("protocol_error");
+                self.state.shared.metrics.reject(Rejection::ProtocolError);
                 self.close_with(ctx, close, true);
                 return;
             }
@@ -532,21 +498,11 @@ impl WsBridge {
             actix_http::ws::Item::Last(b) => (b, true),
         };
         let Some(buf) = self.continuation.as_mut() else {
-            return self.reject(
-                ctx,
-                Close::invalid_auth(),
-                "auth.rejected",
-                "bad_continuation",
-            );
+            return self.reject(ctx, Close::invalid_auth(), Rejection::BadContinuation);
         };
         if buf.len() + chunk.len() > max {
             self.continuation = None;
-            return self.reject(
-                ctx,
-                Close::too_big(),
-                "ratelimit.rejected",
-                "message_too_large",
-            );
+            return self.reject(ctx, Close::too_big(), Rejection::MessageTooLarge);
         }
         buf.extend_from_slice(&chunk);
         if last {

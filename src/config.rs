@@ -249,7 +249,7 @@ pub struct Settings {
     /// Write the audit log (also AUDIT_LOGGING). Default true.
     #[arg(long, env = "TERMCELL_AUDIT_LOGGING", global = true, num_args = 0..=1, default_missing_value = "true")]
     pub audit_logging: Option<bool>,
-    /// Audit log file (JSON lines). Default ./termcell-audit.log.
+    /// Audit log file (JSON lines). Default /var/log/termcell/audit.log.
     #[arg(long, env = "TERMCELL_AUDIT_LOG", global = true)]
     pub audit_log: Option<PathBuf>,
     /// Rotate the audit log above this many bytes. Default 104857600.
@@ -798,9 +798,16 @@ impl Config {
             .map(|n| positive("max-connections", n as u64).map(|n| n as usize))
             .transpose()?;
 
-        let max_file_bytes = s.audit_max_bytes.unwrap_or(100 * 1024 * 1024);
-        let max_total_bytes = s.audit_max_total_bytes.unwrap_or(1024 * 1024 * 1024);
-        if max_total_bytes < 2 * max_file_bytes {
+        let defaults = AuditConfig::default();
+        let max_file_bytes = s
+            .audit_max_bytes
+            .or(defaults.max_file_bytes)
+            .unwrap_or(u64::MAX);
+        let max_total_bytes = s
+            .audit_max_total_bytes
+            .or(defaults.max_total_bytes)
+            .unwrap_or(u64::MAX);
+        if max_total_bytes < max_file_bytes.saturating_mul(2) {
             return Err(invalid(
                 "audit-max-total-bytes",
                 format!(
@@ -809,19 +816,17 @@ impl Config {
             ));
         }
         let audit = AuditConfig {
-            enabled: s.audit_logging.unwrap_or(true),
-            path: s
-                .audit_log
-                .clone()
-                .unwrap_or_else(|| PathBuf::from("termcell-audit.log")),
+            enabled: s.audit_logging.unwrap_or(defaults.enabled),
+            path: s.audit_log.clone().unwrap_or(defaults.path),
             max_file_bytes: Some(max_file_bytes),
-            rotate_daily: true,
-            retention_days: s.audit_retention_days.unwrap_or(365),
+            rotate_daily: defaults.rotate_daily,
+            retention_days: s.audit_retention_days.unwrap_or(defaults.retention_days),
             max_total_bytes: Some(max_total_bytes),
-            repeat_window: Duration::from_secs(positive(
-                "audit-repeat-window",
-                s.audit_repeat_window.unwrap_or(60),
-            )?),
+            repeat_window: s
+                .audit_repeat_window
+                .map(|secs| positive("audit-repeat-window", secs).map(Duration::from_secs))
+                .transpose()?
+                .unwrap_or(defaults.repeat_window),
         };
 
         Ok(Config {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use termcell_actors::ratelimit::limit_key;
+use termcell_actors::rejection::Rejection;
 
 /// File descriptors kept free of client connections: the engine socket pool, the audit log,
 /// the listeners, and whatever else the process opens.
@@ -31,10 +32,10 @@ pub enum Over {
 }
 
 impl Over {
-    pub fn kind(self) -> &'static str {
+    pub fn kind(self) -> Rejection {
         match self {
-            Over::PerAddress => "connections_per_ip",
-            Over::Total => "connections_total",
+            Over::PerAddress => Rejection::ConnectionsPerIp,
+            Over::Total => Rejection::ConnectionsTotal,
         }
     }
 

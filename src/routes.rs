@@ -12,6 +12,7 @@ use serde_json::json;
 use termcell_actors::audit::AuditEvent;
 use termcell_actors::ratelimit::CheckConnection;
 use termcell_actors::registry::GetCapacity;
+use termcell_actors::rejection::Rejection;
 
 use crate::bridge::WsBridge;
 use crate::state::AppState;
@@ -109,11 +110,12 @@ async fn upgrade(
     match state.limiter.send(CheckConnection { ip }).await {
         Ok(Ok(())) => {}
         Ok(Err(retry)) => {
-            state.shared.metrics.reject("connections");
+            let kind = Rejection::Connections;
+            state.shared.metrics.reject(kind);
             state.shared.audit.rejected(
-                AuditEvent::new("ratelimit.rejected")
+                AuditEvent::new(kind.event())
                     .client(ip)
-                    .field("kind", "connections"),
+                    .field("kind", kind.as_str()),
             );
             return Ok(HttpResponse::TooManyRequests()
                 .insert_header((header::RETRY_AFTER, retry.secs().to_string()))
@@ -137,11 +139,12 @@ async fn upgrade(
         &config.allowed_origins,
         config.public_origin.as_deref(),
     ) {
-        state.shared.metrics.reject("origin");
+        let kind = Rejection::Origin;
+        state.shared.metrics.reject(kind);
         state.shared.audit.rejected(
-            AuditEvent::new("origin.rejected")
+            AuditEvent::new(kind.event())
                 .client(ip)
-                .field("kind", "origin")
+                .field("kind", kind.as_str())
                 .client_text("origin", origin.unwrap_or_default()),
         );
         return Ok(HttpResponse::Forbidden()

@@ -261,9 +261,9 @@ pub async fn serve(config: Config) -> i32 {
                 let _ = sock.shutdown(std::net::Shutdown::Both);
                 gate_metrics.metrics.reject(over.kind());
                 gate_audit.rejected(
-                    AuditEvent::new("connection.rejected")
+                    AuditEvent::new(over.kind().event())
                         .client(peer.ip())
-                        .field("kind", over.kind()),
+                        .field("kind", over.kind().as_str()),
                 );
             }
         }

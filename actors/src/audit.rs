@@ -60,7 +60,7 @@ impl Default for AuditConfig {
     fn default() -> Self {
         AuditConfig {
             enabled: true,
-            path: PathBuf::from("audit.log"),
+            path: PathBuf::from("/var/log/termcell/audit.log"),
             max_file_bytes: Some(100 * 1024 * 1024),
             rotate_daily: true,
             retention_days: 365,

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod profile;
 pub mod ratelimit;
 pub mod registry;
+pub mod rejection;
 pub mod replay;
 pub mod session;
 pub mod timeout;

@@ -1,6 +1,7 @@
 //! Prometheus metrics of the server, registered once and shared by every actor.
 //! Names are prefixed `termcell_`; the HTTP side only renders them.
 
+use crate::rejection::Rejection;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
@@ -121,8 +122,8 @@ impl Metrics {
         m
     }
 
-    pub fn reject(&self, kind: &str) {
-        self.rejections.with_label_values(&[kind]).inc();
+    pub fn reject(&self, kind: Rejection) {
+        self.rejections.with_label_values(&[kind.as_str()]).inc();
     }
 
     pub fn docker_error(&self, op: &str) {
@@ -154,7 +155,7 @@ mod tests {
         let m = Metrics::new();
         m.sessions_started.inc();
         m.sessions_ended.with_label_values(&["shell_exited"]).inc();
-        m.reject("connections");
+        m.reject(Rejection::Connections);
         let text = m.render();
         assert!(text.contains("termcell_sessions_started_total 1"));
         assert!(text.contains("termcell_sessions_total{cause=\"shell_exited\"} 1"));

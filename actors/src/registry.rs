@@ -178,7 +178,7 @@ impl StreamHandler<Result<ContainerEvent, DockerError>> for Registry {
             return;
         };
         if event.action == "oom" {
-            self.shared.metrics.reject("oom");
+            self.shared.metrics.reject(crate::rejection::Rejection::Oom);
         }
         if let Some(entry) = self.sessions.get(&session_id) {
             entry.addr.do_send(ContainerEventNotice {

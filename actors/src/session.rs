@@ -20,6 +20,7 @@ use crate::container::{
 use crate::credentials::Fingerprint;
 use crate::ratelimit::{SessionLimiter, SessionSlot};
 use crate::registry::Unregister;
+use crate::rejection::Rejection;
 use crate::replay::ReplayRing;
 use crate::timeout::{TimeoutActor, TimerEvent, TimerKind, TimerUpdate};
 use crate::Shared;
@@ -210,7 +211,7 @@ pub struct SessionActor {
     bytes_in: u64,
     bytes_out: u64,
     setup: Option<ContainerSetup>,
-    refusals_audited: HashMap<&'static str, Instant>,
+    refusals_audited: HashMap<Rejection, Instant>,
     /// When the user was last told that input was refused (at most once per `NOTICE_EVERY`,
     /// so a flood of tiny frames does not become a flood of notices to a client that may
     /// not be reading).
@@ -314,20 +315,20 @@ impl SessionActor {
 
     /// Counts a refusal by a per-session limit and audits it: every kind once per
     /// `REFUSAL_AUDIT_EVERY`, so a flood cannot flood the audit log.
-    fn refused(&mut self, kind: &'static str) {
+    fn refused(&mut self, kind: Rejection) {
         self.shared.metrics.reject(kind);
         let now = Instant::now();
         let due = self
             .refusals_audited
-            .get(kind)
+            .get(&kind)
             .is_none_or(|at| now.duration_since(*at) >= REFUSAL_AUDIT_EVERY);
         if due {
             self.refusals_audited.insert(kind, now);
             self.shared.audit.record(
-                AuditEvent::new("ratelimit.rejected")
+                AuditEvent::new(kind.event())
                     .session(self.id)
                     .client(self.client_ip)
-                    .field("kind", kind),
+                    .field("kind", kind.as_str()),
             );
         }
     }
@@ -426,7 +427,7 @@ impl Handler<Input> for SessionActor {
         }
         let decision = self.limiter.filter_input(&data);
         if let Some(kind) = decision.limited {
-            self.refused(kind.as_str());
+            self.refused(kind);
         }
         if let Some(notice) = decision.notice {
             let now = Instant::now();
@@ -439,7 +440,7 @@ impl Handler<Input> for SessionActor {
             }
         }
         if decision.end_session {
-            self.refused("input_abuse");
+            self.refused(Rejection::InputAbuse);
             self.finish(EndCause::RateLimited, ctx);
             return;
         }
@@ -457,7 +458,7 @@ impl Handler<Resize> for SessionActor {
 
     fn handle(&mut self, msg: Resize, _ctx: &mut Context<Self>) {
         if !self.limiter.allow_resize() {
-            self.refused("resizes");
+            self.refused(Rejection::Resizes);
             return;
         }
         match &self.container {
