@@ -13,12 +13,22 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let code = actix_rt::System::new().block_on(async move {
-        match cli.command.unwrap_or(Command::Serve) {
-            Command::Serve => termcell::server::serve(config).await,
+    let command = cli.command.unwrap_or(Command::Serve);
+    let prefix = match command {
+        Command::Verify { .. } => "termcell verify",
+        _ => "termcell",
+    };
+    let result = actix_rt::System::new().block_on(async move {
+        match command {
+            Command::Serve => termcell::server::serve(config).await.map(|()| 0),
             Command::Verify { probe } => termcell::server::verify(config, probe).await,
-            Command::BuildImage => termcell::server::build_image(config).await,
+            Command::BuildImage => termcell::server::build_image(config).await.map(|()| 0),
         }
+    });
+    // The one place a start-up error is printed.
+    let code = result.unwrap_or_else(|e| {
+        eprintln!("{prefix}: {e}");
+        1
     });
     std::process::exit(code);
 }

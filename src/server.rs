@@ -2,6 +2,7 @@
 //! host's protections, start the singleton actors and the listeners, and on SIGTERM or
 //! SIGINT drain every session, remove every container and flush the audit log.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use actix::prelude::*;
 use actix_web::{web, App, HttpServer};
 use termcell_actors::audit::{Audit, AuditEvent};
 use termcell_actors::credentials::FingerprintKey;
-use termcell_actors::docker::{DockerEngine, HostSecurity};
+use termcell_actors::docker::{DockerEngine, DockerError, HostSecurity};
 use termcell_actors::metrics::Metrics;
 use termcell_actors::profile::{labels, SecurityProfile};
 use termcell_actors::ratelimit::RateLimiter;
@@ -20,15 +21,33 @@ use termcell_actors::Shared;
 
 use crate::config::Config;
 use crate::connections::{self, ConnectionGate};
+use crate::image::ImageError;
 use crate::routes::ReadyCache;
 use crate::state::{AppState, State};
 use crate::{admin, image, protections, routes};
 
-async fn connect() -> Result<DockerEngine, i32> {
-    DockerEngine::connect().await.map_err(|e| {
-        eprintln!("termcell: {e}");
-        1
-    })
+/// Why a command could not start or run; `main` prints it and exits 1.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(
+        "cannot open the audit log {path}: {source} (set --audit-log, or AUDIT_LOGGING=false)"
+    )]
+    Audit {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}{what}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("running the probe failed: {0}")]
+    Probe(DockerError),
 }
 
 /// The profile as this host can apply it: AppArmor only where it is enforced and loaded.
@@ -42,40 +61,24 @@ fn effective_profile(config: &Config, host: &HostSecurity) -> SecurityProfile {
     profile
 }
 
-pub async fn build_image(config: Config) -> i32 {
-    let Ok(engine) = connect().await else {
-        return 1;
-    };
-    match image::build_sandbox(&engine, &config.session.image, &config.busybox).await {
-        Ok(()) => {
-            println!("built {}", config.session.image);
-            0
-        }
-        Err(e) => {
-            eprintln!("termcell: {e}");
-            1
-        }
-    }
+pub async fn build_image(config: Config) -> Result<(), StartError> {
+    let engine = DockerEngine::connect().await?;
+    image::build_sandbox(&engine, &config.session.image, &config.busybox).await?;
+    println!("built {}", config.session.image);
+    Ok(())
 }
 
-pub async fn verify(config: Config, probe: Option<PathBuf>) -> i32 {
-    let Ok(engine) = connect().await else {
-        return 1;
-    };
-    let host = match engine.host_security().await {
-        Ok(host) => host,
-        Err(e) => {
-            eprintln!("termcell verify: {e}");
-            return 1;
-        }
-    };
+/// `termcell verify`: the exit code of the checks, or why they could not run.
+pub async fn verify(config: Config, probe: Option<PathBuf>) -> Result<i32, StartError> {
+    let engine = DockerEngine::connect().await?;
+    let host = engine.host_security().await?;
     let profile = effective_profile(&config, &host);
     for p in protections::report(&host, &profile) {
         if !p.enforced {
             println!("NOTE {}: not enforced on this host: {}", p.name, p.detail);
         }
     }
-    crate::verify::run(config, probe, profile).await
+    crate::verify::run(&engine, config, probe, profile).await
 }
 
 /// Removes every container of this server instance (the last step of a shutdown).
@@ -99,31 +102,18 @@ async fn remove_instance_containers(
     removed
 }
 
-pub async fn serve(config: Config) -> i32 {
-    let Ok(engine) = connect().await else {
-        return 1;
-    };
-    let host = match engine.host_security().await {
-        Ok(host) => host,
-        Err(e) => {
-            eprintln!("termcell: {e}");
-            return 1;
-        }
-    };
-    match image::ensure_sandbox(
+pub async fn serve(config: Config) -> Result<(), StartError> {
+    let engine = DockerEngine::connect().await?;
+    let host = engine.host_security().await?;
+    let built = image::ensure_sandbox(
         &engine,
         &config.session.image,
         config.default_image,
         &config.busybox,
     )
-    .await
-    {
-        Ok(true) => log::info!("built the sandbox image {}", config.session.image),
-        Ok(false) => {}
-        Err(e) => {
-            eprintln!("termcell: {e}");
-            return 1;
-        }
+    .await?;
+    if built {
+        log::info!("built the sandbox image {}", config.session.image);
     }
     let mut settings = config.session.clone();
     settings.profile = effective_profile(&config, &host);
@@ -142,16 +132,10 @@ pub async fn serve(config: Config) -> i32 {
         }
     }
 
-    let audit = match Audit::start(config.audit.clone()) {
-        Ok(audit) => audit,
-        Err(e) => {
-            eprintln!(
-                "termcell: cannot open the audit log {}: {e} (set --audit-log, or AUDIT_LOGGING=false)",
-                config.audit.path.display()
-            );
-            return 1;
-        }
-    };
+    let audit = Audit::start(config.audit.clone()).map_err(|source| StartError::Audit {
+        path: config.audit.path.clone(),
+        source,
+    })?;
     match reap_previous_runs(
         &engine,
         &settings.deployment,
@@ -278,9 +262,12 @@ pub async fn serve(config: Config) -> i32 {
     .bind(config.listen)
     {
         Ok(server) => server,
-        Err(e) => {
-            eprintln!("termcell: cannot listen on {}: {e}", config.listen);
-            return 1;
+        Err(source) => {
+            return Err(StartError::Listen {
+                addr: config.listen,
+                what: "",
+                source,
+            })
         }
     };
     for addr in public.addrs() {
@@ -312,9 +299,12 @@ pub async fn serve(config: Config) -> i32 {
                     admin_handle = Some(server.handle());
                     actix_rt::spawn(server);
                 }
-                Err(e) => {
-                    eprintln!("termcell: cannot listen on {listen} (admin): {e}");
-                    return 1;
+                Err(source) => {
+                    return Err(StartError::Listen {
+                        addr: listen,
+                        what: " (admin)",
+                        source,
+                    })
                 }
             }
         }
@@ -369,7 +359,7 @@ pub async fn serve(config: Config) -> i32 {
         arbiter.stop();
     }
     log::info!("stopped");
-    0
+    Ok(())
 }
 
 async fn wait_for_signal() {

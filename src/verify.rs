@@ -5,11 +5,12 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use termcell_actors::docker::{DockerEngine, HostConfig};
+use termcell_actors::docker::{DockerEngine, DockerError, HostConfig};
 use termcell_actors::profile::{labels, ContainerSpec, SecurityProfile};
 
 use crate::config::Config;
 use crate::image;
+use crate::server::StartError;
 
 pub const PROBE_IMAGE: &str = "termcell-probe:latest";
 
@@ -51,7 +52,7 @@ pub async fn run_probe(
     user: &str,
     env: Vec<String>,
     deployment: &str,
-) -> Result<ProbeRun, String> {
+) -> Result<ProbeRun, DockerError> {
     let name = format!("termcell-verify-{}", uuid::Uuid::new_v4().simple());
     let spec = ContainerSpec {
         image: PROBE_IMAGE,
@@ -76,8 +77,7 @@ pub async fn run_probe(
     body.host_config = Some(host_config);
     let (exit_code, output) = engine
         .run_to_completion(&name, body, Duration::from_secs(180), 1024 * 1024)
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     Ok(ProbeRun {
         exit_code,
         output: String::from_utf8_lossy(&output).replace('\r', ""),
@@ -115,47 +115,36 @@ fn default_probe_path() -> PathBuf {
         .unwrap_or(in_tree)
 }
 
-/// The `verify` command; returns the process exit code.
-pub async fn run(config: Config, probe: Option<PathBuf>, profile: SecurityProfile) -> i32 {
-    let engine = match DockerEngine::connect().await {
-        Ok(engine) => engine,
-        Err(e) => {
-            eprintln!("termcell verify: {e}");
-            return 1;
-        }
-    };
+/// The `verify` command on a connected engine: the process exit code (0 when every check
+/// passed), or why the probe could not run.
+pub async fn run(
+    engine: &DockerEngine,
+    config: Config,
+    probe: Option<PathBuf>,
+    profile: SecurityProfile,
+) -> Result<i32, StartError> {
     let probe = probe.unwrap_or_else(default_probe_path);
-    if let Err(e) = image::build_probe(&engine, PROBE_IMAGE, Path::new(&probe)).await {
-        eprintln!("termcell verify: {e}");
-        return 1;
-    }
+    image::build_probe(engine, PROBE_IMAGE, Path::new(&probe)).await?;
     let user = format!("{}:{}", profile.uid, profile.gid);
     let run = run_probe(
-        &engine,
+        engine,
         profile.host_config(),
         &user,
         probe_env(&profile),
         &config.session.deployment,
     )
-    .await;
-    match run {
-        Ok(run) => {
-            print!("{}", run.output);
-            let failed = run.count("FAIL");
-            if run.exit_code == 0 && failed == 0 && run.count("PASS") > 0 {
-                println!("verify: the server's sandbox profile holds on this host");
-                0
-            } else {
-                println!(
-                    "verify: {failed} check(s) failed (probe exit code {})",
-                    run.exit_code
-                );
-                1
-            }
-        }
-        Err(e) => {
-            eprintln!("termcell verify: running the probe failed: {e}");
-            1
-        }
+    .await
+    .map_err(StartError::Probe)?;
+    print!("{}", run.output);
+    let failed = run.count("FAIL");
+    if run.exit_code == 0 && failed == 0 && run.count("PASS") > 0 {
+        println!("verify: the server's sandbox profile holds on this host");
+        Ok(0)
+    } else {
+        println!(
+            "verify: {failed} check(s) failed (probe exit code {})",
+            run.exit_code
+        );
+        Ok(1)
     }
 }
