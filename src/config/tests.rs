@@ -1,0 +1,144 @@
+use super::*;
+
+/// Flags with an empty environment (the original server's names and the admin token are
+/// read through `env`; nothing of the test process's own environment leaks in).
+fn parse(args: &[&str]) -> Result<Config, ConfigError> {
+    parse_in(args, &[])
+}
+
+fn parse_in(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let cli = Cli::try_parse_from(std::iter::once("termcell").chain(args.iter().copied()))
+        .expect("flags parse");
+    let lookup = |name: &str| {
+        env.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    };
+    Config::from_settings_in(cli.settings, &lookup)
+}
+
+#[test]
+fn defaults_are_the_documented_ones() {
+    let c = parse(&[]).unwrap();
+    assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+    assert_eq!(c.admin_listen, Some("127.0.0.1:8081".parse().unwrap()));
+    assert_eq!(c.session.idle_timeout, Duration::from_secs(600));
+    assert_eq!(c.session.max_duration, Duration::from_secs(1800));
+    assert_eq!(c.session.resume_grace, Duration::from_secs(300));
+    assert_eq!(c.session.profile.memory_bytes, 256 * 1024 * 1024);
+    assert_eq!(c.session.profile.pids_limit, 50);
+    assert_eq!(c.session.limits.max_sessions_per_ip, 5);
+    assert_eq!(c.session.limits.commands_per_minute, 30);
+    assert_eq!(c.session.limits.resume_attempts_per_minute, 3);
+    assert_eq!(c.audit.retention_days, 365);
+    assert!(c.default_image);
+}
+
+#[test]
+fn bad_values_name_the_setting() {
+    let err = parse(&["--user", "0:0"]).unwrap_err().to_string();
+    assert!(err.contains("user"), "{err}");
+    let err = parse(&["--listen", "nowhere"]).unwrap_err().to_string();
+    assert!(err.contains("listen"), "{err}");
+    let err = parse(&["--network", "host"]).unwrap_err().to_string();
+    assert!(err.contains("network"), "{err}");
+    let err = parse(&["--idle-timeout", "0"]).unwrap_err().to_string();
+    assert!(err.contains("idle-timeout"), "{err}");
+    let err = parse(&["--admin-listen", "0.0.0.0:8081"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("admin-listen") && err.contains("TOKEN"),
+        "{err}"
+    );
+    let err = parse(&["--allowed-origins", "evil"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("allowed-origins"), "{err}");
+}
+
+#[test]
+fn file_values_sit_below_flags() {
+    let dir = std::env::temp_dir().join(format!("termcell-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("termcell.toml");
+    std::fs::write(&path, "idle_timeout = 42\nmax_sessions = 7\n").unwrap();
+    let c = parse(&["--config", path.to_str().unwrap(), "--max-sessions", "9"]).unwrap();
+    assert_eq!(c.session.idle_timeout, Duration::from_secs(42));
+    assert_eq!(c.session.max_sessions, 9);
+    std::fs::write(&path, "no_such_setting = 1\n").unwrap();
+    let err = parse(&["--config", path.to_str().unwrap()])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no_such_setting"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_shipped_example_file_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/termcell.toml");
+    let c = parse(&["--config", path]).unwrap();
+    assert_eq!(c.session.limits.input_burst_bytes, 262_144);
+    assert_eq!(c.session.idle_timeout, Duration::from_secs(600));
+}
+
+#[test]
+fn a_port_alone_listens_on_loopback() {
+    let c = parse(&["--listen", "9999"]).unwrap();
+    assert_eq!(c.listen, "127.0.0.1:9999".parse().unwrap());
+}
+
+#[test]
+fn the_public_url_becomes_the_origin_a_browser_sends() {
+    let c = parse(&["--public-url", "https://Term.Example.com:443/shell/"]).unwrap();
+    assert_eq!(c.public_origin.as_deref(), Some("https://term.example.com"));
+    let c = parse(&["--public-url", "http://10.1.2.3:8080"]).unwrap();
+    assert_eq!(c.public_origin.as_deref(), Some("http://10.1.2.3:8080"));
+    for bad in ["term.example.com", "https://", "ftp://x", "https://u@x"] {
+        let e = parse(&["--public-url", bad]).unwrap_err().to_string();
+        assert!(e.contains("public-url"), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn connection_and_audit_caps_are_validated() {
+    let c = parse(&[]).unwrap();
+    assert_eq!(c.max_connections_per_ip, 64);
+    assert_eq!(c.max_connections, None);
+    assert_eq!(c.audit.max_total_bytes, Some(1024 * 1024 * 1024));
+    assert_eq!(c.audit.repeat_window, Duration::from_secs(60));
+    let e = parse(&[
+        "--audit-max-bytes",
+        "1000",
+        "--audit-max-total-bytes",
+        "1999",
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("audit-max-total-bytes"), "{e}");
+    assert!(parse(&["--max-connections-per-ip", "0"]).is_err());
+    assert!(parse(&["--max-connections", "0"]).is_err());
+}
+
+#[test]
+fn the_original_server_s_names_sit_below_termcell_flags() {
+    let env = [
+        ("PORT", "9000"),
+        ("SESSION_TIMEOUT_MS", "90500"),
+        ("MAX_CONCURRENT_CONNECTIONS", "7"),
+        ("AUDIT_LOGGING", "no"),
+        ("TERMCELL_ADMIN_TOKEN", "  0123456789abcdef  "),
+    ];
+    let c = parse_in(&[], &env).unwrap();
+    assert_eq!(c.listen, "127.0.0.1:9000".parse().unwrap());
+    assert_eq!(c.session.idle_timeout, Duration::from_secs(91));
+    assert_eq!(c.session.limits.max_sessions_per_ip, 7);
+    assert!(!c.audit.enabled);
+    assert_eq!(c.admin_token.as_deref(), Some("0123456789abcdef"));
+    let c = parse_in(&["--listen", "127.0.0.1:7000"], &env).unwrap();
+    assert_eq!(c.listen, "127.0.0.1:7000".parse().unwrap());
+    let e = parse_in(&[], &[("AUDIT_LOGGING", "maybe")])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("AUDIT_LOGGING"), "{e}");
+}
