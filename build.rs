@@ -1,3 +1,5 @@
+//! Build script: the embedded page is rebuilt into the binary whenever web/dist changes.
+
 // The terminal page is embedded from the committed web/dist (src/web_assets.rs). Rebuild
 // when it changes, and stop with a clear message if it is missing.
 fn main() {

@@ -1,3 +1,6 @@
+//! Unit tests of configuration: defaults, validation messages, layering of flags, the
+//! original server's names (through an injected environment) and the TOML file.
+
 use super::*;
 
 /// Flags with an empty environment (the original server's names and the admin token are

@@ -1,3 +1,6 @@
+//! Unit tests of the audit log: line format, credential scrubbing, rotation, retention,
+//! the size cap and aggregated rejections, on files in a temporary directory.
+
 use super::files::is_rotated_name;
 use super::*;
 use std::collections::BTreeSet;

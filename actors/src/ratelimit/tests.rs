@@ -1,3 +1,5 @@
+//! Unit tests of both limiters on a fake clock (and one that ticks as a real clock does).
+
 use super::*;
 use actix::prelude::*;
 use governor::clock::FakeRelativeClock;

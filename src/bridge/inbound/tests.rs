@@ -1,3 +1,6 @@
+//! Unit tests of the read side: frame boundaries through any split, refusal at the
+//! header, the reader stopping at the cap and going on as frames are handled.
+
 use super::*;
 use futures_util::task::noop_waker;
 use futures_util::{stream, StreamExt};
