@@ -1,3 +1,5 @@
+//! Unit tests of the auth frame: parsing, validation, the environment policy, JWT expiry.
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use proptest::prelude::*;

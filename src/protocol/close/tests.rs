@@ -1,3 +1,5 @@
+//! Unit tests of the close table: codes, reason texts and their length limit.
+
 use super::*;
 
 #[test]

@@ -1,3 +1,5 @@
+//! Unit tests of frame decoding and control encoding, with the exact bytes on the wire.
+
 use proptest::prelude::*;
 use serde_json::json;
 

@@ -1,3 +1,5 @@
+//! Unit tests of UTF-8-safe framing, including property tests over any split.
+
 use proptest::prelude::*;
 
 use super::*;
