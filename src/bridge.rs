@@ -440,11 +440,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsBridge {
                 // The socket is unusable; a live session keeps its grace period.
                 log::debug!("connection {}: protocol error: {e}", self.conn_id);
                 self.dropped(false);
-                let close = if e.to_string().to_ascii_lowercase().contains("utf-8") {
-                    Close::new(1007, "Invalid UTF-8 in text frame")
-                } else {
-                    Close::new(1002, "WebSocket protocol error")
-                };
+                let close = Close::for_stream_error(&e.to_string());
                 self.state.shared.metrics.reject(Rejection::ProtocolError);
                 self.close_with(ctx, close, true);
                 return;

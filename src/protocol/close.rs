@@ -7,6 +7,8 @@ use super::truncate_at_char;
 
 pub const NORMAL: u16 = 1000;
 pub const GOING_AWAY: u16 = 1001;
+pub const PROTOCOL_ERROR: u16 = 1002;
+pub const INVALID_PAYLOAD: u16 = 1007;
 pub const POLICY_AUTH_TIMEOUT: u16 = 1008;
 pub const TOO_BIG: u16 = 1009;
 pub const INTERNAL: u16 = 1011;
@@ -37,6 +39,8 @@ pub mod reason {
     pub const ADMIN_KILL: &str = "Session terminated by administrator";
     pub const SHUTTING_DOWN: &str = "Server shutting down";
     pub const CREATE_FAILED: &str = "Failed to create session environment";
+    pub const INVALID_UTF8: &str = "Invalid UTF-8 in text frame";
+    pub const PROTOCOL_ERROR: &str = "WebSocket protocol error";
 }
 
 /// A WebSocket close code with its reason, also sent before the close as a status message.
@@ -107,6 +111,15 @@ impl Close {
     }
     pub fn internal(reason: impl Into<String>) -> Close {
         Close::new(INTERNAL, reason)
+    }
+    /// The close for a WebSocket stream error. actix-web-actors reports a text frame with
+    /// invalid UTF-8 only as an I/O error's text, so the text is all there is to go by.
+    pub fn for_stream_error(error_text: &str) -> Close {
+        if error_text.to_ascii_lowercase().contains("utf-8") {
+            Close::new(INVALID_PAYLOAD, reason::INVALID_UTF8)
+        } else {
+            Close::new(PROTOCOL_ERROR, reason::PROTOCOL_ERROR)
+        }
     }
 }
 

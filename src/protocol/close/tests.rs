@@ -77,3 +77,17 @@ fn user_done_closes_end_the_session_others_keep_it() {
     assert!(!client_close_ends_session(1006, ""));
     assert!(!client_close_ends_session(4002, "other"));
 }
+
+#[test]
+fn stream_errors_close_1007_for_invalid_utf8_and_1002_otherwise() {
+    let utf8 = Close::for_stream_error("invalid utf-8 sequence of 1 bytes from index 0");
+    assert_eq!(
+        (utf8.code, utf8.reason.as_str()),
+        (1007, reason::INVALID_UTF8)
+    );
+    let other = Close::for_stream_error("Continuation is not started.");
+    assert_eq!(
+        (other.code, other.reason.as_str()),
+        (1002, reason::PROTOCOL_ERROR)
+    );
+}
