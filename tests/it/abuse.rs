@@ -94,6 +94,16 @@ impl RawWs {
     }
 }
 
+impl RawWs {
+    /// Writes the header of a binary frame that declares 2^62 payload bytes.
+    async fn declare_exabytes(&mut self) {
+        self.writer
+            .write_all(&frame_header(0x82, 1 << 62))
+            .await
+            .unwrap();
+    }
+}
+
 impl Reader {
     async fn next(&mut self, within: Duration) -> Option<ServerFrame> {
         let deadline = Instant::now() + within;
@@ -193,32 +203,24 @@ async fn a_frame_declaring_exabytes_closes_1009_at_its_header_and_costs_no_memor
 
     // Before authentication: refused within the first KiB after the header.
     let mut ws = RawWs::open(&server, local(1)).await;
-    ws.writer
-        .write_all(&frame_header(0x82, 1 << 62))
-        .await
-        .unwrap();
+    ws.declare_exabytes().await;
     ws.writer.write_all(&[0u8; 1024]).await.unwrap();
     assert_eq!(
         ws.reader.close(T).await,
         Some((1009, "Message too large".into()))
     );
 
-    // The same frame followed by 384 MiB: the server closes and reads no further.
+    // The same frame followed by 384 MiB: the server closes; what follows is discarded as it
+    // arrives, never held.
     let mut ws = RawWs::open(&server, local(1)).await;
-    ws.writer
-        .write_all(&frame_header(0x82, 1 << 62))
-        .await
-        .unwrap();
+    ws.declare_exabytes().await;
     let sent = pump(&mut ws.writer, &vec![0u8; MIB], 384 * MIB, T).await;
     let close = ws.reader.close(T).await;
     let rss_flood = server.rss_kib();
 
     // After authentication, in a live session.
     let mut ws = RawWs::session(&server, local(1)).await;
-    ws.writer
-        .write_all(&frame_header(0x82, 1 << 62))
-        .await
-        .unwrap();
+    ws.declare_exabytes().await;
     let sent_live = pump(&mut ws.writer, &vec![0u8; MIB], 384 * MIB, T).await;
     let close_live = ws.reader.close(T).await;
 
