@@ -1,13 +1,14 @@
 //! ContainerActor: the sandbox of one session. Creates the container with the security
 //! profile, attaches its TTY raw before starting it, pumps bytes both ways, resizes, and
-//! removes the container when it stops, whatever the reason.
+//! removes the container when it stops, whatever the reason. It reaches the engine only
+//! through `DockerEngine`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use bollard::models::ContainerCreateBody;
+use bollard::models::{ContainerCreateBody, ContainerState, ContainerStateStatusEnum as Status};
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -15,10 +16,13 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::audit::AuditEvent;
-use crate::docker::{DockerEngine, RawTty};
+use crate::docker::{DockerEngine, DockerError, RawTty};
 use crate::profile::{labels, ContainerSpec};
 use crate::session::{short, ContainerOutput, ContainerStatus, SessionActor, SessionRequest};
 use crate::Shared;
+
+#[cfg(test)]
+mod tests;
 
 /// Bytes read from the TTY per chunk (one chunk is in flight to the client at a time).
 const READ_CHUNK: usize = 16 * 1024;
@@ -26,6 +30,73 @@ const READ_CHUNK: usize = 16 * 1024;
 const PIDS_CHECK: Duration = Duration::from_secs(2);
 /// Input chunks queued for a TTY that is not reading; more is refused.
 const INPUT_QUEUE: usize = 256;
+
+/// Why a session's sandbox never became ready (the session ends with `CreateFailed`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SandboxError {
+    #[error("could not create the container: {0}")]
+    Create(EngineFailure),
+    #[error("could not attach to the container's TTY: {0}")]
+    Attach(EngineFailure),
+    #[error("could not start the container: {0}")]
+    Start(EngineFailure),
+}
+
+impl SandboxError {
+    /// The engine operation that failed, as the `docker_errors_total` label names it.
+    pub fn operation(&self) -> &'static str {
+        match self {
+            SandboxError::Create(_) => "create",
+            SandboxError::Attach(_) => "attach",
+            SandboxError::Start(_) => "start",
+        }
+    }
+}
+
+/// An engine error as it travels in messages and end causes (which are cloned, and
+/// `DockerError` cannot be): the engine's HTTP status when it answered, and its message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct EngineFailure {
+    pub status: Option<u16>,
+    pub message: String,
+}
+
+impl From<DockerError> for EngineFailure {
+    fn from(e: DockerError) -> EngineFailure {
+        EngineFailure {
+            status: e.status(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// How a running sandbox ended other than by its shell exiting (`ContainerDied`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ContainerDeath {
+    #[error("container removed")]
+    Removed,
+    #[error("out of memory")]
+    OutOfMemory,
+    #[error("container killed")]
+    Killed,
+}
+
+impl ContainerDeath {
+    /// Reads a stopped container's state: `None` when its shell simply exited.
+    pub fn of(state: &ContainerState) -> Option<ContainerDeath> {
+        match state.status {
+            Some(Status::REMOVING) | Some(Status::DEAD) => Some(ContainerDeath::Removed),
+            // The init process exits with 137 only when it was sent SIGKILL. OOMKilled
+            // alone is not enough: a hog killed earlier marks it while the shell lives on.
+            _ if state.exit_code == Some(137) && state.oom_killed == Some(true) => {
+                Some(ContainerDeath::OutOfMemory)
+            }
+            _ if state.exit_code == Some(137) => Some(ContainerDeath::Killed),
+            _ => None,
+        }
+    }
+}
 
 /// The create request of one session's container, prepared before the actor starts.
 pub struct ContainerSetup {
@@ -188,25 +259,13 @@ impl ContainerActor {
 /// The TTY stream ended: the shell exited, or the container was killed, OOM-killed or
 /// removed from outside (then the session ends with 1011 and the cause).
 async fn why_it_ended(engine: &DockerEngine, id: &str) -> ContainerStatus {
-    use bollard::models::ContainerStateStatusEnum as Status;
-    let state = match engine.inspect(id).await {
-        Ok(inspect) => inspect.state.unwrap_or_default(),
-        Err(e) if e.status() == Some(404) => {
-            return ContainerStatus::Failed("container removed".into())
-        }
-        Err(_) => return ContainerStatus::ShellExited,
-    };
-    match state.status {
-        Some(Status::REMOVING) | Some(Status::DEAD) => {
-            ContainerStatus::Failed("container removed".into())
-        }
-        // The init process exits with 137 only when it was sent SIGKILL. OOMKilled alone
-        // is not enough: a hog killed earlier marks it while the shell lives on.
-        _ if state.exit_code == Some(137) && state.oom_killed == Some(true) => {
-            ContainerStatus::Failed("out of memory".into())
-        }
-        _ if state.exit_code == Some(137) => ContainerStatus::Failed("container killed".into()),
-        _ => ContainerStatus::ShellExited,
+    match engine.inspect(id).await {
+        Ok(inspect) => match ContainerDeath::of(&inspect.state.unwrap_or_default()) {
+            Some(death) => ContainerStatus::Died(death),
+            None => ContainerStatus::ShellExited,
+        },
+        Err(e) if e.status() == Some(404) => ContainerStatus::Died(ContainerDeath::Removed),
+        Err(_) => ContainerStatus::ShellExited,
     }
 }
 
@@ -216,14 +275,11 @@ async fn launch(
     engine: DockerEngine,
     shared: Arc<Shared>,
     setup: ContainerSetup,
-) -> (Option<String>, Result<RawTty, String>) {
+) -> (Option<String>, Result<RawTty, SandboxError>) {
     let t0 = Instant::now();
     let id = match engine.create(&setup.name, setup.body).await {
         Ok(id) => id,
-        Err(e) => {
-            shared.metrics.docker_error("create");
-            return (None, Err(format!("create failed: {e}")));
-        }
+        Err(e) => return (None, Err(SandboxError::Create(e.into()))),
     };
     shared
         .metrics
@@ -236,15 +292,11 @@ async fn launch(
     );
     let tty = match engine.attach_raw(&id).await {
         Ok(tty) => tty,
-        Err(e) => {
-            shared.metrics.docker_error("attach");
-            return (Some(id), Err(format!("attach failed: {e}")));
-        }
+        Err(e) => return (Some(id), Err(SandboxError::Attach(e.into()))),
     };
     let t1 = Instant::now();
     if let Err(e) = engine.start(&id).await {
-        shared.metrics.docker_error("start");
-        return (Some(id), Err(format!("start failed: {e}")));
+        return (Some(id), Err(SandboxError::Start(e.into())));
     }
     shared
         .metrics
@@ -279,8 +331,9 @@ impl Actor for ContainerActor {
                             });
                             ctx.run_interval(PIDS_CHECK, move |act, _| act.check_pids(&id));
                         }
-                        Err(detail) => {
-                            act.session.do_send(ContainerStatus::Failed(detail));
+                        Err(error) => {
+                            act.shared.metrics.docker_error(error.operation());
+                            act.session.do_send(ContainerStatus::LaunchFailed(error));
                             ctx.stop();
                         }
                     }

@@ -1,23 +1,35 @@
-//! The Docker adapter: the only module that talks to the Docker engine. bollard serves
-//! every call except the TTY stream, which is read raw from an HTTP upgrade on the
-//! engine's socket (bollard's attach decoder misreads TTY bytes 0, 1, 2 as frame headers).
+//! The engine boundary and the Docker adapter. `Engine` is everything termcell asks of a
+//! container engine and `DockerEngine` the handle every actor holds; `Bollard`, the one real
+//! `Engine`, is the only code that talks to Docker. bollard serves every call except the
+//! TTY stream, which is read raw from an HTTP upgrade on the engine's socket (bollard's
+//! attach decoder misreads TTY bytes 0, 1, 2 as frame headers).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use bollard::models::HostConfig;
-use bollard::models::{ContainerCreateBody, ContainerSummary, EventMessage};
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, ContainerSummary, EventMessage,
+};
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, CreateContainerOptionsBuilder, EventsOptionsBuilder,
     ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, ResizeContainerTTYOptionsBuilder,
 };
 use bollard::Docker;
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::profile::{labels, DETACH_KEYS};
+
+#[cfg(test)]
+pub(crate) mod fake;
+#[cfg(test)]
+mod tests;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
@@ -98,260 +110,76 @@ pub struct ContainerEvent {
     pub exit_code: Option<i64>,
 }
 
-/// The handle every actor uses to reach the engine.
-#[derive(Clone)]
-pub struct DockerEngine {
-    docker: Docker,
-    endpoint: Endpoint,
-    api_version: String,
-}
+/// What every engine call returns: a boxed future, so that `Engine` is object safe.
+pub type EngineFuture<'a, T> = BoxFuture<'a, Result<T, DockerError>>;
 
-impl DockerEngine {
-    /// Connects with the local defaults (DOCKER_HOST or the default socket) and negotiates
-    /// the API version with the engine.
-    pub async fn connect() -> Result<DockerEngine, DockerError> {
-        let host = std::env::var("DOCKER_HOST").unwrap_or_default();
-        let (docker, endpoint) = if host.is_empty() || host.starts_with("unix://") {
-            let path = if host.is_empty() {
-                "/var/run/docker.sock".to_string()
-            } else {
-                host.trim_start_matches("unix://").to_string()
-            };
-            let endpoint = Endpoint::Unix(PathBuf::from(&path));
-            let docker = Docker::connect_with_unix(
-                &format!("unix://{path}"),
-                120,
-                bollard::API_DEFAULT_VERSION,
-            )
-            .map_err(|source| DockerError::Unreachable {
-                endpoint: endpoint.to_string(),
-                source,
-            })?;
-            (docker, endpoint)
-        } else if let Some(addr) = host.strip_prefix("tcp://") {
-            let docker = Docker::connect_with_http(
-                &format!("http://{addr}"),
-                120,
-                bollard::API_DEFAULT_VERSION,
-            )?;
-            (docker, Endpoint::Tcp(addr.to_string()))
-        } else {
-            return Err(DockerError::BadHost(host));
-        };
-        let docker =
-            docker
-                .negotiate_version()
-                .await
-                .map_err(|source| DockerError::Unreachable {
-                    endpoint: endpoint.to_string(),
-                    source,
-                })?;
-        let v = docker.client_version();
-        let api_version = format!("{}.{}", v.major_version, v.minor_version);
-        Ok(DockerEngine {
-            docker,
-            endpoint,
-            api_version,
-        })
-    }
+/// Everything termcell asks of a container engine. `Bollard` (below) is the real one;
+/// a fake (`docker/fake.rs`) serves unit tests of actor logic, never integration tests.
+pub trait Engine: Send + Sync + 'static {
+    fn ping(&self) -> EngineFuture<'_, ()>;
 
-    pub async fn ping(&self) -> Result<(), DockerError> {
-        self.docker.ping().await?;
-        Ok(())
-    }
+    fn host_security(&self) -> EngineFuture<'_, HostSecurity>;
 
-    pub async fn host_security(&self) -> Result<HostSecurity, DockerError> {
-        let info = self.docker.info().await?;
-        let opts = info.security_options.unwrap_or_default();
-        let has = |name: &str| opts.iter().any(|o| o.contains(&format!("name={name}")));
-        Ok(HostSecurity {
-            server_version: info.server_version.unwrap_or_default(),
-            api_version: self.api_version.clone(),
-            seccomp: has("seccomp"),
-            apparmor: has("apparmor"),
-            userns_remap: has("userns"),
-            cgroup_version: info
-                .cgroup_version
-                .map(|v| v.to_string())
-                .unwrap_or_default(),
-            runc_version: info.runc_commit.and_then(|c| c.id).unwrap_or_default(),
-        })
-    }
-
-    pub async fn image_exists(&self, image: &str) -> Result<bool, DockerError> {
-        match self.docker.inspect_image(image).await {
-            Ok(_) => Ok(true),
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
-    }
+    fn image_exists<'a>(&'a self, image: &'a str) -> EngineFuture<'a, bool>;
 
     /// Builds an image from an in-memory tar context (Dockerfile at its root).
-    pub async fn build_image(&self, tag: &str, context_tar: Vec<u8>) -> Result<(), DockerError> {
-        let options = BuildImageOptionsBuilder::default()
-            .dockerfile("Dockerfile")
-            .t(tag)
-            .rm(true)
-            .forcerm(true)
-            .build();
-        let mut stream = self.docker.build_image(
-            options,
-            None,
-            Some(bollard::body_full(Bytes::from(context_tar))),
-        );
-        while let Some(item) = stream.next().await {
-            let info = item.map_err(|e| DockerError::Build {
-                tag: tag.to_string(),
-                detail: e.to_string(),
-            })?;
-            if let Some(detail) = info.error_detail.and_then(|d| d.message) {
-                return Err(DockerError::Build {
-                    tag: tag.to_string(),
-                    detail,
-                });
-            }
-        }
-        if self.image_exists(tag).await? {
-            Ok(())
-        } else {
-            Err(DockerError::Build {
-                tag: tag.to_string(),
-                detail: "the engine reported no error but the image is missing".into(),
-            })
-        }
-    }
+    fn build_image<'a>(&'a self, tag: &'a str, context_tar: Vec<u8>) -> EngineFuture<'a, ()>;
 
-    pub async fn create(
-        &self,
-        name: &str,
-        body: ContainerCreateBody,
-    ) -> Result<String, DockerError> {
-        let options = CreateContainerOptionsBuilder::default().name(name).build();
-        let created = self.docker.create_container(Some(options), body).await?;
-        Ok(created.id)
-    }
+    /// Creates a container; returns its id.
+    fn create<'a>(&'a self, name: &'a str, body: ContainerCreateBody) -> EngineFuture<'a, String>;
 
-    pub async fn start(&self, id: &str) -> Result<(), DockerError> {
-        self.docker.start_container(id, None).await?;
-        Ok(())
-    }
+    /// Attaches to a created container's TTY, raw bytes both ways. Call before start, or
+    /// the shell's first prompt is lost.
+    fn attach_raw<'a>(&'a self, id: &'a str) -> EngineFuture<'a, RawTty>;
+
+    fn start<'a>(&'a self, id: &'a str) -> EngineFuture<'a, ()>;
+
+    /// Resizes the TTY of a started container.
+    fn resize<'a>(&'a self, id: &'a str, cols: u16, rows: u16) -> EngineFuture<'a, ()>;
 
     /// Force-removes a container and its anonymous volumes; a container that is already
     /// gone counts as removed.
-    pub async fn remove(&self, id: &str) -> Result<(), DockerError> {
-        let options = RemoveContainerOptionsBuilder::default()
-            .force(true)
-            .v(true)
-            .build();
-        match self.docker.remove_container(id, Some(options)).await {
-            Ok(()) => Ok(()),
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(()),
-            // 409: removal already in progress.
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 409, ..
-            }) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
-    }
+    fn remove<'a>(&'a self, id: &'a str) -> EngineFuture<'a, ()>;
 
-    /// Resizes the TTY; retries briefly while the engine says the container is not
-    /// running yet (a resize right after start can race it).
-    pub async fn resize(&self, id: &str, cols: u16, rows: u16) -> Result<(), DockerError> {
-        let options = ResizeContainerTTYOptionsBuilder::default()
-            .w(cols as i32)
-            .h(rows as i32)
-            .build();
-        let mut attempt = 0;
-        loop {
-            match self.docker.resize_container_tty(id, options.clone()).await {
-                Ok(()) => return Ok(()),
-                Err(e) if attempt < 5 => {
-                    log::debug!("resize of {id} failed (attempt {attempt}): {e}");
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
+    fn inspect<'a>(&'a self, id: &'a str) -> EngineFuture<'a, ContainerInspectResponse>;
 
     /// Our containers: those labelled managed-by termcell, narrowed by extra label filters
     /// (`key=value`).
-    pub async fn list_managed(
-        &self,
-        extra_labels: &[String],
-    ) -> Result<Vec<ContainerSummary>, DockerError> {
-        let mut label_filters = vec![format!(
-            "{}={}",
-            labels::MANAGED_BY,
-            labels::MANAGED_BY_VALUE
-        )];
-        label_filters.extend(extra_labels.iter().cloned());
-        let filters = HashMap::from([("label".to_string(), label_filters)]);
-        let options = ListContainersOptionsBuilder::default()
-            .all(true)
-            .filters(&filters)
-            .build();
-        Ok(self.docker.list_containers(Some(options)).await?)
+    fn list_managed<'a>(
+        &'a self,
+        extra_labels: &'a [String],
+    ) -> EngineFuture<'a, Vec<ContainerSummary>>;
+
+    /// How often the container's processes hit its pids limit (fork bombs); `None` where
+    /// the engine cannot tell.
+    fn pids_limit_hits(&self, id: &str) -> Option<u64>;
+
+    /// Container events (die, oom, destroy, kill) of the given deployment's containers.
+    fn events(&self, deployment: &str) -> BoxStream<'static, Result<ContainerEvent, DockerError>>;
+}
+
+/// The handle every actor uses to reach the engine: cheap to clone, and it derefs to the
+/// `Engine` behind it.
+#[derive(Clone)]
+pub struct DockerEngine(Arc<dyn Engine>);
+
+impl std::ops::Deref for DockerEngine {
+    type Target = dyn Engine;
+
+    fn deref(&self) -> &dyn Engine {
+        &*self.0
+    }
+}
+
+impl DockerEngine {
+    pub fn new(engine: Arc<dyn Engine>) -> DockerEngine {
+        DockerEngine(engine)
     }
 
-    pub async fn inspect(
-        &self,
-        id: &str,
-    ) -> Result<bollard::models::ContainerInspectResponse, DockerError> {
-        Ok(self.docker.inspect_container(id, None).await?)
-    }
-
-    /// How often the container's processes hit its pids limit (fork bombs), read from the
-    /// host's cgroup files; `None` where they cannot be found (other cgroup layouts, or the
-    /// engine on another host).
-    pub fn pids_limit_hits(&self, id: &str) -> Option<u64> {
-        if !matches!(self.endpoint, Endpoint::Unix(_)) {
-            return None;
-        }
-        let candidates = [
-            format!("/sys/fs/cgroup/pids/docker/{id}/pids.events"),
-            format!("/sys/fs/cgroup/pids/system.slice/docker-{id}.scope/pids.events"),
-            format!("/sys/fs/cgroup/system.slice/docker-{id}.scope/pids.events"),
-            format!("/sys/fs/cgroup/docker/{id}/pids.events"),
-        ];
-        candidates.iter().find_map(|path| {
-            let text = std::fs::read_to_string(path).ok()?;
-            text.lines()
-                .find_map(|l| l.strip_prefix("max "))
-                .and_then(|n| n.trim().parse().ok())
-        })
-    }
-
-    /// Container events (die, oom, destroy, ...) of the given deployment's containers.
-    pub fn events(
-        &self,
-        deployment: &str,
-    ) -> impl Stream<Item = Result<ContainerEvent, DockerError>> + Send + 'static {
-        let filters = HashMap::from([
-            ("type".to_string(), vec!["container".to_string()]),
-            (
-                "label".to_string(),
-                vec![format!("{}={}", labels::DEPLOYMENT, deployment)],
-            ),
-            (
-                "event".to_string(),
-                vec![
-                    "die".to_string(),
-                    "oom".to_string(),
-                    "destroy".to_string(),
-                    "kill".to_string(),
-                ],
-            ),
-        ]);
-        let options = EventsOptionsBuilder::default().filters(&filters).build();
-        self.docker
-            .events(Some(options))
-            .map(|item| item.map(to_event).map_err(DockerError::from))
+    /// Connects with the local defaults (DOCKER_HOST or the default socket) and negotiates
+    /// the API version with the engine.
+    pub async fn connect() -> Result<DockerEngine, DockerError> {
+        Ok(DockerEngine::new(Arc::new(Bollard::connect().await?)))
     }
 
     /// Creates a container, runs it to completion and returns its exit code and its TTY
@@ -390,43 +218,303 @@ impl DockerEngine {
         let _ = self.remove(&id).await;
         result
     }
+}
 
-    /// Attaches to a created container's TTY through a raw HTTP upgrade on the engine's
-    /// socket. Call before start, or the shell's first prompt is lost.
-    pub async fn attach_raw(&self, id: &str) -> Result<RawTty, DockerError> {
-        let mut stream: Box<dyn Io> = match &self.endpoint {
-            Endpoint::Unix(path) => Box::new(tokio::net::UnixStream::connect(path).await?),
-            Endpoint::Tcp(addr) => Box::new(tokio::net::TcpStream::connect(addr).await?),
+/// The real engine: Docker through bollard, and the raw attach on its socket.
+struct Bollard {
+    docker: Docker,
+    endpoint: Endpoint,
+    api_version: String,
+}
+
+impl Bollard {
+    async fn connect() -> Result<Bollard, DockerError> {
+        let host = std::env::var("DOCKER_HOST").unwrap_or_default();
+        let (docker, endpoint) = if host.is_empty() || host.starts_with("unix://") {
+            let path = if host.is_empty() {
+                "/var/run/docker.sock".to_string()
+            } else {
+                host.trim_start_matches("unix://").to_string()
+            };
+            let endpoint = Endpoint::Unix(PathBuf::from(&path));
+            let docker = Docker::connect_with_unix(
+                &format!("unix://{path}"),
+                120,
+                bollard::API_DEFAULT_VERSION,
+            )
+            .map_err(|source| DockerError::Unreachable {
+                endpoint: endpoint.to_string(),
+                source,
+            })?;
+            (docker, endpoint)
+        } else if let Some(addr) = host.strip_prefix("tcp://") {
+            let docker = Docker::connect_with_http(
+                &format!("http://{addr}"),
+                120,
+                bollard::API_DEFAULT_VERSION,
+            )?;
+            (docker, Endpoint::Tcp(addr.to_string()))
+        } else {
+            return Err(DockerError::BadHost(host));
         };
-        let request = format!(
-            "POST /v{ver}/containers/{id}/attach?stream=1&stdin=1&stdout=1&stderr=1&detachKeys={keys} HTTP/1.1\r\n\
-             Host: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n",
-            ver = self.api_version,
-            keys = percent_encode(DETACH_KEYS),
-        );
-        stream.write_all(request.as_bytes()).await?;
-        let (status, initial) =
-            tokio::time::timeout(Duration::from_secs(30), read_response_head(&mut stream))
+        let docker =
+            docker
+                .negotiate_version()
                 .await
-                .map_err(|_| DockerError::Attach {
-                    id: id.to_string(),
-                    detail: "no answer from the engine within 30 s".into(),
-                })??;
-        if status != 101 && status != 200 {
-            return Err(DockerError::Attach {
-                id: id.to_string(),
-                detail: format!(
-                    "engine answered {status}: {}",
-                    String::from_utf8_lossy(&initial)
-                ),
-            });
-        }
-        let (reader, writer) = tokio::io::split(stream);
-        Ok(RawTty {
-            reader: Box::new(reader),
-            writer: Box::new(writer),
-            initial,
+                .map_err(|source| DockerError::Unreachable {
+                    endpoint: endpoint.to_string(),
+                    source,
+                })?;
+        let v = docker.client_version();
+        let api_version = format!("{}.{}", v.major_version, v.minor_version);
+        Ok(Bollard {
+            docker,
+            endpoint,
+            api_version,
         })
+    }
+}
+
+impl Engine for Bollard {
+    fn ping(&self) -> EngineFuture<'_, ()> {
+        Box::pin(async move {
+            self.docker.ping().await?;
+            Ok(())
+        })
+    }
+
+    fn host_security(&self) -> EngineFuture<'_, HostSecurity> {
+        Box::pin(async move {
+            let info = self.docker.info().await?;
+            let opts = info.security_options.unwrap_or_default();
+            let has = |name: &str| opts.iter().any(|o| o.contains(&format!("name={name}")));
+            Ok(HostSecurity {
+                server_version: info.server_version.unwrap_or_default(),
+                api_version: self.api_version.clone(),
+                seccomp: has("seccomp"),
+                apparmor: has("apparmor"),
+                userns_remap: has("userns"),
+                cgroup_version: info
+                    .cgroup_version
+                    .map(|v| v.to_string())
+                    .unwrap_or_default(),
+                runc_version: info.runc_commit.and_then(|c| c.id).unwrap_or_default(),
+            })
+        })
+    }
+
+    fn image_exists<'a>(&'a self, image: &'a str) -> EngineFuture<'a, bool> {
+        Box::pin(async move {
+            match self.docker.inspect_image(image).await {
+                Ok(_) => Ok(true),
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => Ok(false),
+                Err(e) => Err(e.into()),
+            }
+        })
+    }
+
+    fn build_image<'a>(&'a self, tag: &'a str, context_tar: Vec<u8>) -> EngineFuture<'a, ()> {
+        Box::pin(async move {
+            let options = BuildImageOptionsBuilder::default()
+                .dockerfile("Dockerfile")
+                .t(tag)
+                .rm(true)
+                .forcerm(true)
+                .build();
+            let mut stream = self.docker.build_image(
+                options,
+                None,
+                Some(bollard::body_full(Bytes::from(context_tar))),
+            );
+            while let Some(item) = stream.next().await {
+                let info = item.map_err(|e| DockerError::Build {
+                    tag: tag.to_string(),
+                    detail: e.to_string(),
+                })?;
+                if let Some(detail) = info.error_detail.and_then(|d| d.message) {
+                    return Err(DockerError::Build {
+                        tag: tag.to_string(),
+                        detail,
+                    });
+                }
+            }
+            if self.image_exists(tag).await? {
+                Ok(())
+            } else {
+                Err(DockerError::Build {
+                    tag: tag.to_string(),
+                    detail: "the engine reported no error but the image is missing".into(),
+                })
+            }
+        })
+    }
+
+    fn create<'a>(&'a self, name: &'a str, body: ContainerCreateBody) -> EngineFuture<'a, String> {
+        Box::pin(async move {
+            let options = CreateContainerOptionsBuilder::default().name(name).build();
+            let created = self.docker.create_container(Some(options), body).await?;
+            Ok(created.id)
+        })
+    }
+
+    /// A raw HTTP upgrade on the engine's socket (bollard's attach decoder is unsafe for
+    /// TTY bytes).
+    fn attach_raw<'a>(&'a self, id: &'a str) -> EngineFuture<'a, RawTty> {
+        Box::pin(async move {
+            let mut stream: Box<dyn Io> = match &self.endpoint {
+                Endpoint::Unix(path) => Box::new(tokio::net::UnixStream::connect(path).await?),
+                Endpoint::Tcp(addr) => Box::new(tokio::net::TcpStream::connect(addr).await?),
+            };
+            let request = format!(
+                "POST /v{ver}/containers/{id}/attach?stream=1&stdin=1&stdout=1&stderr=1&detachKeys={keys} HTTP/1.1\r\n\
+                 Host: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n",
+                ver = self.api_version,
+                keys = percent_encode(DETACH_KEYS),
+            );
+            stream.write_all(request.as_bytes()).await?;
+            let (status, initial) =
+                tokio::time::timeout(Duration::from_secs(30), read_response_head(&mut stream))
+                    .await
+                    .map_err(|_| DockerError::Attach {
+                        id: id.to_string(),
+                        detail: "no answer from the engine within 30 s".into(),
+                    })??;
+            if status != 101 && status != 200 {
+                return Err(DockerError::Attach {
+                    id: id.to_string(),
+                    detail: format!(
+                        "engine answered {status}: {}",
+                        String::from_utf8_lossy(&initial)
+                    ),
+                });
+            }
+            let (reader, writer) = tokio::io::split(stream);
+            Ok(RawTty {
+                reader: Box::new(reader),
+                writer: Box::new(writer),
+                initial,
+            })
+        })
+    }
+
+    fn start<'a>(&'a self, id: &'a str) -> EngineFuture<'a, ()> {
+        Box::pin(async move {
+            self.docker.start_container(id, None).await?;
+            Ok(())
+        })
+    }
+
+    /// Retries briefly while the engine says the container is not running yet (a resize
+    /// right after start can race it).
+    fn resize<'a>(&'a self, id: &'a str, cols: u16, rows: u16) -> EngineFuture<'a, ()> {
+        Box::pin(async move {
+            let options = ResizeContainerTTYOptionsBuilder::default()
+                .w(cols as i32)
+                .h(rows as i32)
+                .build();
+            let mut attempt = 0;
+            loop {
+                match self.docker.resize_container_tty(id, options.clone()).await {
+                    Ok(()) => return Ok(()),
+                    Err(e) if attempt < 5 => {
+                        log::debug!("resize of {id} failed (attempt {attempt}): {e}");
+                        attempt += 1;
+                        tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        })
+    }
+
+    fn remove<'a>(&'a self, id: &'a str) -> EngineFuture<'a, ()> {
+        Box::pin(async move {
+            let options = RemoveContainerOptionsBuilder::default()
+                .force(true)
+                .v(true)
+                .build();
+            match self.docker.remove_container(id, Some(options)).await {
+                Ok(()) => Ok(()),
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => Ok(()),
+                // 409: removal already in progress.
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 409, ..
+                }) => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        })
+    }
+
+    fn inspect<'a>(&'a self, id: &'a str) -> EngineFuture<'a, ContainerInspectResponse> {
+        Box::pin(async move { Ok(self.docker.inspect_container(id, None).await?) })
+    }
+
+    fn list_managed<'a>(
+        &'a self,
+        extra_labels: &'a [String],
+    ) -> EngineFuture<'a, Vec<ContainerSummary>> {
+        Box::pin(async move {
+            let mut label_filters = vec![format!(
+                "{}={}",
+                labels::MANAGED_BY,
+                labels::MANAGED_BY_VALUE
+            )];
+            label_filters.extend(extra_labels.iter().cloned());
+            let filters = HashMap::from([("label".to_string(), label_filters)]);
+            let options = ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&filters)
+                .build();
+            Ok(self.docker.list_containers(Some(options)).await?)
+        })
+    }
+
+    /// Read from the host's cgroup files; `None` where they cannot be found (other cgroup
+    /// layouts, or the engine on another host).
+    fn pids_limit_hits(&self, id: &str) -> Option<u64> {
+        if !matches!(self.endpoint, Endpoint::Unix(_)) {
+            return None;
+        }
+        let candidates = [
+            format!("/sys/fs/cgroup/pids/docker/{id}/pids.events"),
+            format!("/sys/fs/cgroup/pids/system.slice/docker-{id}.scope/pids.events"),
+            format!("/sys/fs/cgroup/system.slice/docker-{id}.scope/pids.events"),
+            format!("/sys/fs/cgroup/docker/{id}/pids.events"),
+        ];
+        candidates.iter().find_map(|path| {
+            let text = std::fs::read_to_string(path).ok()?;
+            text.lines()
+                .find_map(|l| l.strip_prefix("max "))
+                .and_then(|n| n.trim().parse().ok())
+        })
+    }
+
+    fn events(&self, deployment: &str) -> BoxStream<'static, Result<ContainerEvent, DockerError>> {
+        let filters = HashMap::from([
+            ("type".to_string(), vec!["container".to_string()]),
+            (
+                "label".to_string(),
+                vec![format!("{}={}", labels::DEPLOYMENT, deployment)],
+            ),
+            (
+                "event".to_string(),
+                vec![
+                    "die".to_string(),
+                    "oom".to_string(),
+                    "destroy".to_string(),
+                    "kill".to_string(),
+                ],
+            ),
+        ]);
+        let options = EventsOptionsBuilder::default().filters(&filters).build();
+        self.docker
+            .events(Some(options))
+            .map(|item| item.map(to_event).map_err(DockerError::from))
+            .boxed()
     }
 }
 
@@ -488,29 +576,4 @@ async fn read_response_head<R: AsyncRead + Unpin>(r: &mut R) -> Result<(u16, Byt
 
 fn find_head_end(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn response_head_keeps_the_bytes_after_it() {
-        let raw: &[u8] = b"HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n\x01\x00\x00$ ";
-        let mut reader = raw;
-        let (status, rest) = read_response_head(&mut reader).await.unwrap();
-        assert_eq!(status, 101);
-        assert_eq!(&rest[..], b"\x01\x00\x00$ ");
-    }
-
-    #[tokio::test]
-    async fn response_head_reports_early_eof() {
-        let mut reader: &[u8] = b"HTTP/1.1 404 Not";
-        assert!(read_response_head(&mut reader).await.is_err());
-    }
-
-    #[test]
-    fn detach_keys_are_url_encoded() {
-        assert_eq!(percent_encode("ctrl-^,ctrl-@"), "ctrl-%5E%2Cctrl-%40");
-    }
 }

@@ -15,6 +15,8 @@ pub mod registry;
 pub mod rejection;
 pub mod replay;
 pub mod session;
+#[cfg(test)]
+mod testing;
 pub mod timeout;
 
 use std::time::Duration;

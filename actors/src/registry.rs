@@ -20,6 +20,9 @@ use crate::session::{
 };
 use crate::Shared;
 
+#[cfg(test)]
+mod tests;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     #[error("server at capacity")]

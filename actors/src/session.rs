@@ -15,7 +15,8 @@ use uuid::Uuid;
 use crate::audit::AuditEvent;
 use crate::budget::Credit;
 use crate::container::{
-    ContainerActor, ContainerInput, ContainerResize, ContainerSetup, StopContainer,
+    ContainerActor, ContainerDeath, ContainerInput, ContainerResize, ContainerSetup, SandboxError,
+    StopContainer,
 };
 use crate::credentials::Fingerprint;
 use crate::ratelimit::{SessionLimiter, SessionSlot};
@@ -24,6 +25,9 @@ use crate::rejection::Rejection;
 use crate::replay::ReplayRing;
 use crate::timeout::{TimeoutActor, TimerEvent, TimerKind, TimerUpdate};
 use crate::Shared;
+
+#[cfg(test)]
+mod tests;
 
 /// Why a session ended. Exactly one per session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,8 +40,10 @@ pub enum EndCause {
     AdminKill,
     Shutdown,
     RateLimited,
-    CreateFailed(String),
-    ContainerDied(String),
+    /// The sandbox never became ready.
+    CreateFailed(SandboxError),
+    /// The sandbox ended under a running session, other than by its shell exiting.
+    ContainerDied(ContainerDeath),
 }
 
 impl EndCause {
@@ -175,7 +181,8 @@ pub struct ContainerOutput(pub Bytes);
 pub enum ContainerStatus {
     Ready { container_id: String },
     ShellExited,
-    Failed(String),
+    LaunchFailed(SandboxError),
+    Died(ContainerDeath),
 }
 
 /// A notice from the Docker events stream about this session's container.
@@ -410,8 +417,10 @@ impl Actor for SessionActor {
                 "duration_ms",
                 (Utc::now() - self.created).num_milliseconds(),
             );
-        if let EndCause::CreateFailed(detail) | EndCause::ContainerDied(detail) = &cause {
-            event = event.field("detail", detail);
+        match &cause {
+            EndCause::CreateFailed(error) => event = event.field("detail", error.to_string()),
+            EndCause::ContainerDied(death) => event = event.field("detail", death.to_string()),
+            _ => {}
         }
         self.shared.audit.record(event);
         self.registry.do_send(Unregister { id: self.id });
@@ -601,14 +610,13 @@ impl Handler<ContainerStatus> for SessionActor {
                 self.pending_input_bytes = 0;
             }
             ContainerStatus::ShellExited => self.finish(EndCause::ShellExited, ctx),
-            ContainerStatus::Failed(detail) => {
-                log::warn!("session {}: sandbox failed: {detail}", short(self.id));
-                let cause = if self.announced_ready {
-                    EndCause::ContainerDied(detail)
-                } else {
-                    EndCause::CreateFailed(detail)
-                };
-                self.finish(cause, ctx);
+            ContainerStatus::LaunchFailed(error) => {
+                log::warn!("session {}: sandbox failed: {error}", short(self.id));
+                self.finish(EndCause::CreateFailed(error), ctx);
+            }
+            ContainerStatus::Died(death) => {
+                log::warn!("session {}: sandbox died: {death}", short(self.id));
+                self.finish(EndCause::ContainerDied(death), ctx);
             }
         }
     }
@@ -631,7 +639,7 @@ impl Handler<ContainerEventNotice> for SessionActor {
                 ));
             }
             "destroy" if self.end.is_none() => {
-                self.finish(EndCause::ContainerDied("container removed".into()), ctx);
+                self.finish(EndCause::ContainerDied(ContainerDeath::Removed), ctx);
             }
             _ => {}
         }
