@@ -30,9 +30,12 @@ pub(super) fn config(s: &Settings) -> Result<Config, ConfigError> {
             .clone()
             .unwrap_or_else(|| PathBuf::from("/bin/busybox")),
         default_image: image == DEFAULT_IMAGE,
-        reap_older_than: s.reap_older_than.map(Duration::from_secs),
+        reap_older_than: s
+            .reap_older_than
+            .map(|v| seconds("reap-older-than", v))
+            .transpose()?,
         auth_policy,
-        auth_timeout: Duration::from_secs(positive("auth-timeout", s.auth_timeout.unwrap_or(10))?),
+        auth_timeout: positive_seconds("auth-timeout", s.auth_timeout.unwrap_or(10))?,
         max_auth_bytes,
         max_message_bytes,
         allowed_origins,
@@ -40,14 +43,14 @@ pub(super) fn config(s: &Settings) -> Result<Config, ConfigError> {
         max_connections_per_ip,
         max_connections,
         trusted_proxies: s.trusted_proxies.clone().unwrap_or_default(),
-        heartbeat_interval: Duration::from_secs(positive(
+        heartbeat_interval: positive_seconds(
             "heartbeat-interval",
             s.heartbeat_interval.unwrap_or(15),
-        )?),
+        )?,
         client_timeout,
         session,
         audit,
-        shutdown_timeout: Duration::from_secs(s.shutdown_timeout.unwrap_or(20)),
+        shutdown_timeout: seconds("shutdown-timeout", s.shutdown_timeout.unwrap_or(20))?,
     })
 }
 
@@ -273,8 +276,7 @@ fn session(
         ..defaults
     };
 
-    let client_timeout =
-        Duration::from_secs(positive("client-timeout", s.client_timeout.unwrap_or(45))?);
+    let client_timeout = positive_seconds("client-timeout", s.client_timeout.unwrap_or(45))?;
     let session = SessionSettings {
         image: image.clone(),
         cmd: s
@@ -284,22 +286,19 @@ fn session(
             .filter(|c| !c.is_empty()),
         profile,
         deployment,
-        idle_timeout: Duration::from_secs(positive("idle-timeout", s.idle_timeout.unwrap_or(600))?),
-        max_duration: Duration::from_secs(positive(
+        idle_timeout: positive_seconds("idle-timeout", s.idle_timeout.unwrap_or(600))?,
+        max_duration: positive_seconds(
             "max-session-duration",
             s.max_session_duration.unwrap_or(1800),
-        )?),
-        resume_grace: Duration::from_secs(s.resume_grace.unwrap_or(300)),
-        warn_before: Duration::from_secs(s.warn_before.unwrap_or(60)),
+        )?,
+        resume_grace: seconds("resume-grace", s.resume_grace.unwrap_or(300))?,
+        warn_before: seconds("warn-before", s.warn_before.unwrap_or(60))?,
         replay_bytes: s.replay_bytes.unwrap_or(256 * 1024),
         default_cols,
         default_rows,
         client_stall_timeout: client_timeout,
         max_sessions: positive("max-sessions", s.max_sessions.unwrap_or(50) as u64)? as usize,
-        reap_interval: Duration::from_secs(positive(
-            "reap-interval",
-            s.reap_interval.unwrap_or(60),
-        )?),
+        reap_interval: positive_seconds("reap-interval", s.reap_interval.unwrap_or(60))?,
         limits,
         ..SessionSettings::default()
     };
@@ -399,7 +398,7 @@ fn audit(s: &Settings) -> Result<AuditConfig, ConfigError> {
         max_total_bytes: Some(max_total_bytes),
         repeat_window: s
             .audit_repeat_window
-            .map(|secs| positive("audit-repeat-window", secs).map(Duration::from_secs))
+            .map(|secs| positive_seconds("audit-repeat-window", secs))
             .transpose()?
             .unwrap_or(defaults.repeat_window),
     };
@@ -438,6 +437,24 @@ fn public_origin(url: &str) -> Result<String, ConfigError> {
         _ => host,
     };
     Ok(format!("{scheme}://{host}"))
+}
+
+/// The longest duration any setting takes: a year. Longer values would overflow the
+/// timers' `Instant + Duration` instead of meaning anything.
+const MAX_SECONDS: u64 = 366 * 24 * 60 * 60;
+
+fn seconds(setting: &'static str, value: u64) -> Result<Duration, ConfigError> {
+    if value > MAX_SECONDS {
+        return Err(invalid(
+            setting,
+            format!("{value} seconds is more than a year ({MAX_SECONDS})"),
+        ));
+    }
+    Ok(Duration::from_secs(value))
+}
+
+fn positive_seconds(setting: &'static str, value: u64) -> Result<Duration, ConfigError> {
+    seconds(setting, positive(setting, value)?)
 }
 
 fn positive(setting: &'static str, value: u64) -> Result<u64, ConfigError> {

@@ -145,3 +145,26 @@ fn the_original_server_s_names_sit_below_termcell_flags() {
         .to_string();
     assert!(e.contains("AUDIT_LOGGING"), "{e}");
 }
+
+#[test]
+fn durations_longer_than_a_year_are_refused_at_start() {
+    for flag in [
+        "--idle-timeout",
+        "--max-session-duration",
+        "--resume-grace",
+        "--warn-before",
+        "--auth-timeout",
+        "--client-timeout",
+        "--reap-older-than",
+        "--shutdown-timeout",
+    ] {
+        let e = parse(&[flag, "18446744073709551615"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(flag.trim_start_matches("--")) && e.contains("more than a year"),
+            "{flag}: {e}"
+        );
+    }
+    assert!(parse(&["--max-session-duration", "31536000"]).is_ok());
+}
