@@ -18,7 +18,10 @@ fn main() {
         Command::Verify { .. } => "termcell verify",
         _ => "termcell",
     };
-    let result = actix_rt::System::new().block_on(async move {
+    // Kept until `exit`: dropping the runtime after a failed start would drop actors' timers
+    // outside it (a panic message after the real error).
+    let system = actix_rt::System::new();
+    let result = system.block_on(async move {
         match command {
             Command::Serve => termcell::server::serve(config).await.map(|()| 0),
             Command::Verify { probe } => termcell::server::verify(config, probe).await,

@@ -183,6 +183,24 @@ async fn missing_custom_image_is_a_clear_startup_error() {
 }
 
 #[tokio::test]
+async fn a_port_in_use_is_a_clear_startup_error_after_the_actors_started() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.log");
+    let (code, stderr) = run_to_exit(
+        &["--listen", &addr, "--audit-log", audit.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[tokio::test]
 async fn no_static_busybox_says_how_to_get_one() {
     let (code, stderr) = run_to_exit(&["build-image", "--busybox", "/bin/ls"], &[]);
     assert_eq!(code, Some(1));
