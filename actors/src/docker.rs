@@ -5,7 +5,7 @@
 //! attach decoder misreads TTY bytes 0, 1, 2 as frame headers).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -232,6 +232,9 @@ struct Bollard {
     docker: Docker,
     endpoint: Endpoint,
     api_version: String,
+    /// Each started container's `pids.events` file, found from its init process's cgroup;
+    /// dropped when the container is removed.
+    pids_events: parking_lot::Mutex<HashMap<String, PathBuf>>,
 }
 
 impl Bollard {
@@ -278,7 +281,39 @@ impl Bollard {
             docker,
             endpoint,
             api_version,
+            pids_events: parking_lot::Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Finds and keeps the `pids.events` file of a started container, from the cgroup of
+    /// its init process (`State.Pid`). Only for an engine on this host; a cgroup path that
+    /// does not name the container (the engine sees other pids than we do) is not kept.
+    async fn remember_pids_events(&self, id: &str) {
+        if !matches!(self.endpoint, Endpoint::Unix(_)) {
+            return;
+        }
+        let inspect = match self.docker.inspect_container(id, None).await {
+            Ok(inspect) => inspect,
+            Err(e) => {
+                log::debug!("no pids counter for {id}: inspect failed: {e}");
+                return;
+            }
+        };
+        let full_id = inspect.id.unwrap_or_else(|| id.to_string());
+        let Some(pid) = inspect.state.and_then(|s| s.pid).filter(|&p| p > 0) else {
+            log::debug!("no pids counter for {id}: no init pid");
+            return;
+        };
+        let path = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+            .ok()
+            .and_then(|text| pids_events_path(&text))
+            .filter(|path| path.to_string_lossy().contains(&full_id));
+        match path {
+            Some(path) => {
+                self.pids_events.lock().insert(id.to_string(), path);
+            }
+            None => log::debug!("no pids counter for {id}: pid {pid} is not in its cgroup"),
+        }
     }
 }
 
@@ -400,6 +435,7 @@ impl Engine for Bollard {
     fn start<'a>(&'a self, id: &'a str) -> EngineFuture<'a, ()> {
         Box::pin(async move {
             self.docker.start_container(id, None).await?;
+            self.remember_pids_events(id).await;
             Ok(())
         })
     }
@@ -433,6 +469,7 @@ impl Engine for Bollard {
                 .force(true)
                 .v(true)
                 .build();
+            self.pids_events.lock().remove(id);
             match self.docker.remove_container(id, Some(options)).await {
                 Ok(()) => Ok(()),
                 Err(bollard::errors::Error::DockerResponseServerError {
@@ -471,24 +508,11 @@ impl Engine for Bollard {
         })
     }
 
-    /// Read from the host's cgroup files; `None` where they cannot be found (other cgroup
-    /// layouts, or the engine on another host).
+    /// Read from the container's cgroup, found at start; `None` where it was not found
+    /// (the engine on another host, or a cgroup layout without a pids controller).
     fn pids_limit_hits(&self, id: &str) -> Option<u64> {
-        if !matches!(self.endpoint, Endpoint::Unix(_)) {
-            return None;
-        }
-        let candidates = [
-            format!("/sys/fs/cgroup/pids/docker/{id}/pids.events"),
-            format!("/sys/fs/cgroup/pids/system.slice/docker-{id}.scope/pids.events"),
-            format!("/sys/fs/cgroup/system.slice/docker-{id}.scope/pids.events"),
-            format!("/sys/fs/cgroup/docker/{id}/pids.events"),
-        ];
-        candidates.iter().find_map(|path| {
-            let text = std::fs::read_to_string(path).ok()?;
-            text.lines()
-                .find_map(|l| l.strip_prefix("max "))
-                .and_then(|n| n.trim().parse().ok())
-        })
+        let path = self.pids_events.lock().get(id).cloned()?;
+        parse_pids_events(&std::fs::read_to_string(path).ok()?)
     }
 
     fn events(&self, deployment: &str) -> BoxStream<'static, Result<ContainerEvent, DockerError>> {
@@ -525,6 +549,45 @@ fn to_event(msg: EventMessage) -> ContainerEvent {
         session: attrs.get(labels::SESSION).cloned(),
         exit_code: attrs.get("exitCode").and_then(|c| c.parse().ok()),
     }
+}
+
+/// Where the pids controller's `pids.events` of a process lives, from its
+/// `/proc/PID/cgroup`: in the v1 `pids` hierarchy when there is one (cgroup v1 and hybrid
+/// hosts: `N:pids:/path`), else in the v2 unified hierarchy (`0::/path`). The same for
+/// cgroupfs (`/docker/<id>`) and systemd (`/system.slice/docker-<id>.scope`) paths.
+fn pids_events_path(proc_cgroup: &str) -> Option<PathBuf> {
+    let mut unified = None;
+    for line in proc_cgroup.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (Some(hierarchy), Some(controllers), Some(path)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let relative = path.trim().trim_start_matches('/');
+        if controllers.split(',').any(|c| c == "pids") {
+            return Some(
+                Path::new("/sys/fs/cgroup/pids")
+                    .join(relative)
+                    .join("pids.events"),
+            );
+        }
+        if hierarchy == "0" && controllers.is_empty() {
+            unified = Some(
+                Path::new("/sys/fs/cgroup")
+                    .join(relative)
+                    .join("pids.events"),
+            );
+        }
+    }
+    unified
+}
+
+/// The `max N` field of a `pids.events` file: how often a fork failed at the limit.
+fn parse_pids_events(text: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("max "))
+        .and_then(|n| n.trim().parse().ok())
 }
 
 fn percent_encode(s: &str) -> String {

@@ -184,3 +184,86 @@ fn garbage_is_a_malformed_head() {
 fn detach_keys_are_url_encoded() {
     assert_eq!(percent_encode("ctrl-^,ctrl-@"), "ctrl-%5E%2Cctrl-%40");
 }
+
+#[test]
+fn the_pids_counter_of_a_cgroup_v1_cgroupfs_container() {
+    let id = "4f1c2b";
+    let text = format!(
+        "12:devices:/docker/{id}\n11:pids:/docker/{id}\n10:cpu,cpuacct:/docker/{id}\n\
+         1:name=systemd:/docker/{id}\n0::/system.slice/containerd.service\n"
+    );
+    assert_eq!(
+        pids_events_path(&text),
+        Some(PathBuf::from(format!(
+            "/sys/fs/cgroup/pids/docker/{id}/pids.events"
+        )))
+    );
+}
+
+#[test]
+fn the_pids_counter_of_a_cgroup_v1_systemd_container() {
+    let text = "6:pids:/system.slice/docker-4f1c2b.scope\n\
+                1:name=systemd:/system.slice/docker-4f1c2b.scope\n";
+    assert_eq!(
+        pids_events_path(text),
+        Some(PathBuf::from(
+            "/sys/fs/cgroup/pids/system.slice/docker-4f1c2b.scope/pids.events"
+        ))
+    );
+}
+
+#[test]
+fn the_pids_counter_of_a_cgroup_v2_container() {
+    assert_eq!(
+        pids_events_path("0::/system.slice/docker-4f1c2b.scope\n"),
+        Some(PathBuf::from(
+            "/sys/fs/cgroup/system.slice/docker-4f1c2b.scope/pids.events"
+        ))
+    );
+    assert_eq!(
+        pids_events_path("0::/docker/4f1c2b\n"),
+        Some(PathBuf::from("/sys/fs/cgroup/docker/4f1c2b/pids.events"))
+    );
+}
+
+#[test]
+fn the_pids_counter_of_a_rootless_v2_container() {
+    let text = "0::/user.slice/user-1000.slice/user@1000.service/docker-4f1c2b.scope\n";
+    assert_eq!(
+        pids_events_path(text),
+        Some(PathBuf::from(
+            "/sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service/docker-4f1c2b.scope/pids.events"
+        ))
+    );
+}
+
+#[test]
+fn a_hybrid_host_counts_in_the_v1_pids_hierarchy() {
+    // The unified line comes first here; the pids controller is still on v1.
+    let text = "0::/system.slice/docker-4f1c2b.scope\n\
+                5:pids:/system.slice/docker-4f1c2b.scope\n\
+                1:name=systemd:/system.slice/docker-4f1c2b.scope\n";
+    assert_eq!(
+        pids_events_path(text),
+        Some(PathBuf::from(
+            "/sys/fs/cgroup/pids/system.slice/docker-4f1c2b.scope/pids.events"
+        ))
+    );
+}
+
+#[test]
+fn no_pids_controller_means_no_counter() {
+    assert_eq!(
+        pids_events_path("3:memory:/docker/a\n1:name=systemd:/docker/a\n"),
+        None
+    );
+    assert_eq!(pids_events_path(""), None);
+    assert_eq!(pids_events_path("garbage\n"), None);
+}
+
+#[test]
+fn pids_events_give_the_max_count() {
+    assert_eq!(parse_pids_events("max 17\n"), Some(17));
+    assert_eq!(parse_pids_events("max 0\n"), Some(0));
+    assert_eq!(parse_pids_events(""), None);
+}
