@@ -5,7 +5,7 @@
 //! attach decoder misreads TTY bytes 0, 1, 2 as frame headers).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ use bollard::query_parameters::{
     ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, ResizeContainerTTYOptionsBuilder,
 };
 use bollard::Docker;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
@@ -46,6 +46,12 @@ pub enum DockerError {
     Io(#[from] std::io::Error),
     #[error("attach to container {id} failed: {detail}")]
     Attach { id: String, detail: String },
+    #[error("attach to container {id} refused: the engine answered {status}: {message}")]
+    AttachRefused {
+        id: String,
+        status: u16,
+        message: String,
+    },
     #[error("image build of {tag} failed: {detail}")]
     Build { tag: String, detail: String },
 }
@@ -58,6 +64,7 @@ impl DockerError {
                 status_code,
                 ..
             }) => Some(*status_code),
+            DockerError::AttachRefused { status, .. } => Some(*status),
             _ => None,
         }
     }
@@ -225,6 +232,9 @@ struct Bollard {
     docker: Docker,
     endpoint: Endpoint,
     api_version: String,
+    /// Each started container's `pids.events` file, found from its init process's cgroup;
+    /// dropped when the container is removed.
+    pids_events: parking_lot::Mutex<HashMap<String, PathBuf>>,
 }
 
 impl Bollard {
@@ -271,7 +281,39 @@ impl Bollard {
             docker,
             endpoint,
             api_version,
+            pids_events: parking_lot::Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Finds and keeps the `pids.events` file of a started container, from the cgroup of
+    /// its init process (`State.Pid`). Only for an engine on this host; a cgroup path that
+    /// does not name the container (the engine sees other pids than we do) is not kept.
+    async fn remember_pids_events(&self, id: &str) {
+        if !matches!(self.endpoint, Endpoint::Unix(_)) {
+            return;
+        }
+        let inspect = match self.docker.inspect_container(id, None).await {
+            Ok(inspect) => inspect,
+            Err(e) => {
+                log::debug!("no pids counter for {id}: inspect failed: {e}");
+                return;
+            }
+        };
+        let full_id = inspect.id.unwrap_or_else(|| id.to_string());
+        let Some(pid) = inspect.state.and_then(|s| s.pid).filter(|&p| p > 0) else {
+            log::debug!("no pids counter for {id}: no init pid");
+            return;
+        };
+        let path = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+            .ok()
+            .and_then(|text| pids_events_path(&text))
+            .filter(|path| path.to_string_lossy().contains(&full_id));
+        match path {
+            Some(path) => {
+                self.pids_events.lock().insert(id.to_string(), path);
+            }
+            None => log::debug!("no pids counter for {id}: pid {pid} is not in its cgroup"),
+        }
     }
 }
 
@@ -374,22 +416,13 @@ impl Engine for Bollard {
                 keys = percent_encode(DETACH_KEYS),
             );
             stream.write_all(request.as_bytes()).await?;
-            let (status, initial) =
-                tokio::time::timeout(Duration::from_secs(30), read_response_head(&mut stream))
-                    .await
-                    .map_err(|_| DockerError::Attach {
-                        id: id.to_string(),
-                        detail: "no answer from the engine within 30 s".into(),
-                    })??;
-            if status != 101 && status != 200 {
-                return Err(DockerError::Attach {
+            let initial = tokio::time::timeout(Duration::from_secs(30), read_upgrade(&mut stream))
+                .await
+                .map_err(|_| DockerError::Attach {
                     id: id.to_string(),
-                    detail: format!(
-                        "engine answered {status}: {}",
-                        String::from_utf8_lossy(&initial)
-                    ),
-                });
-            }
+                    detail: "no answer from the engine within 30 s".into(),
+                })?
+                .map_err(|e| e.into_docker(id))?;
             let (reader, writer) = tokio::io::split(stream);
             Ok(RawTty {
                 reader: Box::new(reader),
@@ -402,6 +435,7 @@ impl Engine for Bollard {
     fn start<'a>(&'a self, id: &'a str) -> EngineFuture<'a, ()> {
         Box::pin(async move {
             self.docker.start_container(id, None).await?;
+            self.remember_pids_events(id).await;
             Ok(())
         })
     }
@@ -435,6 +469,7 @@ impl Engine for Bollard {
                 .force(true)
                 .v(true)
                 .build();
+            self.pids_events.lock().remove(id);
             match self.docker.remove_container(id, Some(options)).await {
                 Ok(()) => Ok(()),
                 Err(bollard::errors::Error::DockerResponseServerError {
@@ -473,24 +508,11 @@ impl Engine for Bollard {
         })
     }
 
-    /// Read from the host's cgroup files; `None` where they cannot be found (other cgroup
-    /// layouts, or the engine on another host).
+    /// Read from the container's cgroup, found at start; `None` where it was not found
+    /// (the engine on another host, or a cgroup layout without a pids controller).
     fn pids_limit_hits(&self, id: &str) -> Option<u64> {
-        if !matches!(self.endpoint, Endpoint::Unix(_)) {
-            return None;
-        }
-        let candidates = [
-            format!("/sys/fs/cgroup/pids/docker/{id}/pids.events"),
-            format!("/sys/fs/cgroup/pids/system.slice/docker-{id}.scope/pids.events"),
-            format!("/sys/fs/cgroup/system.slice/docker-{id}.scope/pids.events"),
-            format!("/sys/fs/cgroup/docker/{id}/pids.events"),
-        ];
-        candidates.iter().find_map(|path| {
-            let text = std::fs::read_to_string(path).ok()?;
-            text.lines()
-                .find_map(|l| l.strip_prefix("max "))
-                .and_then(|n| n.trim().parse().ok())
-        })
+        let path = self.pids_events.lock().get(id).cloned()?;
+        parse_pids_events(&std::fs::read_to_string(path).ok()?)
     }
 
     fn events(&self, deployment: &str) -> BoxStream<'static, Result<ContainerEvent, DockerError>> {
@@ -529,6 +551,45 @@ fn to_event(msg: EventMessage) -> ContainerEvent {
     }
 }
 
+/// Where the pids controller's `pids.events` of a process lives, from its
+/// `/proc/PID/cgroup`: in the v1 `pids` hierarchy when there is one (cgroup v1 and hybrid
+/// hosts: `N:pids:/path`), else in the v2 unified hierarchy (`0::/path`). The same for
+/// cgroupfs (`/docker/<id>`) and systemd (`/system.slice/docker-<id>.scope`) paths.
+fn pids_events_path(proc_cgroup: &str) -> Option<PathBuf> {
+    let mut unified = None;
+    for line in proc_cgroup.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (Some(hierarchy), Some(controllers), Some(path)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let relative = path.trim().trim_start_matches('/');
+        if controllers.split(',').any(|c| c == "pids") {
+            return Some(
+                Path::new("/sys/fs/cgroup/pids")
+                    .join(relative)
+                    .join("pids.events"),
+            );
+        }
+        if hierarchy == "0" && controllers.is_empty() {
+            unified = Some(
+                Path::new("/sys/fs/cgroup")
+                    .join(relative)
+                    .join("pids.events"),
+            );
+        }
+    }
+    unified
+}
+
+/// The `max N` field of a `pids.events` file: how often a fork failed at the limit.
+fn parse_pids_events(text: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("max "))
+        .and_then(|n| n.trim().parse().ok())
+}
+
 fn percent_encode(s: &str) -> String {
     s.bytes()
         .map(|b| {
@@ -541,39 +602,133 @@ fn percent_encode(s: &str) -> String {
         .collect()
 }
 
-/// Reads an HTTP response head (at most 16 KiB); returns the status code and any bytes
-/// that followed the head (for an upgrade: the first bytes of the raw stream; for an
-/// error: the start of the body).
-async fn read_response_head<R: AsyncRead + Unpin>(r: &mut R) -> Result<(u16, Bytes), DockerError> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    loop {
-        let n = r.read(&mut chunk).await?;
-        if n == 0 {
-            return Err(DockerError::Io(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "engine closed the connection during the attach handshake",
-            )));
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(end) = find_head_end(&buf) {
-            let head = String::from_utf8_lossy(&buf[..end]);
-            let status = head
-                .split_whitespace()
-                .nth(1)
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
-            return Ok((status, Bytes::copy_from_slice(&buf[end + 4..])));
-        }
-        if buf.len() > 16 * 1024 {
-            return Err(DockerError::Io(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "attach response head too large",
-            )));
+/// The largest response head accepted on the attach upgrade.
+const MAX_HEAD: usize = 16 * 1024;
+/// How much of an error response's body is kept for its message.
+const MAX_ERROR_BODY: usize = 4 * 1024;
+/// How long the rest of an error response's body is waited for.
+const ERROR_BODY_WAIT: Duration = Duration::from_secs(1);
+/// How many header lines a response head may have.
+const MAX_HEADERS: usize = 64;
+
+/// The parts of an upgrade response head that matter here.
+#[derive(Debug, PartialEq, Eq)]
+struct ResponseHead {
+    status: u16,
+    reason: String,
+    content_length: Option<usize>,
+    /// The head's length in bytes, blank line included.
+    len: usize,
+}
+
+/// Why the attach handshake did not give a raw stream.
+#[derive(Debug, thiserror::Error)]
+enum UpgradeError {
+    #[error("the engine closed the connection during the attach handshake")]
+    Eof,
+    #[error("the engine's response head exceeds {MAX_HEAD} bytes")]
+    HeadTooLarge,
+    #[error("malformed response head from the engine: {0}")]
+    Malformed(httparse::Error),
+    #[error("the engine answered {status} {reason}: {message}")]
+    Refused {
+        status: u16,
+        reason: String,
+        message: String,
+    },
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl UpgradeError {
+    fn into_docker(self, id: &str) -> DockerError {
+        match self {
+            UpgradeError::Io(e) => DockerError::Io(e),
+            UpgradeError::Refused {
+                status, message, ..
+            } => DockerError::AttachRefused {
+                id: id.to_string(),
+                status,
+                message,
+            },
+            other => DockerError::Attach {
+                id: id.to_string(),
+                detail: other.to_string(),
+            },
         }
     }
 }
 
-fn find_head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n")
+/// Parses an HTTP response head at the start of `buf`: `None` while it is incomplete.
+fn parse_head(buf: &[u8]) -> Result<Option<ResponseHead>, UpgradeError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut headers);
+    let len = match response.parse(buf) {
+        Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD => len,
+        Ok(httparse::Status::Complete(_)) => return Err(UpgradeError::HeadTooLarge),
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
+            return Err(UpgradeError::HeadTooLarge)
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(UpgradeError::Malformed(e)),
+    };
+    let content_length = response
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+        .and_then(|h| std::str::from_utf8(h.value).ok())
+        .and_then(|v| v.trim().parse().ok());
+    Ok(Some(ResponseHead {
+        status: response.code.unwrap_or(0),
+        reason: response.reason.unwrap_or("").to_string(),
+        content_length,
+        len,
+    }))
+}
+
+/// Reads the engine's answer to the attach upgrade. On `101`, returns the bytes that came
+/// after the head (the first bytes of the raw stream); otherwise the engine's status and
+/// the message of its body.
+async fn read_upgrade<R: AsyncRead + Unpin>(r: &mut R) -> Result<Bytes, UpgradeError> {
+    let mut buf = BytesMut::with_capacity(1024);
+    let head = loop {
+        if let Some(head) = parse_head(&buf)? {
+            break head;
+        }
+        buf.reserve(4096);
+        if r.read_buf(&mut buf).await? == 0 {
+            return Err(UpgradeError::Eof);
+        }
+    };
+    let rest = buf.split_off(head.len).freeze();
+    if head.status == 101 {
+        return Ok(rest);
+    }
+    // The body of a refusal: up to its Content-Length, else until the engine closes the
+    // connection (Docker's refusals of a hijacked attach have no Content-Length); at most
+    // MAX_ERROR_BODY bytes, and what arrives within ERROR_BODY_WAIT.
+    let mut body = rest.to_vec();
+    let want = head
+        .content_length
+        .unwrap_or(MAX_ERROR_BODY)
+        .min(MAX_ERROR_BODY);
+    if body.len() < want {
+        let mut rest_of_body = r.take((want - body.len()) as u64);
+        // A body cut short still gives what it has.
+        let _ = tokio::time::timeout(ERROR_BODY_WAIT, rest_of_body.read_to_end(&mut body)).await;
+    }
+    body.truncate(MAX_ERROR_BODY);
+    Err(UpgradeError::Refused {
+        status: head.status,
+        reason: head.reason,
+        message: error_message(&body),
+    })
+}
+
+/// The engine's error message: the `message` of its JSON body, or the body as text.
+fn error_message(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("message")?.as_str().map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_string())
 }
