@@ -1,10 +1,12 @@
 # termcell sandbox image: a busybox, the loader and libraries it needs, a non-root user,
 # nothing else. Built by `termcell build-image` (src/image.rs) from a context holding
-# root/ (the image's files, gathered from the host: /bin/busybox, /etc/passwd, /etc/group,
-# /etc/nsswitch.conf and, for a dynamically linked busybox, the loader and its libraries).
+# root/, the image's files: from the host, /bin/busybox and, when it is dynamically
+# linked, its loader and libraries; from termcell, /bin/wget (docker/wget), /etc/passwd,
+# /etc/group and /etc/nsswitch.conf.
 FROM scratch
 COPY root/ /
-# RUN works on scratch only once busybox is in place; applet links are made at build time.
+# RUN works on scratch only once busybox is in place; applet links are made at build time
+# (--install leaves an existing file alone: /bin/wget stays the script).
 RUN ["/bin/busybox", "--install", "-s", "/bin"]
 # Mount points for the tmpfs mounts (the root filesystem is read-only at run time) and
 # the home directory; strip any setuid/setgid bit that could have slipped in. The copied

@@ -24,6 +24,9 @@ const NSSWITCH_DYNAMIC: &str = "passwd: files\ngroup: files\nhosts: files myhost
 /// A static glibc cannot load NSS modules reliably: only the built-in sources.
 const NSSWITCH_STATIC: &str = "passwd: files\ngroup: files\nhosts: files dns\n";
 
+/// /bin/wget: busybox's wget with a `-T` that does not crash (see the script).
+const WGET: &str = include_str!("../../docker/wget");
+
 /// One file of the image: its absolute path there, its bytes and its mode.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RootFile {
@@ -111,7 +114,7 @@ fn join(dirs: &[PathBuf]) -> String {
 }
 
 /// Every file of the sandbox image except passwd and group: the busybox at /bin/busybox,
-/// /etc/nsswitch.conf and, for a dynamically linked busybox, the loader at its PT_INTERP
+/// the wget wrapper, /etc/nsswitch.conf and, for a dynamically linked busybox, the loader at its PT_INTERP
 /// path and the libraries in [`multiarch_dir`]. Libraries come from `dirs` (see
 /// [`library_dirs`]).
 pub fn sandbox_root(busybox: &Path, dirs: &[PathBuf]) -> Result<Vec<RootFile>, ImageError> {
@@ -124,6 +127,7 @@ pub fn sandbox_root(busybox: &Path, dirs: &[PathBuf]) -> Result<Vec<RootFile>, I
     let Some(interpreter) = info.interpreter else {
         return Ok(vec![
             RootFile::new("/bin/busybox", bytes, 0o755),
+            RootFile::new("/bin/wget", WGET, 0o755),
             RootFile::new("/etc/nsswitch.conf", NSSWITCH_STATIC, 0o644),
         ]);
     };
@@ -151,6 +155,7 @@ pub fn sandbox_root(busybox: &Path, dirs: &[PathBuf]) -> Result<Vec<RootFile>, I
     let lib_dir = multiarch_dir();
     let mut files = vec![
         RootFile::new("/bin/busybox", bytes, 0o755),
+        RootFile::new("/bin/wget", WGET, 0o755),
         RootFile::new(interpreter.clone(), loader, 0o755),
         RootFile::new("/etc/nsswitch.conf", NSSWITCH_DYNAMIC, 0o644),
     ];

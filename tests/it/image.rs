@@ -1,6 +1,7 @@
 //! The default sandbox image: names resolve (from /etc/hosts, the NSS module for
-//! `localhost`, the network's DNS server) and busybox's wget and nc neither crash nor
-//! open a way around noexec, in real sessions with the server's profile.
+//! `localhost`, the network's DNS server), busybox's wget and nc do not crash (`wget -T`
+//! included) and the loader opens no way around noexec, in real sessions with the
+//! server's profile.
 
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -120,6 +121,24 @@ async fn wget_and_nc_resolve_localhost_without_crashing() {
     refused_without_crash("nc localhost", &nc);
     let own_name = capture(&mut c, "nc $(hostname) 9 </dev/null 2>&1; echo rc=$?").await;
     refused_without_crash("nc by the container's hostname", &own_name);
+
+    // Debian's busybox wget crashes on -T; the image's /bin/wget turns it into a time limit.
+    let timeout = capture(
+        &mut c,
+        "wget -T 2 -q -O- http://localhost:9/ 2>&1; echo rc=$?",
+    )
+    .await;
+    refused_without_crash("wget -T", &timeout);
+    let stalled = capture(
+        &mut c,
+        "(sleep 10 | nc -l -p 8080 >/dev/null &); sleep 0.5; \
+         wget -T 1 -q -O- http://127.0.0.1:8080/ 2>&1; echo rc=$?",
+    )
+    .await;
+    assert!(
+        stalled.contains("timed out after 1 s") && stalled.contains("rc=143"),
+        "-T ends a transfer that stalls: {stalled:?}"
+    );
 
     // The image now holds a dynamic loader: it must not map a file from a noexec mount.
     let loader = capture(

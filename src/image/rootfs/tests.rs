@@ -53,6 +53,7 @@ fn a_dynamic_busybox_brings_its_loader_libraries_and_nss_module() {
     let lib = multiarch_dir();
     for expected in [
         "/bin/busybox",
+        "/bin/wget",
         "/etc/nsswitch.conf",
         interpreter.as_str(),
         &format!("{lib}/libc.so.6"),
@@ -115,8 +116,11 @@ fn a_static_busybox_is_the_only_binary() {
     }
     let busybox = Path::new("/bin/busybox");
     let files = sandbox_root(busybox, &library_dirs(busybox)).unwrap();
-    assert_eq!(paths(&files), ["/bin/busybox", "/etc/nsswitch.conf"]);
-    assert!(String::from_utf8_lossy(&files[1].data).contains("hosts: files dns"));
+    assert_eq!(
+        paths(&files),
+        ["/bin/busybox", "/bin/wget", "/etc/nsswitch.conf"]
+    );
+    assert!(String::from_utf8_lossy(&files[2].data).contains("hosts: files dns"));
 }
 
 #[test]
