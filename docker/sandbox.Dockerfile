@@ -1,14 +1,18 @@
-# termcell sandbox image: a static busybox, a non-root user, nothing else.
-# Built by docker/build-image.sh from a context holding busybox, passwd and group.
+# termcell sandbox image: a busybox, the loader and libraries it needs, a non-root user,
+# nothing else. Built by `termcell build-image` (src/image.rs) from a context holding
+# root/, the image's files: from the host, /bin/busybox and, when it is dynamically
+# linked, its loader and libraries; from termcell, /bin/wget (docker/wget), /etc/passwd,
+# /etc/group and /etc/nsswitch.conf.
 FROM scratch
-COPY busybox /bin/busybox
-COPY passwd /etc/passwd
-COPY group /etc/group
-# RUN works on scratch only once busybox is in place; applet links are made at build time.
+COPY root/ /
+# RUN works on scratch only once busybox is in place; applet links are made at build time
+# (--install leaves an existing file alone: /bin/wget stays the script).
 RUN ["/bin/busybox", "--install", "-s", "/bin"]
 # Mount points for the tmpfs mounts (the root filesystem is read-only at run time) and
-# the home directory; strip any setuid/setgid bit that could have slipped in.
-RUN ["/bin/busybox", "sh", "-c", "mkdir -p /tmp /run /home/user/.ably && chmod 1777 /tmp && chmod 0755 /run && chown -R 1000:1000 /home/user && chmod 0700 /home/user/.ably && chmod 0755 /bin/busybox && chmod 0644 /etc/passwd /etc/group && find / -xdev -perm /6000 -type f -exec chmod ug-s {} +"]
+# the home directory; strip any setuid/setgid bit that could have slipped in. The copied
+# files already have their modes from the context (a chmod here would copy them up into
+# a second layer).
+RUN ["/bin/busybox", "sh", "-c", "mkdir -p /tmp /run /home/user/.ably && chmod 1777 /tmp && chmod 0755 /run && chown -R 1000:1000 /home/user && chmod 0700 /home/user/.ably && find / -xdev -perm /6000 -type f -exec chmod ug-s {} +"]
 USER 1000:1000
 WORKDIR /home/user
 ENV HOME=/home/user PATH=/bin

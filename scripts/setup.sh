@@ -7,10 +7,6 @@ export DEBIAN_FRONTEND=noninteractive
 need=()
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 command -v file >/dev/null 2>&1 || need+=(file)
-# The default sandbox image is FROM scratch with Debian's static busybox.
-if ! { [ -f /bin/busybox ] && file -L /bin/busybox | grep -q 'statically linked'; }; then
-    need+=(busybox-static)
-fi
 if [ "${TERMCELL_WITH_BROWSER:-0}" = 1 ] && [ ! -x /usr/bin/chromium ]; then
     need+=(chromium)
 fi
@@ -23,6 +19,44 @@ if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+
+# The default sandbox image is FROM scratch with Debian's dynamically linked busybox, its
+# loader and libraries (from libc6) and the NSS module that resolves localhost. Both
+# packages are extracted, not installed: `busybox` conflicts with busybox-static at
+# /bin/busybox, and installing libnss-myhostname would edit the host's nsswitch.conf.
+# A stamp per package keeps the extracted version; a new candidate version replaces it.
+libdir=/usr/lib/termcell
+candidate() { # the version apt would install
+    apt-cache policy "$1" 2>/dev/null | sed -n 's/^ *Candidate: //p' | grep -v '^(none)$' || true
+}
+extract() { # package, file inside the package, name in $libdir, mode
+    local pkg=$1 src=$2 dst=$3 mode=$4 version tmp
+    version=$(candidate "$pkg")
+    if [ -z "$version" ]; then
+        apt-get update -qq
+        version=$(candidate "$pkg")
+    fi
+    if [ -z "$version" ]; then
+        echo "setup: no Debian package $pkg in the configured apt sources" >&2
+        exit 1
+    fi
+    if [ -f "$libdir/$dst" ] && [ "$(cat "$libdir/.$pkg.version" 2>/dev/null)" = "$version" ]; then
+        return 0
+    fi
+    echo "setup: extracting $src from $pkg $version into $libdir" >&2
+    tmp=$(mktemp -d)
+    # apt downloads as _apt when that user can write the directory.
+    chown _apt "$tmp" 2>/dev/null || true
+    (cd "$tmp" && apt-get download -qq "$pkg=$version")
+    dpkg-deb -x "$tmp"/*.deb "$tmp/root"
+    install -d -m 0755 "$libdir"
+    install -m "$mode" "$tmp/root/$src" "$libdir/$dst"
+    echo "$version" >"$libdir/.$pkg.version"
+    rm -rf "$tmp"
+}
+extract busybox bin/busybox busybox 0755
+extract libnss-myhostname "usr/lib/$(uname -m)-linux-gnu/libnss_myhostname.so.2" \
+    libnss_myhostname.so.2 0644
 
 if ! docker info >/dev/null 2>&1; then
     echo "setup: starting dockerd" >&2

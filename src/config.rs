@@ -59,7 +59,7 @@ pub enum Command {
         #[arg(long, env = "TERMCELL_PROBE")]
         probe: Option<PathBuf>,
     },
-    /// Build the default sandbox image from the host's static busybox and exit.
+    /// Build the default sandbox image from the host's busybox and exit.
     BuildImage,
 }
 
@@ -90,7 +90,8 @@ pub struct Settings {
     /// Command run in the sandbox (space separated); default: the image's command.
     #[arg(long, env = "TERMCELL_SHELL", global = true)]
     pub shell: Option<String>,
-    /// Static busybox used to build the default image. Default /bin/busybox.
+    /// Busybox the default image is built from: statically linked, or dynamically linked
+    /// with its libraries on this host. Default /usr/lib/termcell/busybox (scripts/setup.sh).
     #[arg(long, env = "TERMCELL_BUSYBOX", global = true)]
     pub busybox: Option<PathBuf>,
     /// Name of this server's containers (label termcell.deployment); unique per host.

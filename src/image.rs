@@ -1,9 +1,17 @@
 //! Local images, built through the Docker API with no registry: the default sandbox image
-//! (FROM scratch, the host's static busybox) and the probe image of `termcell verify`.
+//! (FROM scratch, a busybox from the host and the libraries it needs) and the probe image
+//! of `termcell verify`.
 
 use std::path::Path;
 
 use termcell_actors::docker::{DockerEngine, DockerError};
+
+mod elf;
+mod rootfs;
+
+pub use elf::is_static_elf;
+pub use rootfs::DEFAULT_BUSYBOX;
+use rootfs::{library_dirs, sandbox_root, RootFile};
 
 const SANDBOX_DOCKERFILE: &str = include_str!("../docker/sandbox.Dockerfile");
 const PROBE_DOCKERFILE: &str = include_str!("../docker/probe.Dockerfile");
@@ -12,8 +20,15 @@ const GROUP: &str = include_str!("../docker/group");
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
-    #[error("static busybox not found at {path}: {why}. Install it with `apt-get install busybox-static` (or point --busybox at a statically linked busybox)")]
-    NoStaticBusybox { path: String, why: String },
+    #[error("no usable busybox at {path}: {why}. The default image is built from Debian's dynamically linked busybox, which scripts/setup.sh extracts to {DEFAULT_BUSYBOX} (`apt-get download busybox`; installing the package would conflict with busybox-static); --busybox also takes a statically linked one (`apt-get install busybox-static` puts it at /bin/busybox)")]
+    NoBusybox { path: String, why: String },
+    #[error("{name}, needed by {needed_by}, is missing ({why}): {hint}")]
+    NoLibrary {
+        name: String,
+        needed_by: String,
+        why: String,
+        hint: String,
+    },
     #[error(
         "probe binary not found at {path}: build it with docker/build-probe.sh (or pass --probe)"
     )]
@@ -26,40 +41,24 @@ pub enum ImageError {
     Context(#[from] std::io::Error),
 }
 
-/// True when `bytes` is an ELF executable with no program interpreter (statically linked).
-pub fn is_static_elf(bytes: &[u8]) -> bool {
-    if bytes.len() < 64 || &bytes[..4] != b"\x7fELF" || bytes[4] != 2 || bytes[5] != 1 {
-        return false; // not a 64-bit little-endian ELF
-    }
-    let u16_at = |o: usize| u16::from_le_bytes([bytes[o], bytes[o + 1]]) as usize;
-    let u32_at = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().expect("4 bytes"));
-    let u64_at =
-        |o: usize| u64::from_le_bytes(bytes[o..o + 8].try_into().expect("8 bytes")) as usize;
-    let (phoff, phentsize, phnum) = (u64_at(32), u16_at(54), u16_at(56));
-    (0..phnum).all(|i| {
-        let at = phoff + i * phentsize;
-        // PT_INTERP = 3 names the dynamic loader.
-        at + 4 <= bytes.len() && u32_at(at) != 3
-    })
-}
-
-fn read_static(path: &Path) -> Result<Vec<u8>, ImageError> {
-    let bytes = std::fs::read(path).map_err(|e| ImageError::NoStaticBusybox {
-        path: path.display().to_string(),
-        why: e.to_string(),
-    })?;
-    if !is_static_elf(&bytes) {
-        return Err(ImageError::NoStaticBusybox {
-            path: path.display().to_string(),
-            why: "it is not a statically linked 64-bit executable".into(),
-        });
-    }
-    Ok(bytes)
-}
-
+/// A build context: the files at `name` (relative), with parent directories made 0755.
 fn context(files: &[(&str, &[u8], u32)]) -> Result<Vec<u8>, std::io::Error> {
     let mut builder = tar::Builder::new(Vec::new());
+    let mut dirs = std::collections::BTreeSet::new();
     for (name, data, mode) in files {
+        let parents: Vec<&Path> = Path::new(name).ancestors().skip(1).collect();
+        for dir in parents.into_iter().rev() {
+            if dir.as_os_str().is_empty() || !dirs.insert(dir.to_path_buf()) {
+                continue;
+            }
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(tar::EntryType::Directory);
+            header.set_size(0);
+            header.set_mode(0o755);
+            header.set_mtime(0);
+            header.set_cksum();
+            builder.append_data(&mut header, dir, std::io::empty())?;
+        }
         let mut header = tar::Header::new_gnu();
         header.set_size(data.len() as u64);
         header.set_mode(*mode);
@@ -70,20 +69,33 @@ fn context(files: &[(&str, &[u8], u32)]) -> Result<Vec<u8>, std::io::Error> {
     builder.into_inner()
 }
 
-/// Builds the default sandbox image from the host's static busybox.
+/// Builds the default sandbox image from `busybox` (statically linked, or dynamically
+/// linked with its libraries on this host): the Dockerfile copies `root/` to `/`.
 pub async fn build_sandbox(
     engine: &DockerEngine,
     tag: &str,
     busybox: &Path,
 ) -> Result<(), ImageError> {
-    let busybox = read_static(busybox)?;
-    let tar = context(&[
-        ("Dockerfile", SANDBOX_DOCKERFILE.as_bytes(), 0o644),
-        ("busybox", &busybox, 0o755),
-        ("passwd", PASSWD.as_bytes(), 0o644),
-        ("group", GROUP.as_bytes(), 0o644),
-    ])?;
-    engine.build_image(tag, tar).await?;
+    let mut root = sandbox_root(busybox, &library_dirs(busybox))?;
+    root.push(RootFile {
+        path: "/etc/passwd".into(),
+        data: PASSWD.as_bytes().to_vec(),
+        mode: 0o644,
+    });
+    root.push(RootFile {
+        path: "/etc/group".into(),
+        data: GROUP.as_bytes().to_vec(),
+        mode: 0o644,
+    });
+    let names: Vec<String> = root.iter().map(|f| format!("root{}", f.path)).collect();
+    let mut files: Vec<(&str, &[u8], u32)> =
+        vec![("Dockerfile", SANDBOX_DOCKERFILE.as_bytes(), 0o644)];
+    files.extend(
+        root.iter()
+            .zip(&names)
+            .map(|(f, name)| (name.as_str(), f.data.as_slice(), f.mode)),
+    );
+    engine.build_image(tag, context(&files)?).await?;
     Ok(())
 }
 
@@ -126,29 +138,4 @@ pub async fn build_probe(engine: &DockerEngine, tag: &str, probe: &Path) -> Resu
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tells_static_from_dynamic_executables() {
-        if let Ok(busybox) = std::fs::read("/bin/busybox") {
-            assert!(is_static_elf(&busybox), "Debian's busybox-static is static");
-        }
-        let dynamic = std::fs::read("/bin/ls").unwrap();
-        assert!(!is_static_elf(&dynamic));
-        assert!(!is_static_elf(b"#!/bin/sh\necho not elf\n"));
-        assert!(!is_static_elf(&[]));
-    }
-
-    #[test]
-    fn context_is_a_tar_with_the_files() {
-        let tar = context(&[("Dockerfile", b"FROM scratch\n", 0o644)]).unwrap();
-        let mut archive = tar::Archive::new(&tar[..]);
-        let names: Vec<String> = archive
-            .entries()
-            .unwrap()
-            .map(|e| e.unwrap().path().unwrap().display().to_string())
-            .collect();
-        assert_eq!(names, vec!["Dockerfile"]);
-    }
-}
+mod tests;

@@ -28,7 +28,7 @@ pub(super) fn config(s: &Settings) -> Result<Config, ConfigError> {
         busybox: s
             .busybox
             .clone()
-            .unwrap_or_else(|| PathBuf::from("/bin/busybox")),
+            .unwrap_or_else(|| PathBuf::from(crate::image::DEFAULT_BUSYBOX)),
         default_image: image == DEFAULT_IMAGE,
         reap_older_than: s
             .reap_older_than
