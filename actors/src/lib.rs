@@ -63,7 +63,7 @@ impl Default for SessionSettings {
             replay_bytes: 256 * 1024,
             default_cols: 100,
             default_rows: 30,
-            client_stall_timeout: Duration::from_secs(60),
+            client_stall_timeout: Duration::from_secs(45),
             base_env: vec![
                 "TERM=xterm-256color".into(),
                 "HOME=/home/user".into(),

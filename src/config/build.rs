@@ -106,7 +106,9 @@ fn sandbox(s: &Settings) -> Result<(String, String, SecurityProfile), ConfigErro
         ));
     }
 
-    let (uid, gid) = match s.user.as_deref().unwrap_or("1000:1000").split_once(':') {
+    let d = SecurityProfile::default();
+    let default_user = format!("{}:{}", d.uid, d.gid);
+    let (uid, gid) = match s.user.as_deref().unwrap_or(&default_user).split_once(':') {
         Some((u, g)) => (
             u.parse::<u32>()
                 .map_err(|_| invalid("user", "uid:gid, numbers"))?,
@@ -146,19 +148,24 @@ fn sandbox(s: &Settings) -> Result<(String, String, SecurityProfile), ConfigErro
             .map_err(|e| invalid("seccomp-profile", e.to_string()))?,
     )
     .map_err(|e| invalid("seccomp-profile", e.to_string()))?;
-    let cpus = s.cpus.unwrap_or(1.0);
+    let cpus = s.cpus.unwrap_or(d.nano_cpus as f64 / 1e9);
     if !(0.01..=64.0).contains(&cpus) {
         return Err(invalid("cpus", "between 0.01 and 64"));
     }
-    let memory_mb = s.memory_mb.unwrap_or(256);
+    let memory_mb = s.memory_mb.unwrap_or(d.memory_bytes / (1024 * 1024));
     if !(16..=65536).contains(&memory_mb) {
         return Err(invalid("memory-mb", "between 16 and 65536"));
     }
-    let pids_limit = s.pids_limit.unwrap_or(50);
+    let pids_limit = s.pids_limit.unwrap_or(d.pids_limit);
     if !(5..=100_000).contains(&pids_limit) {
         return Err(invalid("pids-limit", "between 5 and 100000"));
     }
-    let config_dir = match s.config_dir.as_deref().unwrap_or("/home/user/.ably") {
+    let config_dir = match s
+        .config_dir
+        .as_deref()
+        .or(d.config_dir.as_deref())
+        .unwrap_or("off")
+    {
         "off" | "none" | "" => None,
         dir if dir.starts_with('/') && !dir.contains("..") => Some(dir.to_string()),
         dir => {
@@ -174,11 +181,11 @@ fn sandbox(s: &Settings) -> Result<(String, String, SecurityProfile), ConfigErro
         pids_limit,
         tmp_size: tmpfs_size(
             "tmp-size",
-            s.tmp_size.clone().unwrap_or_else(|| "64m".into()),
+            s.tmp_size.clone().unwrap_or_else(|| d.tmp_size.clone()),
         )?,
         run_size: tmpfs_size(
             "run-size",
-            s.run_size.clone().unwrap_or_else(|| "32m".into()),
+            s.run_size.clone().unwrap_or_else(|| d.run_size.clone()),
         )?,
         config_dir,
         uid,
@@ -204,10 +211,12 @@ fn session(
     deployment: String,
     profile: SecurityProfile,
 ) -> Result<(SessionSettings, Duration), ConfigError> {
+    let d = SessionSettings::default();
+    let default_size = format!("{}x{}", d.default_cols, d.default_rows);
     let (default_cols, default_rows) = match s
         .default_size
         .as_deref()
-        .unwrap_or("100x30")
+        .unwrap_or(&default_size)
         .split_once('x')
     {
         Some((c, r)) => (
@@ -276,7 +285,10 @@ fn session(
         ..defaults
     };
 
-    let client_timeout = positive_seconds("client-timeout", s.client_timeout.unwrap_or(45))?;
+    let client_timeout = positive_seconds(
+        "client-timeout",
+        s.client_timeout.unwrap_or(d.client_stall_timeout.as_secs()),
+    )?;
     let session = SessionSettings {
         image: image.clone(),
         cmd: s
@@ -286,19 +298,34 @@ fn session(
             .filter(|c| !c.is_empty()),
         profile,
         deployment,
-        idle_timeout: positive_seconds("idle-timeout", s.idle_timeout.unwrap_or(600))?,
+        idle_timeout: positive_seconds(
+            "idle-timeout",
+            s.idle_timeout.unwrap_or(d.idle_timeout.as_secs()),
+        )?,
         max_duration: positive_seconds(
             "max-session-duration",
-            s.max_session_duration.unwrap_or(1800),
+            s.max_session_duration.unwrap_or(d.max_duration.as_secs()),
         )?,
-        resume_grace: seconds("resume-grace", s.resume_grace.unwrap_or(300))?,
-        warn_before: seconds("warn-before", s.warn_before.unwrap_or(60))?,
-        replay_bytes: s.replay_bytes.unwrap_or(256 * 1024),
+        resume_grace: seconds(
+            "resume-grace",
+            s.resume_grace.unwrap_or(d.resume_grace.as_secs()),
+        )?,
+        warn_before: seconds(
+            "warn-before",
+            s.warn_before.unwrap_or(d.warn_before.as_secs()),
+        )?,
+        replay_bytes: s.replay_bytes.unwrap_or(d.replay_bytes),
         default_cols,
         default_rows,
         client_stall_timeout: client_timeout,
-        max_sessions: positive("max-sessions", s.max_sessions.unwrap_or(50) as u64)? as usize,
-        reap_interval: positive_seconds("reap-interval", s.reap_interval.unwrap_or(60))?,
+        max_sessions: positive(
+            "max-sessions",
+            s.max_sessions.unwrap_or(d.max_sessions) as u64,
+        )? as usize,
+        reap_interval: positive_seconds(
+            "reap-interval",
+            s.reap_interval.unwrap_or(d.reap_interval.as_secs()),
+        )?,
         limits,
         ..SessionSettings::default()
     };
