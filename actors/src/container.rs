@@ -80,6 +80,10 @@ pub enum ContainerDeath {
     OutOfMemory,
     #[error("container killed")]
     Killed,
+    /// The TTY ended and the engine could not be asked why (it restarted or is gone):
+    /// the server cannot say the user ended it.
+    #[error("the engine did not say how it ended")]
+    Unknown,
 }
 
 impl ContainerDeath {
@@ -265,7 +269,7 @@ async fn why_it_ended(engine: &DockerEngine, id: &str) -> ContainerStatus {
             None => ContainerStatus::ShellExited,
         },
         Err(e) if e.status() == Some(404) => ContainerStatus::Died(ContainerDeath::Removed),
-        Err(_) => ContainerStatus::ShellExited,
+        Err(_) => ContainerStatus::Died(ContainerDeath::Unknown),
     }
 }
 

@@ -40,6 +40,7 @@ pub enum Op {
     Create,
     Attach,
     Start,
+    Inspect,
 }
 
 struct Container {
@@ -355,6 +356,9 @@ impl Engine for FakeEngine {
 
     fn inspect<'a>(&'a self, id: &'a str) -> EngineFuture<'a, ContainerInspectResponse> {
         Box::pin(async move {
+            if self.state.borrow().failing.contains(&Op::Inspect) {
+                return Err(engine_error(500, "the fake engine was told to fail".into()));
+            }
             let state = self.state.borrow();
             let container = state
                 .containers

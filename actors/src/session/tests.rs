@@ -604,3 +604,21 @@ async fn pids_limit_hits_are_audited_when_the_session_ends() {
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0]["limit_hits"], 3);
 }
+
+#[actix_rt::test]
+async fn a_tty_end_the_engine_cannot_explain_is_no_shell_exit() {
+    let world = World::new(settings());
+    let mut client = Client::new(1);
+    let (mut session, shell) = connected(&world, &mut client).await;
+    let container = shell.container_id.clone();
+    // The engine restarts: the stream ends and inspect fails.
+    world.fake.fail(Op::Inspect);
+    world.fake.exit(shell, 0);
+    assert_eq!(
+        client.expect_end().await,
+        EndCause::ContainerDied(ContainerDeath::Unknown)
+    );
+    session
+        .ended(&world, Some(&container), "container_died")
+        .await;
+}
