@@ -95,6 +95,7 @@ pub fn close_for(cause: &EndCause) -> (Close, bool) {
         EndCause::RateLimited => (Close::rate_limited(), true),
         EndCause::CreateFailed(_) => (Close::create_failed(), true),
         EndCause::ContainerDied(why) => (Close::internal(format!("Container died: {why}")), false),
+        EndCause::Crashed => (Close::internal("Server error"), true),
         // No socket is attached when these happen; a late one is told the session is gone.
         EndCause::GraceExpired | EndCause::ClientClosed => (Close::resume_rejected(), true),
     }

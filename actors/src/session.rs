@@ -44,6 +44,8 @@ pub enum EndCause {
     CreateFailed(SandboxError),
     /// The sandbox ended under a running session, other than by its shell exiting.
     ContainerDied(ContainerDeath),
+    /// The session actor failed (a panic): it is wound up as it is dropped.
+    Crashed,
 }
 
 impl EndCause {
@@ -59,6 +61,7 @@ impl EndCause {
             EndCause::RateLimited => "rate_limited",
             EndCause::CreateFailed(_) => "create_failed",
             EndCause::ContainerDied(_) => "container_died",
+            EndCause::Crashed => "crashed",
         }
     }
 }
@@ -223,6 +226,8 @@ pub struct SessionActor {
     /// so a flood of tiny frames does not become a flood of notices to a client that may
     /// not be reading).
     last_notice: Option<Instant>,
+    /// The end has been wound up (by `stopped()`, or by `drop` after a panic).
+    wound_up: bool,
     _slot: Option<SessionSlot>,
 }
 
@@ -269,6 +274,7 @@ impl SessionActor {
             setup: Some(setup),
             refusals_audited: HashMap::new(),
             last_notice: None,
+            wound_up: false,
             _slot: request.slot,
             shared,
         }
@@ -392,6 +398,24 @@ impl Actor for SessionActor {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.wind_up();
+    }
+}
+
+/// A session actor that panicked may vanish without `stopped()`, but it is dropped: it
+/// ends there, with one cause, one `session.ended`, its gauges and its container.
+impl Drop for SessionActor {
+    fn drop(&mut self) {
+        self.wind_up();
+    }
+}
+
+impl SessionActor {
+    /// Everything a session's end does once: children stopped, gauges, audit, registry.
+    fn wind_up(&mut self) {
+        if std::mem::replace(&mut self.wound_up, true) {
+            return;
+        }
         // The children go with the session: the container actor removes the container.
         if let Some(container) = self.container.take() {
             container.do_send(StopContainer);
@@ -399,7 +423,18 @@ impl Actor for SessionActor {
         if let Some(timer) = self.timer.take() {
             timer.do_send(TimerUpdate::Stop);
         }
-        let cause = self.end.take().unwrap_or(EndCause::ShellExited);
+        // Only `finish` stops a session, and it sets the cause first: no cause means the
+        // actor failed (a panic in a handler).
+        let cause = match self.end.take() {
+            Some(cause) => cause,
+            None => {
+                log::error!("session {} failed; ending it", short(self.id));
+                if let Some(client) = self.client.take() {
+                    client.recipient.do_send(ToClient::Ended(EndCause::Crashed));
+                }
+                EndCause::Crashed
+            }
+        };
         self.set_state(SessionState::Ending);
         self.shared.metrics.sessions_active.dec();
         self.shared

@@ -622,3 +622,29 @@ async fn a_tty_end_the_engine_cannot_explain_is_no_shell_exit() {
         .ended(&world, Some(&container), "container_died")
         .await;
 }
+
+/// Makes the session actor panic, as a bug in a handler would.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Boom;
+
+impl Handler<Boom> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Boom, _: &mut Context<Self>) {
+        panic!("a bug in a session handler");
+    }
+}
+
+#[actix_rt::test]
+async fn a_panicking_session_still_ends_once_tells_its_client_and_removes_its_container() {
+    let world = World::new(settings());
+    let mut client = Client::new(1);
+    let (mut session, shell) = connected(&world, &mut client).await;
+    let container = shell.container_id.clone();
+    let active = world.shared.metrics.sessions_active.get();
+    session.addr.do_send(Boom);
+    assert_eq!(client.expect_end().await, EndCause::Crashed);
+    session.ended(&world, Some(&container), "crashed").await;
+    assert_eq!(world.shared.metrics.sessions_active.get(), active - 1);
+}
