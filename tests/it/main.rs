@@ -3,6 +3,7 @@
 mod support;
 
 mod abuse;
+mod deploy;
 mod limits;
 mod ops;
 mod protocol;
