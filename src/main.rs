@@ -14,6 +14,10 @@ fn main() {
         }
     };
     let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::CheckConfig = command {
+        println!("{}", config.redacted());
+        std::process::exit(0);
+    }
     let prefix = match command {
         Command::Verify { .. } => "termcell verify",
         _ => "termcell",
@@ -23,6 +27,7 @@ fn main() {
             Command::Serve => termcell::server::serve(config).await.map(|()| 0),
             Command::Verify { probe } => termcell::server::verify(config, probe).await,
             Command::BuildImage => termcell::server::build_image(config).await.map(|()| 0),
+            Command::CheckConfig => unreachable!("handled before the runtime starts"),
         }
     });
     // The one place a start-up error is printed.

@@ -549,3 +549,121 @@ async fn per_client_limits_apply_behind_caddy_only_when_it_is_trusted() {
         "untrusted: every client counts as Caddy"
     );
 }
+
+/// Runs the built binary with exactly `env` (nothing inherited) and `args`.
+fn termcell_with_env(env: &[(String, String)], args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_termcell"))
+        .args(args)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .unwrap()
+}
+
+/// The KEY=value lines of config/termcell.env.example, as systemd reads them.
+fn env_example() -> Vec<(String, String)> {
+    std::fs::read_to_string(repo_file("config/termcell.env.example"))
+        .unwrap()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (k, v) = l
+                .split_once('=')
+                .unwrap_or_else(|| panic!("not KEY=value: {l}"));
+            assert!(
+                !v.contains(['"', '\'', '$', '`']),
+                "no quotes or expansion (systemd takes values as they are): {l}"
+            );
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+/// check-config's output without the per-process instance id.
+fn stable(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("instance:"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn env_example_parses_names_every_setting_and_holds_the_defaults() {
+    let example = env_example();
+    let out = termcell_with_env(&example, &["check-config"]);
+    assert!(
+        out.status.success(),
+        "check-config with the example: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("listen: 127.0.0.1:8080"), "{shown}");
+    assert!(
+        shown.contains("trusted_proxies: [\n        127.0.0.1,"),
+        "{shown}"
+    );
+
+    // Every TERMCELL_* name of --help is in the example (set or commented).
+    let help = termcell_with_env(&[], &["--help"]);
+    let help = String::from_utf8_lossy(&help.stdout).to_string();
+    let text = std::fs::read_to_string(repo_file("config/termcell.env.example")).unwrap();
+    let names: std::collections::BTreeSet<&str> = help
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("TERMCELL_"))
+        .collect();
+    assert!(names.len() > 50, "{names:?}");
+    let missing: Vec<_> = names.iter().filter(|n| !text.contains(*n)).collect();
+    assert!(
+        missing.is_empty(),
+        "not in termcell.env.example: {missing:?}"
+    );
+
+    // Its values are the defaults: without the one deployment line it configures what no
+    // environment at all does.
+    let defaults: Vec<_> = example
+        .iter()
+        .filter(|(k, _)| k != "TERMCELL_TRUSTED_PROXIES")
+        .cloned()
+        .collect();
+    assert_eq!(
+        stable(&termcell_with_env(&defaults, &["check-config"])),
+        stable(&termcell_with_env(&[], &["check-config"])),
+        "every value in the example is the default"
+    );
+}
+
+#[test]
+fn check_config_prints_no_secret_and_names_a_bad_setting() {
+    let token = "a-very-secret-admin-token-42";
+    let env = [("TERMCELL_ADMIN_TOKEN".to_string(), token.to_string())];
+    let out = termcell_with_env(&env, &["check-config", "--max-sessions", "7"]);
+    assert!(out.status.success());
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(!shown.contains(token), "the token is not printed: {shown}");
+    assert!(
+        shown.contains("admin_token: Some(\n        \"<set>\""),
+        "{shown}"
+    );
+    assert!(shown.contains("max_sessions: 7"), "{shown}");
+    assert!(
+        shown.contains("bytes of JSON>"),
+        "the seccomp profile by size"
+    );
+
+    let unset = termcell_with_env(&[], &["check-config"]);
+    assert!(String::from_utf8_lossy(&unset.stdout).contains("admin_token: None"));
+
+    let bad = termcell_with_env(
+        &[("MAX_SESSION_DURATION_MS".to_string(), "soon".to_string())],
+        &["check-config"],
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(bad.stdout.is_empty());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("MAX_SESSION_DURATION_MS"), "{err}");
+    let bad = termcell_with_env(&[], &["check-config", "--max-sessions", "0"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("max-sessions"));
+}
