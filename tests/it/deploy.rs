@@ -667,3 +667,68 @@ fn check_config_prints_no_secret_and_names_a_bad_setting() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("max-sessions"));
 }
+
+#[test]
+fn systemd_unit_verifies_and_is_hardened() {
+    let unit = std::fs::read_to_string(repo_file("config/termcell.service")).unwrap();
+    for line in [
+        "User=termcell",
+        "SupplementaryGroups=docker",
+        "EnvironmentFile=/etc/termcell/termcell.env",
+        "ExecStartPre=/usr/local/bin/termcell check-config",
+        "ExecStart=/usr/local/bin/termcell serve",
+        "Restart=on-failure",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ReadWritePaths=/var/log/termcell",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "CapabilityBoundingSet=\n",
+    ] {
+        assert!(unit.contains(line), "{line:?} in termcell.service");
+    }
+    assert!(
+        !unit
+            .lines()
+            .any(|l| l.starts_with("Environment=") && l.contains('$')),
+        "no expansion in Environment="
+    );
+    // systemd-analyze wants the binary to exist: the same unit pointing at the test build.
+    let dir = temp_dir("systemd");
+    let path = dir.join("termcell.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/bin/termcell", env!("CARGO_BIN_EXE_termcell")),
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze (apt-get install systemd)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // verify exits 0 on unknown keys and bad values too; it must print nothing about them.
+    let complaints: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("termcell.service"))
+        .collect();
+    assert!(
+        out.status.success() && complaints.is_empty(),
+        "systemd-analyze verify: {stderr}"
+    );
+    let out = Command::new("systemd-analyze")
+        // The threshold is on systemd's 0-100 scale (it prints a tenth of it).
+        .args(["security", "--offline=yes", "--threshold=20"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "exposure at most 2 of 10: {}",
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or_default()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
