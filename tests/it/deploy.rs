@@ -732,3 +732,40 @@ fn systemd_unit_verifies_and_is_hardened() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn alert_rules_check_and_fire_in_their_unit_tests() {
+    for args in [
+        vec!["check", "rules", "alerts.yml"],
+        vec!["test", "rules", "alerts.test.yml"],
+    ] {
+        let out = Command::new("promtool")
+            .args(&args)
+            .current_dir(repo_file("config"))
+            .output()
+            .expect("promtool (apt-get install prometheus)");
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Every termcell metric an alert uses is one /metrics serves.
+    let rules = std::fs::read_to_string(repo_file("config/alerts.yml")).unwrap();
+    let served = std::fs::read_to_string(repo_file("actors/src/metrics.rs")).unwrap();
+    for name in rules
+        .lines()
+        .filter(|l| l.trim_start().starts_with("expr:"))
+        .flat_map(|l| l.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')))
+        .filter(|w| w.starts_with("termcell_"))
+    {
+        let bare = name
+            .trim_start_matches("termcell_")
+            .trim_end_matches("_bucket");
+        assert!(
+            served.contains(&format!("\"{bare}\"")),
+            "{name} is not a metric"
+        );
+    }
+}
