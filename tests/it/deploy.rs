@@ -769,3 +769,40 @@ fn alert_rules_check_and_fire_in_their_unit_tests() {
         );
     }
 }
+
+#[test]
+fn daemon_json_example_is_what_dockerd_accepts() {
+    let path = repo_file("config/daemon.json.example");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(v["icc"], false);
+    assert_eq!(v["no-new-privileges"], true);
+    assert_eq!(v["live-restore"], true);
+    assert_eq!(v["userland-proxy"], false);
+    assert_eq!(v["userns-remap"], "default");
+    assert!(v["runtimes"]["runsc"]["path"].is_string());
+    // dockerd (20.10 has no --validate) loads and checks its config file before anything
+    // else; a bad --log-level then stops it before it touches the host. So the error tells
+    // whether the file passed: every key known and of the right type.
+    let validate = |file: &Path| {
+        let out = Command::new("dockerd")
+            .arg("--config-file")
+            .arg(file)
+            .args(["--log-level", "not-a-level"])
+            .output()
+            .expect("dockerd");
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let err = validate(&path);
+    assert!(
+        err.contains("unable to parse logging level")
+            && !err.contains("configure the Docker daemon"),
+        "dockerd accepts the file: {err}"
+    );
+    // The check can fail: an unknown key is caught.
+    let dir = temp_dir("dockerd");
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, r#"{"icc": false, "no-such-key": 1}"#).unwrap();
+    assert!(validate(&bad).contains("don't match any configuration option"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
