@@ -480,6 +480,24 @@ async fn tls_versions_and_ciphers_are_the_configured_ones() {
     }
 }
 
+#[tokio::test]
+async fn an_idle_session_through_caddy_outlives_the_heartbeat() {
+    let port = free_port();
+    let server = server_behind(port, &[]);
+    let caddy = Caddy::start(port, server.addr).await;
+    let mut c = Wss::open(&caddy, CLIENT_A, json!({"apiKey": KEY})).await;
+    c.hello().await;
+    // No input for longer than termcell's 15 s ping interval: Caddy keeps the socket (and
+    // passes the pings and pongs), the session stays.
+    let until = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < until {
+        c.read(until.saturating_duration_since(Instant::now()))
+            .await;
+        assert!(c.closed.is_none(), "closed while idle: {:?}", c.closed);
+    }
+    c.run("echo still-$((3*3))", "still-9").await;
+}
+
 /// Two clients from two addresses, one session each, under --max-sessions-per-ip 1: the
 /// second gets its session only when termcell trusts Caddy's X-Forwarded-For.
 async fn second_client_close(trusted: bool) -> Option<u16> {
