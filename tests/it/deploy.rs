@@ -653,6 +653,22 @@ fn env_example_parses_names_every_setting_and_holds_the_defaults() {
 }
 
 #[test]
+fn toml_example_parses_and_holds_the_defaults() {
+    let file = repo_file("config/termcell.toml");
+    let out = termcell_with_env(&[], &["--config", file.to_str().unwrap(), "check-config"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stable(&out),
+        stable(&termcell_with_env(&[], &["check-config"])),
+        "every value in config/termcell.toml is the default"
+    );
+}
+
+#[test]
 fn check_config_prints_no_secret_and_names_a_bad_setting() {
     let token = "a-very-secret-admin-token-42";
     let env = [("TERMCELL_ADMIN_TOKEN".to_string(), token.to_string())];
