@@ -25,13 +25,15 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 # The tools that check the deployment files (tests/it/deploy.rs): Caddy runs config/Caddyfile,
-# promtool checks config/alerts.yml, systemd-analyze config/termcell.service. Only their
-# binaries are used: their services are never started here.
+# promtool checks config/alerts.yml, systemd-analyze config/termcell.service, docker-compose
+# runs config/compose.yml. Only their binaries are used: their services are never started
+# here.
 if [ "${TERMCELL_WITH_DEPLOY:-0}" = 1 ]; then
     tools=()
     command -v caddy >/dev/null 2>&1 || tools+=(caddy)
     command -v promtool >/dev/null 2>&1 || tools+=(prometheus)
     command -v systemd-analyze >/dev/null 2>&1 || tools+=(systemd)
+    command -v docker-compose >/dev/null 2>&1 || tools+=(docker-compose)
     if [ ${#tools[@]} -gt 0 ]; then
         echo "setup: installing ${tools[*]}" >&2
         policy=/usr/sbin/policy-rc.d

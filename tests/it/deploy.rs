@@ -199,9 +199,9 @@ impl Drop for Caddy {
     }
 }
 
-/// A WebSocket client through Caddy.
-struct Wss {
-    ws: WebSocketStream<TlsStream<TcpStream>>,
+/// A WebSocket client: through Caddy over TLS, or plain (`Wss<TcpStream>`).
+struct Wss<S = TlsStream<TcpStream>> {
+    ws: WebSocketStream<S>,
     output: Vec<u8>,
     controls: Vec<Value>,
     closed: Option<Option<(u16, String)>>,
@@ -240,6 +240,33 @@ impl Wss {
         c
     }
 
+    /// Drops the connection without a close frame.
+    fn reset(self) {
+        let tcp = self.ws.get_ref().get_ref().0;
+        socket2::SockRef::from(tcp)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(self);
+    }
+}
+
+impl Wss<TcpStream> {
+    /// A plain WebSocket to termcell itself at `addr`.
+    async fn plain(addr: SocketAddr) -> Wss<TcpStream> {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let (ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/"), tcp)
+            .await
+            .expect("websocket handshake");
+        Wss {
+            ws,
+            output: Vec::new(),
+            controls: Vec::new(),
+            closed: None,
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Wss<S> {
     async fn send(&mut self, text: &str) {
         self.ws.send(Message::Text(text.to_string())).await.unwrap();
     }
@@ -267,7 +294,7 @@ impl Wss {
         true
     }
 
-    async fn until(&mut self, what: &str, done: impl Fn(&Wss) -> bool) {
+    async fn until(&mut self, what: &str, done: impl Fn(&Self) -> bool) {
         let deadline = Instant::now() + T;
         while !done(self) {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -300,15 +327,6 @@ impl Wss {
     async fn close_code(&mut self) -> Option<u16> {
         self.until("close", |c| c.closed.is_some()).await;
         self.closed.clone().unwrap().map(|(code, _)| code)
-    }
-
-    /// Drops the connection without a close frame.
-    fn reset(self) {
-        let tcp = self.ws.get_ref().get_ref().0;
-        socket2::SockRef::from(tcp)
-            .set_linger(Some(Duration::ZERO))
-            .unwrap();
-        drop(self);
     }
 }
 
@@ -839,4 +857,127 @@ fn daemon_json_example_is_what_dockerd_accepts() {
     std::fs::write(&bad, r#"{"icc": false, "no-such-key": 1}"#).unwrap();
     assert!(validate(&bad).contains("don't match any configuration option"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `docker-compose` with the project name and the variables config/compose.yml reads.
+fn compose(project: &str, vars: &[(&str, String)], args: &[&str]) -> std::process::Output {
+    Command::new("docker-compose")
+        .arg("-f")
+        .arg(repo_file("config/compose.yml"))
+        .args(["-p", project])
+        .args(args)
+        .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("docker-compose (apt-get install docker-compose)")
+}
+
+#[tokio::test]
+async fn server_image_built_without_a_registry_runs_under_compose() {
+    let name = format!("it-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let tag = format!("termcell-server:{name}");
+    let out = Command::new(repo_file("config/server-image.sh"))
+        .args([env!("CARGO_BIN_EXE_termcell"), &tag])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "server-image.sh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The example environment, on a free port, with its own deployment name.
+    let dir = temp_dir("compose");
+    let port = free_port();
+    let mut env: Vec<String> = env_example()
+        .into_iter()
+        .filter(|(k, _)| {
+            !["PORT", "TERMCELL_ADMIN_LISTEN", "TERMCELL_DEPLOYMENT"].contains(&k.as_str())
+        })
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    env.extend([
+        format!("PORT={port}"),
+        "TERMCELL_ADMIN_LISTEN=off".to_string(),
+        format!("TERMCELL_DEPLOYMENT={name}"),
+    ]);
+    let env_file = dir.join("termcell.env");
+    std::fs::write(&env_file, env.join("\n") + "\n").unwrap();
+    let gid = Command::new("stat")
+        .args(["-c", "%g", "/var/run/docker.sock"])
+        .output()
+        .unwrap();
+    let vars = [
+        ("TERMCELL_SERVER_IMAGE", tag.clone()),
+        ("TERMCELL_ENV_FILE", env_file.display().to_string()),
+        (
+            "DOCKER_GID",
+            String::from_utf8_lossy(&gid.stdout).trim().to_string(),
+        ),
+    ];
+    let project = name.replace('-', "");
+    let up = compose(&project, &vars, &["up", "-d"]);
+    let cleanup = |project: &str| {
+        compose(project, &vars, &["down", "-v", "-t", "40"]);
+        remove_containers(&format!("termcell.deployment={name}"));
+        let _ = Command::new("docker").args(["rmi", &tag]).output();
+        let _ = std::fs::remove_dir_all(&dir);
+    };
+    if !up.status.success() {
+        cleanup(&project);
+        panic!("compose up: {}", String::from_utf8_lossy(&up.stderr));
+    }
+    let container = format!("{project}_termcell_1");
+    let logs = || {
+        let out = Command::new("docker")
+            .args(["logs", &container])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(addr).is_err() {
+        if Instant::now() > deadline {
+            let log = logs();
+            cleanup(&project);
+            panic!("the server in the container did not listen; its log:\n{log}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut c = Wss::plain(addr).await;
+    c.send(&json!({"apiKey": KEY}).to_string()).await;
+    let id = c.hello().await;
+    c.run("echo in-compose-$((8*8))", "in-compose-64").await;
+    let sandbox = container_of(&id).expect("the session's sandbox");
+    let inspect = docker_inspect(&container);
+    let host = &inspect["HostConfig"];
+    let confined = host["ReadonlyRootfs"] == true
+        && host["CapDrop"] == json!(["ALL"])
+        && inspect["Config"]["User"] == "10001:10001";
+    let audit = Command::new("docker")
+        .args([
+            "exec",
+            &container,
+            "/bin/busybox",
+            "cat",
+            "/var/log/termcell/audit.log",
+        ])
+        .output()
+        .unwrap();
+    let audit = String::from_utf8_lossy(&audit.stdout).to_string();
+
+    // Stopping the service drains: the session ends, its sandbox is removed.
+    let down = compose(&project, &vars, &["stop", "-t", "40"]);
+    let closed = c.close_code().await;
+    let left = containers_with_label(&format!("termcell.session={id}"));
+    cleanup(&project);
+    assert!(confined, "read-only, no capabilities, not root: {host}");
+    assert!(
+        audit.contains("\"session.created\""),
+        "audit in the volume: {audit}"
+    );
+    assert!(down.status.success());
+    assert_eq!(closed, Some(1001), "SIGTERM from compose drains");
+    assert!(left.is_empty(), "sandbox {sandbox} removed at stop");
 }
