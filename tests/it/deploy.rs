@@ -78,34 +78,42 @@ impl Caddy {
     /// Caddy on 127.0.0.1:`port` (chosen before termcell starts: termcell's --public-url
     /// names it) proxying to `upstream`; returns once it completes a TLS handshake.
     async fn start(port: u16, upstream: SocketAddr) -> Caddy {
-        let dir = temp_dir("caddy");
-        let log = std::fs::File::create(dir.join("caddy.log")).unwrap();
-        let child = Command::new("caddy")
-            .args(["run", "--adapter", "caddyfile", "--config"])
-            .arg(repo_file("config/Caddyfile"))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(Self::env(&dir, port, upstream))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start caddy (apt-get install caddy)");
-        let mut caddy = Caddy { child, port, dir };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if caddy.root_cert().exists()
-                && caddy.connect_with(LOCALHOST, caddy.tls(None)).await.is_ok()
-            {
-                return caddy;
+        // The redirect port is picked anew when another process took it meanwhile.
+        for attempt in 1.. {
+            let dir = temp_dir("caddy");
+            let log = std::fs::File::create(dir.join("caddy.log")).unwrap();
+            let child = Command::new("caddy")
+                .args(["run", "--adapter", "caddyfile", "--config"])
+                .arg(repo_file("config/Caddyfile"))
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .envs(Self::env(&dir, port, upstream))
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("start caddy (apt-get install caddy)");
+            let mut caddy = Caddy { child, port, dir };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if caddy.root_cert().exists()
+                    && caddy.connect_with(LOCALHOST, caddy.tls(None)).await.is_ok()
+                {
+                    return caddy;
+                }
+                let exited = caddy.child.try_wait().unwrap();
+                if exited.is_some() && attempt < 3 && caddy.log().contains("address already in use")
+                {
+                    break;
+                }
+                assert!(
+                    exited.is_none() && Instant::now() < deadline,
+                    "caddy did not start ({exited:?}); its log:\n{}",
+                    caddy.log()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            let exited = caddy.child.try_wait().unwrap();
-            assert!(
-                exited.is_none() && Instant::now() < deadline,
-                "caddy did not start ({exited:?}); its log:\n{}",
-                caddy.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        unreachable!()
     }
 
     fn root_cert(&self) -> PathBuf {
