@@ -1,5 +1,7 @@
 //! The termcell binary: parses the command line and runs a command.
 
+use std::io::Write;
+
 use clap::Parser;
 use termcell::config::{Cli, Command, Config};
 
@@ -15,7 +17,8 @@ fn main() {
     };
     let command = cli.command.unwrap_or(Command::Serve);
     if let Command::CheckConfig = command {
-        println!("{}", config.redacted());
+        // Piped into `head`: a closed stdout is not an error.
+        let _ = writeln!(std::io::stdout(), "{}", config.redacted());
         std::process::exit(0);
     }
     let prefix = match command {
