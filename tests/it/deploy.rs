@@ -66,6 +66,10 @@ impl Caddy {
             ("TLS_ISSUER", "internal".to_string()),
             ("CADDY_ADMIN", "off".to_string()),
             ("CADDY_HTTP_PORT", free_port().to_string()),
+            (
+                "CADDY_ACCESS_LOG",
+                dir.join("access.log").display().to_string(),
+            ),
             ("HOME", dir.display().to_string()),
             ("XDG_DATA_HOME", dir.join("data").display().to_string()),
             ("XDG_CONFIG_HOME", dir.join("config").display().to_string()),
@@ -460,6 +464,16 @@ async fn session_and_resume_through_caddy_with_tls_and_headers() {
     .await;
     b.run("echo resumed-$((6*7))", "resumed-42").await;
     server.wait_audit("session.resumed", Some(&id), T).await;
+
+    // Caddy's access log has the client's address for the evidence.
+    let access = std::fs::read_to_string(caddy.dir.join("access.log")).unwrap_or_default();
+    assert!(
+        access
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .any(|l| l["request"]["remote_ip"] == "127.0.0.2"),
+        "access log: {access}"
+    );
 
     // A page on another origin is refused at the upgrade, through Caddy too.
     let refused = Wss::connect(&caddy, CLIENT_B, &[("Origin", "https://evil.example")]).await;
