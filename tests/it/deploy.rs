@@ -1,7 +1,8 @@
 //! The deployment files in config/ as they are shipped: Caddy (Debian's package) in front of
 //! the real server with TLS from Caddy's internal CA, sessions, resume, headers and per-client
-//! limits through it; the systemd unit, the environment example, the alert rules and the
-//! Docker daemon example checked by the tools that read them.
+//! limits through it; the server image and compose file run end to end; the systemd unit,
+//! the environment and TOML examples, check-config, the alert rules and the Docker daemon
+//! example checked by the tools that read them.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
