@@ -58,6 +58,29 @@ extract busybox bin/busybox busybox 0755
 extract libnss-myhostname "usr/lib/$(uname -m)-linux-gnu/libnss_myhostname.so.2" \
     libnss_myhostname.so.2 0644
 
+# The tools that check the deployment files (tests/it/deploy.rs): Caddy runs config/Caddyfile,
+# promtool checks config/alerts.yml, systemd-analyze config/termcell.service, docker-compose
+# runs config/compose.yml. Only their binaries are used: their services are never started
+# here.
+if [ "${TERMCELL_WITH_DEPLOY:-0}" = 1 ]; then
+    tools=()
+    command -v caddy >/dev/null 2>&1 || tools+=(caddy)
+    command -v promtool >/dev/null 2>&1 || tools+=(prometheus)
+    command -v systemd-analyze >/dev/null 2>&1 || tools+=(systemd)
+    command -v docker-compose >/dev/null 2>&1 || tools+=(docker-compose)
+    if [ ${#tools[@]} -gt 0 ]; then
+        echo "setup: installing ${tools[*]}" >&2
+        policy=/usr/sbin/policy-rc.d
+        own_policy=0
+        if [ ! -e "$policy" ]; then
+            printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 0755 "$policy" && own_policy=1
+        fi
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends "${tools[@]}" >/dev/null
+        [ "$own_policy" = 0 ] || rm -f "$policy"
+    fi
+fi
+
 if ! docker info >/dev/null 2>&1; then
     echo "setup: starting dockerd" >&2
     nohup dockerd >/var/log/termcell-dockerd.log 2>&1 &

@@ -61,6 +61,9 @@ pub enum Command {
     },
     /// Build the default sandbox image from the host's busybox and exit.
     BuildImage,
+    /// Validate the flags, environment and --config file, print the configuration the
+    /// server would run with (no secrets) and exit; starts nothing.
+    CheckConfig,
 }
 
 /// Every setting. Each flag is also an environment variable and a key of the TOML file
@@ -472,6 +475,16 @@ impl Config {
     /// Resolves and validates every setting; the error names the setting.
     pub fn from_settings(settings: Settings) -> Result<Config, ConfigError> {
         Self::from_settings_in(settings, &|name| std::env::var(name).ok())
+    }
+
+    /// The configuration as `check-config` prints it: the admin token only as set or
+    /// unset, the seccomp profile by its size.
+    pub fn redacted(&self) -> String {
+        let mut shown = self.clone();
+        shown.admin_token = self.admin_token.as_ref().map(|_| "<set>".to_string());
+        let seccomp = &mut shown.session.profile.seccomp_json;
+        *seccomp = format!("<{} bytes of JSON>", seccomp.len());
+        format!("{shown:#?}")
     }
 
     /// The same with the environment read through `env` (tests pass their own).

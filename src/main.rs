@@ -1,5 +1,7 @@
 //! The termcell binary: parses the command line and runs a command.
 
+use std::io::Write;
+
 use clap::Parser;
 use termcell::config::{Cli, Command, Config};
 
@@ -14,6 +16,11 @@ fn main() {
         }
     };
     let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::CheckConfig = command {
+        // Piped into `head`: a closed stdout is not an error.
+        let _ = writeln!(std::io::stdout(), "{}", config.redacted());
+        std::process::exit(0);
+    }
     let prefix = match command {
         Command::Verify { .. } => "termcell verify",
         _ => "termcell",
@@ -26,6 +33,7 @@ fn main() {
             Command::Serve => termcell::server::serve(config).await.map(|()| 0),
             Command::Verify { probe } => termcell::server::verify(config, probe).await,
             Command::BuildImage => termcell::server::build_image(config).await.map(|()| 0),
+            Command::CheckConfig => unreachable!("handled before the runtime starts"),
         }
     });
     // The one place a start-up error is printed.

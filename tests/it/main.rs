@@ -3,6 +3,7 @@
 mod support;
 
 mod abuse;
+mod deploy;
 mod image;
 mod limits;
 mod ops;

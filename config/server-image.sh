@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Builds the image termcell-server:latest (or $2) FROM scratch from a termcell binary
+# (default target/release/termcell), its shared libraries, Debian's static busybox (for the
+# default sandbox image) and a termcell user; no registry is involved. Run as root.
+#   config/server-image.sh [BINARY] [TAG]
+# config/compose.yml runs it.
+set -euo pipefail
+bin=${1:-target/release/termcell}
+tag=${2:-termcell-server:latest}
+busybox=${TERMCELL_BUSYBOX:-/bin/busybox}
+[ -x "$bin" ] || { echo "server-image: no binary at $bin (cargo build --release)" >&2; exit 1; }
+file -L "$busybox" | grep -q 'statically linked' \
+    || { echo "server-image: $busybox is not a static busybox (apt-get install busybox-static)" >&2; exit 1; }
+
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+root="$stage/rootfs"
+install -D -m 0755 "$bin" "$root/usr/local/bin/termcell"
+install -D -m 0755 "$busybox" "$root/bin/busybox"
+# The binary's shared libraries (glibc, libgcc) and the dynamic loader, at their paths.
+for lib in $(ldd "$bin" | grep -o '/[^ ]*'); do
+    install -D -m 0755 "$lib" "$root$lib"
+done
+mkdir -p "$root/etc" "$root/tmp" "$stage/logdir"
+chmod 1777 "$root/tmp"
+printf 'root:x:0:0::/:/bin/false\ntermcell:x:10001:10001::/:/bin/false\n' >"$root/etc/passwd"
+printf 'root:x:0:\ntermcell:x:10001:\n' >"$root/etc/group"
+touch "$stage/logdir/.keep"
+cat >"$stage/Dockerfile" <<'DOCKERFILE'
+FROM scratch
+COPY rootfs/ /
+# A new named volume at /var/log/termcell takes this owner.
+COPY --chown=10001:10001 logdir/ /var/log/termcell/
+USER 10001:10001
+EXPOSE 8080
+ENTRYPOINT ["/usr/local/bin/termcell"]
+CMD ["serve"]
+DOCKERFILE
+docker build -q -t "$tag" "$stage" >/dev/null
+echo "$tag"
