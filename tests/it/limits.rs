@@ -11,41 +11,6 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::*;
 
-/// Audit lines of `event` with this `kind`; waits a little for the sink to write them.
-fn audited(server: &Server, event: &str, kind: &str, at_least: usize) -> Vec<Value> {
-    // Rejections without a session are aggregated: a line with `repeated` counts several.
-    let count = |lines: &[Value]| -> usize {
-        lines
-            .iter()
-            .map(|l| l["repeated"].as_u64().map_or(1, |n| n as usize))
-            .sum()
-    };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let found: Vec<Value> = server
-            .audit_lines()
-            .into_iter()
-            .filter(|l| l["event"] == event && l["kind"] == kind)
-            .collect();
-        if count(&found) >= at_least || Instant::now() > deadline {
-            assert!(
-                count(&found) >= at_least,
-                "{at_least} {event} kind={kind} audited rejections expected, found {}: {:?}",
-                count(&found),
-                server.audit_lines()
-            );
-            for line in &found {
-                assert!(
-                    line["client"].is_string(),
-                    "a rejection names its client address: {line}"
-                );
-            }
-            return found;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// Ids of the sessions the server holds, from the admin API.
 async fn live_sessions(server: &Server) -> HashSet<String> {
     let body: Value = reqwest::Client::new()
@@ -73,24 +38,19 @@ fn container_sessions(server: &Server) -> Vec<String> {
     )
 }
 
-/// Every container of the server belongs to a live session (removal is asynchronous: poll).
+/// Every container of the server belongs to a live session (removal is asynchronous).
 async fn assert_no_orphans(server: &Server) {
-    let deadline = Instant::now() + T;
-    loop {
+    let mut orphans = Vec::new();
+    let none = eventually(T, async || {
         let live = live_sessions(server).await;
-        let orphans: Vec<String> = container_sessions(server)
+        orphans = container_sessions(server)
             .into_iter()
             .filter(|s| !live.contains(s))
             .collect();
-        if orphans.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "containers without a live session: {orphans:?} (live: {live:?})"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+        orphans.is_empty()
+    })
+    .await;
+    assert!(none, "containers without a live session: {orphans:?}");
 }
 
 /// Sends one huge binary message from a separate task (the server stops reading it) and
@@ -146,7 +106,8 @@ async fn idle_timeout_warns_then_closes_and_only_input_keeps_a_session() {
     let (mut c, id) = Client::session(&server).await;
     c.wait_output("$ ", T).await;
 
-    // Typing every second keeps the session past the idle timeout, without a warning.
+    // Typing every second keeps the session past the idle timeout, without a warning: the
+    // time passing is the point here.
     let typing_from = Instant::now();
     let controls_before = c.controls.len();
     while typing_from.elapsed() < Duration::from_secs(9) {
@@ -172,15 +133,20 @@ async fn idle_timeout_warns_then_closes_and_only_input_keeps_a_session() {
     let last_input = Instant::now();
     let warning = c.wait_control("warning", None, T).await;
     let warned_at = last_input.elapsed();
-    assert!(
-        warning["reason"].as_str().unwrap().contains("inactivity"),
+    assert_eq!(
+        warning["reason"], "Session will end due to inactivity",
         "{warning}"
     );
     let left = warning["secondsLeft"].as_u64().expect("secondsLeft");
     assert!((1..=3).contains(&left), "{warning}");
     let ticks_at_warning = String::from_utf8_lossy(&c.output).matches("tick").count();
-    let reason =
-        expect_announced_close(&mut c, 1000, "Session timed out due to inactivity", T).await;
+    expect_close(
+        &mut c,
+        "disconnected",
+        1000,
+        "Session timed out due to inactivity",
+    )
+    .await;
     let closed_at = last_input.elapsed();
     let text = String::from_utf8_lossy(&c.output).to_string();
     assert!(
@@ -199,14 +165,9 @@ async fn idle_timeout_warns_then_closes_and_only_input_keeps_a_session() {
         closed_at < Duration::from_secs(15),
         "closed at {closed_at:?}"
     );
-    println!("idle: warned after {warned_at:?}, closed after {closed_at:?}: {reason}");
-    assert!(wait_gone(&id, T), "the container is removed");
-    let ended = server
-        .audit_lines()
-        .into_iter()
-        .find(|l| l["event"] == "session.ended")
-        .expect("session.ended audited");
-    assert_eq!(ended["cause"], "idle_timeout");
+    println!("idle: warned after {warned_at:?}, closed after {closed_at:?}");
+    assert!(wait_gone(&id, T).await, "the container is removed");
+    server.expect_one_end(&id, "idle_timeout").await;
     assert_no_orphans(&server).await;
 }
 
@@ -216,6 +177,7 @@ async fn max_duration_warns_then_closes_even_while_typing() {
     let started = Instant::now();
     let (mut c, id) = Client::session(&server).await;
     c.wait_output("$ ", T).await;
+    // Typing until the end: input does not extend the maximum duration.
     while c.closed.is_none() && started.elapsed() < T {
         c.send_text(" ").await;
         drain_for(&mut c, Duration::from_millis(700)).await;
@@ -231,7 +193,13 @@ async fn max_duration_warns_then_closes_even_while_typing() {
         "{warning}"
     );
     assert!((1..=4).contains(&warning["secondsLeft"].as_u64().unwrap()));
-    expect_announced_close(&mut c, 1000, "Maximum session duration reached", T).await;
+    expect_close(
+        &mut c,
+        "disconnected",
+        1000,
+        "Maximum session duration reached",
+    )
+    .await;
     let lasted = started.elapsed();
     assert!(
         lasted >= Duration::from_secs(7) && lasted < Duration::from_secs(20),
@@ -242,7 +210,8 @@ async fn max_duration_warns_then_closes_even_while_typing() {
         text.contains("[termcell] Maximum session duration will be reached"),
         "{text:?}"
     );
-    assert!(wait_gone(&id, T), "the container is removed");
+    assert!(wait_gone(&id, T).await, "the container is removed");
+    server.expect_one_end(&id, "max_duration").await;
     assert_no_orphans(&server).await;
 }
 
@@ -311,7 +280,9 @@ async fn connection_bursts_get_429_per_address_and_forwarded_for_only_from_trust
         .await
         .expect("another forwarded address has its own limit");
 
-    let lines = audited(&server, "ratelimit.rejected", "connections", 3);
+    let lines = server
+        .wait_rejections("ratelimit.rejected", "connections", 3)
+        .await;
     let clients: HashSet<&str> = lines.iter().filter_map(|l| l["client"].as_str()).collect();
     assert_eq!(
         clients,
@@ -341,7 +312,9 @@ async fn forwarded_for_without_trusted_proxies_shares_one_limit() {
         .expect("forwarded addresses from an untrusted peer share the peer's limit");
     assert_eq!(refused.status, 429);
     assert!(refused.retry_after.is_some(), "Retry-After");
-    let lines = audited(&server, "ratelimit.rejected", "connections", 1);
+    let lines = server
+        .wait_rejections("ratelimit.rejected", "connections", 1)
+        .await;
     assert_eq!(lines[0]["client"], "127.0.0.1");
     assert_eq!(rejections(&server, "connections").await, 1);
 }
@@ -355,7 +328,7 @@ async fn sessions_per_address_are_limited_with_4003_and_no_container() {
 
     let mut third = Client::connect(&server).await;
     third.auth(json!({"apiKey": "app.key:secret"})).await;
-    expect_announced_close(&mut third, 4003, "Rate limit exceeded", T).await;
+    expect_close(&mut third, "error", 4003, "Rate limit exceeded").await;
     assert!(
         !third.controls.iter().any(|v| v["type"] == "hello"),
         "no session for the refused client"
@@ -370,15 +343,18 @@ async fn sessions_per_address_are_limited_with_4003_and_no_container() {
     let (mut other, other_id) = session_from(&server, OTHER_LOCAL).await;
     other.run("echo other-$((1+1))", "other-2").await;
     other.close(1000, "user-closed-tab").await;
-    assert!(wait_gone(&other_id, T));
+    assert!(wait_gone(&other_id, T).await);
 
-    // Ending a session frees its slot.
+    // The refusal left the first session alone, and ending it frees its slot.
+    a.run("echo first-$((1+1))", "first-2").await;
     a.close(1000, "user-closed-tab").await;
-    assert!(wait_gone(&id_a, T));
+    assert!(wait_gone(&id_a, T).await);
     let (mut again, _) = Client::session(&server).await;
     again.run("echo again-$((1+1))", "again-2").await;
 
-    let lines = audited(&server, "ratelimit.rejected", "concurrency", 1);
+    let lines = server
+        .wait_rejections("ratelimit.rejected", "concurrency", 1)
+        .await;
     assert_eq!(lines[0]["client"], "127.0.0.1");
     assert_eq!(lines[0]["code"], 4003);
     assert_eq!(rejections(&server, "concurrency").await, 1);
@@ -388,17 +364,20 @@ async fn sessions_per_address_are_limited_with_4003_and_no_container() {
 #[tokio::test]
 async fn global_capacity_refuses_with_4009_and_no_container() {
     let server = Server::start(&["--max-sessions", "2"]);
-    let (_a, _) = Client::session(&server).await;
+    let (mut a, _) = Client::session(&server).await;
     let (_b, _) = Client::session(&server).await;
     let mut third = Client::connect(&server).await;
     third.auth(json!({"apiKey": "app.key:secret"})).await;
-    expect_announced_close(&mut third, 4009, "Server at capacity", T).await;
+    expect_close(&mut third, "error", 4009, "Server at capacity").await;
     assert_eq!(
         server.containers().len(),
         2,
         "no container for a refused session"
     );
-    let lines = audited(&server, "ratelimit.rejected", "capacity", 1);
+    a.run("echo first-$((1+1))", "first-2").await;
+    let lines = server
+        .wait_rejections("ratelimit.rejected", "capacity", 1)
+        .await;
     assert_eq!(lines[0]["code"], 4009);
     assert_eq!(rejections(&server, "capacity").await, 1);
     assert_no_orphans(&server).await;
@@ -407,7 +386,7 @@ async fn global_capacity_refuses_with_4009_and_no_container() {
 #[tokio::test]
 async fn commands_per_minute_refuse_the_fourth_line_with_a_notice() {
     let server = Server::start(&["--commands-per-minute", "3"]);
-    let (mut c, _id) = Client::session(&server).await;
+    let (mut c, id) = Client::session(&server).await;
     c.wait_output("$ ", T).await;
     for n in 1..=3 {
         c.run(&format!("echo run-$(({n}-1+1))"), &format!("run-{n}"))
@@ -419,8 +398,8 @@ async fn commands_per_minute_refuse_the_fourth_line_with_a_notice() {
         text.contains("[termcell] command rate limit reached (3 per minute): line not run"),
         "a visible notice line: {text:?}"
     );
-    // The refused line does not run.
-    drain_for(&mut c, Duration::from_secs(3)).await;
+    // The refused line does not run: nothing to wait for but time.
+    drain_for(&mut c, Duration::from_secs(1)).await;
     let text = String::from_utf8_lossy(&c.output).to_string();
     assert!(!text.contains("run-4"), "the 4th command ran: {text:?}");
     assert!(
@@ -428,8 +407,10 @@ async fn commands_per_minute_refuse_the_fourth_line_with_a_notice() {
         "one refused line does not end a session"
     );
 
-    let lines = audited(&server, "ratelimit.rejected", "commands", 1);
-    assert!(lines[0]["session_id"].is_string(), "{}", lines[0]);
+    let lines = server
+        .wait_rejections("ratelimit.rejected", "commands", 1)
+        .await;
+    assert_eq!(lines[0]["session_id"], id.as_str(), "{}", lines[0]);
     assert_eq!(rejections(&server, "commands").await, 1);
     assert_no_orphans(&server).await;
 }
@@ -454,14 +435,16 @@ async fn input_flood_is_cut_with_a_notice_then_ends_with_4003() {
         let _ = c.ws.send(Message::Binary(vec![b'b'; 4096])).await;
         drain_for(&mut c, Duration::from_millis(300)).await;
     }
-    expect_announced_close(&mut c, 4003, "Rate limit exceeded", T).await;
+    expect_close(&mut c, "error", 4003, "Rate limit exceeded").await;
     let took = flood_from.elapsed();
     assert!(
         took >= Duration::from_secs(8) && took < Duration::from_secs(25),
         "ended after {took:?} of flooding"
     );
-    assert!(wait_gone(&id, T), "the container is removed");
-    let lines = audited(&server, "ratelimit.rejected", "input_abuse", 1);
+    assert!(wait_gone(&id, T).await, "the container is removed");
+    let lines = server
+        .wait_rejections("ratelimit.rejected", "input_abuse", 1)
+        .await;
     assert_eq!(lines[0]["session_id"], id.as_str());
     assert_eq!(rejections(&server, "input_abuse").await, 1);
     assert!(rejections(&server, "input_flood").await >= 1);
@@ -482,112 +465,71 @@ async fn resize_flood_keeps_the_session_responsive() {
         ))
         .await;
     }
-    let out = c.run("stty size; echo sized-$((1+1))", "sized-2").await;
-    let (rows, cols) = last_size(&out);
+    // Resizes are applied asynchronously. No size of the flood is the default 30x100.
+    let mut size = (30, 100);
     assert!(
-        (10..=59).contains(&rows) && (40..=239).contains(&cols),
+        eventually(T, async || {
+            size = c.tty_size().await;
+            size != (30, 100)
+        })
+        .await,
+        "a resize of the flood is applied"
+    );
+    let (rows, cols) = size;
+    assert!(
+        (40..=239).contains(&cols) && rows == 10 + (cols - 40) % 50,
         "a size from the flood: {rows}x{cols}"
     );
     let dropped = rejections(&server, "resizes").await;
     assert!(dropped >= 100, "excess resizes are dropped: {dropped}");
-    // After a pause resizes pass again, and the last one is applied.
+    // After a pause (the resize limiter refills at 10 a second: waiting is the point)
+    // resizes pass again, and the last one is applied.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     c.send_text(r#"{"type":"resize","cols":123,"rows":45}"#)
         .await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    let out = c.run("stty size; echo again-$((1+1))", "again-2").await;
-    assert_eq!(last_size(&out), (45, 123));
+    assert!(
+        eventually(T, async || c.tty_size().await == (45, 123)).await,
+        "the resize after the pause is applied"
+    );
     let health = reqwest::get(server.http("/health")).await.unwrap();
     assert_eq!(health.status(), 200);
     println!("resize flood: {dropped} of 200 resizes dropped");
     assert_no_orphans(&server).await;
 }
 
-/// The last `ROWS COLS` line `stty size` printed.
-fn last_size(out: &str) -> (u32, u32) {
-    out.lines()
-        .rev()
-        .find_map(|l| {
-            let mut it = l.trim().split(' ');
-            let rows = it.next()?.parse().ok()?;
-            let cols = it.next()?.parse().ok()?;
-            it.next().is_none().then_some((rows, cols))
-        })
-        .unwrap_or_else(|| panic!("no stty size line in {out:?}"))
-}
-
-#[tokio::test]
-async fn resume_guessing_gets_4002_then_4003() {
-    let server = Server::start(&[]);
-    let mut codes = Vec::new();
-    for _ in 0..15 {
-        let mut c = Client::connect(&server).await;
-        c.auth(json!({
-            "apiKey": "app.key:secret",
-            "sessionId": uuid::Uuid::new_v4().to_string(),
-        }))
-        .await;
-        let close = c.wait_close(T).await.expect("a close frame");
-        codes.push(close.0);
-        if close.0 == 4003 {
-            assert_eq!(close.1, "Rate limit exceeded");
-            assert_eq!(last_status(&c.controls)["code"], 4003);
-        }
-    }
-    assert_eq!(codes[0], 4002, "an unknown id is 4002 first: {codes:?}");
-    let first_4003 = codes
-        .iter()
-        .position(|&c| c == 4003)
-        .unwrap_or_else(|| panic!("guessing is rate limited: {codes:?}"));
-    assert!(
-        codes[..first_4003].iter().all(|&c| c == 4002)
-            && codes[first_4003..].iter().all(|&c| c == 4003),
-        "4002 until the limit, 4003 after: {codes:?}"
-    );
-    assert!(first_4003 <= 12, "{codes:?}");
-    let lines = audited(&server, "ratelimit.rejected", "resume_guessing", 1);
-    assert_eq!(lines[0]["client"], "127.0.0.1");
-    assert_eq!(
-        rejections(&server, "resume_guessing").await as usize,
-        codes.len() - first_4003
-    );
-    audited(&server, "auth.rejected", "resume_unknown", first_4003);
-    assert!(server.containers().is_empty());
-    // Guessing blocks resumes, not new sessions.
-    still_serves(&server).await;
-    assert_no_orphans(&server).await;
-}
-
 #[tokio::test]
 async fn oversized_frames_close_1009_after_an_error_status() {
     let server = Server::start(&["--resume-grace", "2"]);
+    let too_large =
+        json!({"type": "status", "payload": "error", "code": 1009, "reason": "Message too large"});
     // As the first frame.
     let c = Client::connect(&server).await;
     let (controls, close) = send_huge(c, 2 << 20).await;
     assert_eq!(close, Some((1009, "Message too large".to_string())));
-    let status = last_status(&controls);
-    assert_eq!(
-        (&status["payload"], &status["code"]),
-        (&json!("error"), &json!(1009))
-    );
+    assert_eq!(last_status(&controls), &too_large);
     // An auth frame over its own (smaller) limit.
     let mut c = Client::connect(&server).await;
     c.send_text(&format!(r#"{{"apiKey":"{}"}}"#, "k".repeat(100 * 1024)))
         .await;
-    expect_announced_close(&mut c, 1009, "Message too large", T).await;
+    expect_close(&mut c, "error", 1009, "Message too large").await;
+    assert!(server.containers().is_empty(), "no container was created");
 
     // In a live session: the socket closes 1009; the session waits for a resume, then ends.
     let (mut c, id) = Client::session(&server).await;
     c.wait_output("$ ", T).await;
     let (controls, close) = send_huge(c, 2 << 20).await;
     assert_eq!(close, Some((1009, "Message too large".to_string())));
-    assert_eq!(last_status(&controls)["code"], 1009);
+    assert_eq!(last_status(&controls), &too_large);
     assert!(
-        wait_gone(&id, Duration::from_secs(15)),
+        wait_gone(&id, Duration::from_secs(15)).await,
         "the dropped session ends after its grace period"
     );
-    audited(&server, "ratelimit.rejected", "message_too_large", 2);
-    audited(&server, "auth.rejected", "auth_too_large", 1);
+    server
+        .wait_rejections("ratelimit.rejected", "message_too_large", 2)
+        .await;
+    server
+        .wait_rejections("auth.rejected", "auth_too_large", 1)
+        .await;
     assert_eq!(rejections(&server, "message_too_large").await, 2);
     assert_eq!(rejections(&server, "auth_too_large").await, 1);
     still_serves(&server).await;
@@ -600,6 +542,7 @@ async fn malformed_or_missing_auth_frames_are_refused() {
     let bad = [
         "hello",
         "{not json",
+        r#""a string""#,
         "[1,2,3]",
         "42",
         r#"{"apiKey":5}"#,
@@ -610,24 +553,28 @@ async fn malformed_or_missing_auth_frames_are_refused() {
     for frame in bad {
         let mut c = Client::connect(&server).await;
         c.send_text(frame).await;
-        let reason = expect_announced_close(&mut c, 4008, "Invalid auth format", T).await;
-        assert_eq!(reason, "Invalid auth format", "for {frame:?}");
+        println!("auth frame {frame:?}");
+        expect_close(&mut c, "error", 4008, "Invalid auth format").await;
     }
     // No auth frame at all: 1008 after the (1 s) deadline.
     let mut c = Client::connect(&server).await;
     let started = Instant::now();
-    expect_announced_close(&mut c, 1008, "Authentication timeout", T).await;
+    expect_close(&mut c, "error", 1008, "Authentication timeout").await;
     let waited = started.elapsed();
     assert!(
-        waited >= Duration::from_millis(800) && waited < Duration::from_secs(10),
+        waited >= Duration::from_millis(800) && waited < Duration::from_secs(5),
         "closed after {waited:?}"
     );
     assert!(
         server.containers().is_empty(),
         "no container for a refused client"
     );
-    audited(&server, "auth.rejected", "auth_malformed", bad.len());
-    audited(&server, "auth.rejected", "auth_timeout", 1);
+    server
+        .wait_rejections("auth.rejected", "auth_malformed", bad.len())
+        .await;
+    server
+        .wait_rejections("auth.rejected", "auth_timeout", 1)
+        .await;
     assert_eq!(
         rejections(&server, "auth_malformed").await as usize,
         bad.len()
@@ -645,23 +592,16 @@ async fn invalid_utf8_text_frames_close_the_socket_and_nothing_else() {
     let mut c = Client::connect(&server).await;
     c.wait_control("status", Some("connecting"), T).await;
     c.ws.get_mut().write_all(&invalid).await.unwrap();
-    let close = c.wait_close(T).await;
-    assert_eq!(
-        close.as_ref().map(|c| c.0),
-        Some(1007),
-        "invalid UTF-8 closes 1007: {close:?}, controls {:?}",
-        c.controls
-    );
+    expect_close(&mut c, "error", 1007, "Invalid UTF-8 in text frame").await;
     assert!(!c.controls.iter().any(|v| v["type"] == "hello"));
 
     // In a live session.
     let (mut c, id) = Client::session(&server).await;
     c.run("echo live-$((1+1))", "live-2").await;
     c.ws.get_mut().write_all(&invalid).await.unwrap();
-    let close = c.wait_close(T).await;
-    assert_eq!(close.as_ref().map(|c| c.0), Some(1007), "{close:?}");
+    expect_close(&mut c, "error", 1007, "Invalid UTF-8 in text frame").await;
     assert!(
-        wait_gone(&id, Duration::from_secs(15)),
+        wait_gone(&id, Duration::from_secs(15)).await,
         "the dropped session ends after its grace period"
     );
     assert!(!server.log().contains("panicked"), "{}", server.log());
@@ -690,46 +630,50 @@ async fn binary_garbage_and_bad_resizes_keep_the_session_working() {
         })
         .collect();
     c.send_binary(garbage).await;
+    // The shell's line editor may be inside an escape sequence the garbage began, which
+    // would swallow what comes next until it gives up on it; nothing in the output says
+    // when it has, so this waits a while. Then ^C abandons the garbage line.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    // ^C abandons the garbage line.
     c.send_text("\x03").await;
     c.run("echo alive-$((2+2))", "alive-4").await;
 
-    // Out-of-range numbers are clamped (busybox `stty` shows a dimension of 1 as 24 rows
-    // or 80 columns, so only the upper clamp is visible exactly); non-numbers are ignored.
-    let hostile_resizes = [
-        (r#"{"type":"resize","cols":0,"rows":0}"#, None),
-        (r#"{"type":"resize","cols":-5,"rows":-80}"#, None),
+    // Out-of-range numbers are clamped to 1..=1000 columns and 1..=500 rows (busybox `stty`
+    // shows a dimension of 1 as 24 rows or 80 columns). Each size differs from the one
+    // before it, so the test can wait until it shows.
+    let clamped = [
+        (r#"{"type":"resize","cols":0,"rows":0}"#, (24, 80)),
         (
             r#"{"type":"resize","cols":100000,"rows":65535}"#,
-            Some((500, 1000)),
+            (500, 1000),
         ),
-        (r#"{"type":"resize","cols":1e300,"rows":-1e300}"#, None),
-        (r#"{"type":"resize","cols":"wide","rows":"tall"}"#, None),
-        (r#"{"type":"resize","data":{"cols":null,"rows":[1]}}"#, None),
-        (r#"{"type":"resize","data":"80x24"}"#, None),
-        (r#"{"type":"resize"}"#, None),
+        (r#"{"type":"resize","cols":-5,"rows":-80}"#, (24, 80)),
+        (
+            r#"{"type":"resize","cols":1e300,"rows":-1e300}"#,
+            (24, 1000),
+        ),
     ];
-    let mut previous = (0, 0);
-    for (i, (frame, exact)) in hostile_resizes.into_iter().enumerate() {
+    for (frame, want) in clamped {
         c.send_text(frame).await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let out = c.run("stty size; echo checked-$((1+1))", "checked-2").await;
-        c.output.clear();
-        let (rows, cols) = last_size(&out);
-        println!("after resize {i} {frame}: {rows} rows x {cols} cols");
-        assert!(
-            (1..=500).contains(&rows) && (1..=1000).contains(&cols),
-            "after {frame}: {rows}x{cols}"
-        );
-        if let Some(exact) = exact {
-            assert_eq!((rows, cols), exact, "after {frame}");
-        }
-        if i >= 4 {
-            assert_eq!((rows, cols), previous, "{frame} is ignored");
-        }
-        previous = (rows, cols);
+        let mut size = (0, 0);
+        let shown = eventually(T, async || {
+            size = c.tty_size().await;
+            size == want
+        })
+        .await;
+        assert!(shown, "after {frame}: {size:?}, not {want:?}");
     }
+    // Non-numbers are ignored. A resize that changes nothing gives nothing to wait for: the
+    // pause is there for a wrongly applied one to show.
+    for frame in [
+        r#"{"type":"resize","cols":"wide","rows":"tall"}"#,
+        r#"{"type":"resize","data":{"cols":null,"rows":[1]}}"#,
+        r#"{"type":"resize","data":"80x24"}"#,
+        r#"{"type":"resize"}"#,
+    ] {
+        c.send_text(frame).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(c.tty_size().await, (24, 1000), "non-numbers are ignored");
     c.run("echo still-$((40+2))", "still-42").await;
     assert!(c.closed.is_none());
     assert!(!server.log().contains("panicked"), "{}", server.log());
@@ -744,7 +688,7 @@ async fn cross_site_origins_are_refused_and_allowed_ones_work() {
         .err()
         .expect("a cross-site origin is refused");
     assert_eq!(refused.status, 403);
-    let lines = audited(&server, "origin.rejected", "origin", 1);
+    let lines = server.wait_rejections("origin.rejected", "origin", 1).await;
     assert_eq!(lines[0]["client"], "127.0.0.1");
     assert_eq!(lines[0]["origin"], "https://evil.example");
     assert_eq!(rejections(&server, "origin").await, 1);
@@ -807,15 +751,17 @@ async fn a_connection_flood_leaks_no_container_and_little_memory() {
     }
     let opened = started.elapsed();
     assert!(
-        server.wait_no_containers(Duration::from_secs(60)),
+        eventually(Duration::from_secs(60), async || server
+            .containers()
+            .is_empty())
+        .await,
         "no container outlives its dropped session: {:?}",
         server.containers()
     );
-    let deadline = Instant::now() + T;
-    while !live_sessions(&server).await.is_empty() {
-        assert!(Instant::now() < deadline, "sessions of dropped sockets end");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    assert!(
+        eventually(T, async || live_sessions(&server).await.is_empty()).await,
+        "sessions of dropped sockets end"
+    );
     let audit = server.audit_lines();
     let count = |event: &str| audit.iter().filter(|l| l["event"] == event).count();
     // The warm-up session, 10 attached ones, and those whose auth frame the server read.

@@ -1,7 +1,9 @@
-//! The wire protocol through the real server: every close code and control message this
-//! server can produce, auth-frame handling, environment filtering and UTF-8 framing.
+//! The wire protocol through the real server: the control messages, auth-frame handling
+//! and credential checks, environment filtering and UTF-8 framing. The closes that end a
+//! session are tested where their cause is: limits (timeouts, rate limits, hostile
+//! frames), ops (admin, shutdown, the engine), resume and session.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::json;
 
@@ -88,135 +90,12 @@ async fn fresh_session_controls_come_in_order_and_ping_gets_pong() {
 }
 
 #[tokio::test]
-async fn idle_timeout_warns_then_closes_1000() {
-    let server = Server::start(&["--idle-timeout", "3", "--warn-before", "2"]);
-    let (mut c, id) = Client::session(&server).await;
-    let started = Instant::now();
-    let warning = c.wait_control("warning", None, T).await;
-    assert!(
-        warning["reason"].as_str().unwrap().contains("inactivity"),
-        "{warning}"
-    );
-    let left = warning["secondsLeft"]
-        .as_u64()
-        .expect("secondsLeft is a number");
-    assert!((1..=2).contains(&left), "secondsLeft {left}");
-    // The warning is also a visible line in the terminal output.
-    c.wait_output("[termcell] Session will end due to inactivity", T)
-        .await;
-    let reason = expect_announced_close(&mut c, 1000, "", T).await;
-    assert_eq!(reason, "Session timed out due to inactivity");
-    assert_eq!(c.controls.last().unwrap()["payload"], "disconnected");
-    let took = started.elapsed();
-    assert!(
-        took >= Duration::from_secs(2) && took < Duration::from_secs(15),
-        "idle end after {took:?}"
-    );
-    assert!(wait_gone(&id, Duration::from_secs(10)), "container removed");
-}
-
-#[tokio::test]
-async fn max_duration_warns_then_closes_1000() {
-    let server = Server::start(&["--max-session-duration", "4", "--warn-before", "2"]);
-    let (mut c, id) = Client::session(&server).await;
-    // Input keeps the session active: only the duration limit can end it.
-    c.run("echo busy-$((1+1))", "busy-2").await;
-    let warning = c.wait_control("warning", None, T).await;
-    assert!(
-        warning["reason"]
-            .as_str()
-            .unwrap()
-            .contains("Maximum session duration"),
-        "{warning}"
-    );
-    assert!(warning["secondsLeft"].as_u64().is_some(), "{warning}");
-    c.wait_output("[termcell] Maximum session duration will be reached", T)
-        .await;
-    let reason = expect_announced_close(&mut c, 1000, "", T).await;
-    assert_eq!(reason, "Maximum session duration reached");
-    assert_eq!(c.controls.last().unwrap()["payload"], "disconnected");
-    assert!(wait_gone(&id, Duration::from_secs(10)), "container removed");
-}
-
-#[tokio::test]
-async fn sigterm_closes_1001_and_removes_containers() {
-    let mut server = Server::start(&[]);
-    let (mut c, _id) = Client::session(&server).await;
-    c.wait_output("$ ", T).await;
-    server.signal("TERM");
-    let reason = expect_announced_close(&mut c, 1001, "", T).await;
-    assert_eq!(reason, "Server shutting down");
-    assert_eq!(c.controls.last().unwrap()["payload"], "disconnected");
-    assert_eq!(
-        server.wait_exit(Duration::from_secs(30)),
-        Some(0),
-        "server exits cleanly"
-    );
-    assert!(
-        server.containers().is_empty(),
-        "no container left after shutdown"
-    );
-}
-
-#[tokio::test]
-async fn no_auth_frame_closes_1008() {
-    let server = Server::start(&["--auth-timeout", "1"]);
-    let mut c = Client::connect(&server).await;
-    let started = Instant::now();
-    let reason = expect_announced_close(&mut c, 1008, "", Duration::from_secs(10)).await;
-    assert_eq!(reason, "Authentication timeout");
-    assert_eq!(c.controls.last().unwrap()["payload"], "error");
-    assert!(started.elapsed() < Duration::from_secs(5));
-    assert!(server.containers().is_empty(), "no container was created");
-}
-
-#[tokio::test]
-async fn oversized_auth_frame_closes_1009() {
-    let server = Server::start(&[]);
-    let pad = "a".repeat(70 * 1024);
-    let mut c = connect_and_auth(&server, json!({"apiKey": "app.key:secret", "pad": pad})).await;
-    let reason = expect_announced_close(&mut c, 1009, "", T).await;
-    assert_eq!(reason, "Message too large");
-    assert!(server.containers().is_empty(), "no container was created");
-}
-
-#[tokio::test]
 async fn oversized_message_closes_1009() {
     let server = Server::start(&["--max-message-bytes", "8192"]);
     let (mut c, _id) = Client::session(&server).await;
     c.wait_output("$ ", T).await;
     c.send_binary(vec![b'x'; 16 * 1024]).await;
-    let reason = expect_announced_close(&mut c, 1009, "", T).await;
-    assert_eq!(reason, "Message too large");
-}
-
-#[tokio::test]
-async fn container_removed_from_outside_closes_1011() {
-    let server = Server::start(&[]);
-    let (mut c, id) = Client::session(&server).await;
-    c.wait_output("$ ", T).await;
-    let container = container_of(&id).expect("the session's container");
-    let rm = std::process::Command::new("docker")
-        .args(["rm", "-f", &container])
-        .output()
-        .unwrap();
-    assert!(rm.status.success());
-    let reason = expect_announced_close(&mut c, 1011, "Container died: ", T).await;
-    assert!(reason.len() > "Container died: ".len(), "{reason:?}");
-    let ended = wait_audit(&server, "session.ended").await;
-    assert_eq!(ended["cause"], "container_died", "{ended}");
-}
-
-#[tokio::test]
-async fn exit_closes_4000() {
-    let server = Server::start(&[]);
-    let (mut c, id) = Client::session(&server).await;
-    c.wait_output("$ ", T).await;
-    c.send_text("exit\r").await;
-    let reason = expect_announced_close(&mut c, 4000, "", T).await;
-    assert_eq!(reason, "Session ended by user");
-    assert_eq!(c.controls.last().unwrap()["payload"], "disconnected");
-    assert!(wait_gone(&id, Duration::from_secs(10)));
+    expect_close(&mut c, "error", 1009, "Message too large").await;
 }
 
 #[tokio::test]
@@ -227,10 +106,8 @@ async fn missing_credentials_close_4001_when_required() {
         json!({"apiKey": "", "accessToken": ""}),
         json!({"environmentVariables": {"PS1": "$ "}}),
     ] {
-        let mut c = connect_and_auth(&server, auth.clone()).await;
-        let reason = expect_announced_close(&mut c, 4001, "", T).await;
-        assert_eq!(reason, "Missing credentials", "for {auth}");
-        assert_eq!(c.controls.last().unwrap()["payload"], "error");
+        let mut c = connect_and_auth(&server, auth).await;
+        expect_close(&mut c, "error", 4001, "Missing credentials").await;
     }
     assert!(server.containers().is_empty(), "no container was created");
     // An access token alone is enough.
@@ -246,101 +123,11 @@ async fn expired_jwt_closes_4001_and_a_valid_one_is_accepted() {
         json!({"apiKey": "app.key:secret", "accessToken": jwt(now() - 3600)}),
     )
     .await;
-    let reason = expect_announced_close(&mut c, 4001, "", T).await;
-    assert_eq!(reason, "Invalid or expired access token");
+    expect_close(&mut c, "error", 4001, "Invalid or expired access token").await;
     assert!(server.containers().is_empty(), "no container was created");
 
     let mut c = connect_and_auth(&server, json!({"accessToken": jwt(now() + 3600)})).await;
     c.wait_hello().await;
-}
-
-#[tokio::test]
-async fn unknown_session_id_closes_4002() {
-    let server = Server::start(&[]);
-    let id = uuid::Uuid::new_v4().to_string();
-    let mut c = connect_and_auth(
-        &server,
-        json!({"apiKey": "app.key:secret", "sessionId": id}),
-    )
-    .await;
-    let reason = expect_announced_close(&mut c, 4002, "", T).await;
-    assert_eq!(reason, "Session resume rejected");
-    assert_eq!(c.controls.last().unwrap()["payload"], "error");
-    // A session id that is not a UUID is rejected the same way.
-    let mut c = connect_and_auth(
-        &server,
-        json!({"apiKey": "app.key:secret", "sessionId": "not-a-uuid"}),
-    )
-    .await;
-    expect_announced_close(&mut c, 4002, "Session resume rejected", T).await;
-}
-
-/// With `limit` set to one session, a second session is refused with `code` and
-/// `reason`, gets no container, and the first session is unaffected.
-async fn second_session_is_refused(limit: &str, code: u16, reason: &str) {
-    let server = Server::start(&[limit, "1"]);
-    let (mut a, _id) = Client::session(&server).await;
-    a.wait_output("$ ", T).await;
-    let mut b = connect_and_auth(&server, json!({"apiKey": "app.key:secret"})).await;
-    let got = expect_announced_close(&mut b, code, "", T).await;
-    assert_eq!(got, reason);
-    assert_eq!(b.controls.last().unwrap()["payload"], "error");
-    assert_eq!(server.containers().len(), 1, "no second container");
-    a.run("echo first-$((1+1))", "first-2").await;
-}
-
-#[tokio::test]
-async fn sessions_per_ip_over_the_limit_close_4003() {
-    second_session_is_refused("--max-sessions-per-ip", 4003, "Rate limit exceeded").await;
-}
-
-#[tokio::test]
-async fn admin_kill_closes_4004() {
-    let server = Server::start(&[]);
-    let (mut c, id) = Client::session(&server).await;
-    c.wait_output("$ ", T).await;
-    let http = reqwest::Client::new();
-    let unauthorized = http
-        .delete(server.admin_url(&format!("/admin/sessions/{id}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(unauthorized.status(), 401, "admin kill needs the token");
-    let answer = http
-        .delete(server.admin_url(&format!("/admin/sessions/{id}")))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert!(answer.status().is_success(), "{}", answer.status());
-    let reason = expect_announced_close(&mut c, 4004, "", T).await;
-    assert_eq!(reason, "Session terminated by administrator");
-    assert_eq!(c.controls.last().unwrap()["payload"], "disconnected");
-    assert!(wait_gone(&id, Duration::from_secs(10)), "container removed");
-}
-
-#[tokio::test]
-async fn malformed_auth_frames_close_4008() {
-    let server = Server::start(&[]);
-    for frame in [
-        "this is not json",
-        "[1,2,3]",
-        r#""a string""#,
-        r#"{"apiKey": 42}"#,
-        r#"{"environmentVariables": "PS1"}"#,
-    ] {
-        let mut c = Client::connect(&server).await;
-        c.send_text(frame).await;
-        let reason = expect_announced_close(&mut c, 4008, "", T).await;
-        assert_eq!(reason, "Invalid auth format", "for {frame}");
-        assert_eq!(c.controls.last().unwrap()["payload"], "error");
-    }
-    assert!(server.containers().is_empty(), "no container was created");
-}
-
-#[tokio::test]
-async fn over_capacity_closes_4009() {
-    second_session_is_refused("--max-sessions", 4009, "Server at capacity").await;
 }
 
 #[tokio::test]
@@ -392,21 +179,15 @@ async fn original_client_auth_frame_env_filter_and_readline_controls() {
     assert!(!out.contains("PATH=/evil"), "PATH reached the shell: {out}");
 
     // readline-control: history-up recalls the last line, Enter runs it again.
-    c.run("echo hist-$((2+2))", "hist-4").await;
-    let before = String::from_utf8_lossy(&c.output).matches("hist-4").count();
+    let line = "echo hist-$((2+2))";
+    let out = c.run(line, "hist-4").await;
+    let (typed, ran) = (out.matches(line).count(), out.matches("hist-4").count());
     c.send_text(r#"{"type":"readline-control","action":"history-up"}"#)
         .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The shell redraws the recalled line.
+    c.wait_count(line, typed + 1, T).await;
     c.send_text("\r").await;
-    let deadline = Instant::now() + T;
-    while String::from_utf8_lossy(&c.output).matches("hist-4").count() <= before {
-        assert!(
-            Instant::now() < deadline,
-            "history-up did not recall the line: {:?}",
-            String::from_utf8_lossy(&c.output)
-        );
-        c.next(Duration::from_millis(500)).await;
-    }
+    c.wait_count("hist-4", ran + 1, T).await;
     for action in ["complete", "history-down", "history-search"] {
         c.send_text(&json!({"type": "readline-control", "action": action}).to_string())
             .await;
@@ -415,9 +196,9 @@ async fn original_client_auth_frame_env_filter_and_readline_controls() {
     c.send_text("\x03").await;
     c.run("echo rl-$((3+3))", "rl-6").await;
     c.send_text("exit\r").await;
-    expect_announced_close(&mut c, 4000, "Session ended by user", T).await;
+    expect_close(&mut c, "disconnected", 4000, "Session ended by user").await;
 
-    let rejected = wait_audit(&server, "env.rejected").await;
+    let rejected = server.wait_audit("env.rejected", None, T).await;
     let names: Vec<&str> = rejected["names"]
         .as_array()
         .unwrap_or_else(|| panic!("names in {rejected}"))
@@ -428,7 +209,7 @@ async fn original_client_auth_frame_env_filter_and_readline_controls() {
         assert!(names.contains(&name), "{name} in {rejected}");
     }
     assert!(!names.contains(&"PS1") && !names.contains(&"ABLY_WEB_CLI_MODE"));
-    wait_audit(&server, "session.ended").await;
+    server.wait_audit("session.ended", None, T).await;
     let raw = std::fs::read_to_string(server.audit_path()).unwrap();
     assert!(
         !raw.contains("Cr3dSecretValue42") && !raw.contains(token),
@@ -482,25 +263,5 @@ async fn utf8_sequences_never_split_across_frames() {
     for k in [16383, 16382, 16381] {
         let run = format!("{}\u{1F600}", "a".repeat(k));
         assert!(text.contains(&run), "{k} bytes then the character");
-    }
-}
-
-/// Polls the audit log for an event of this name.
-async fn wait_audit(server: &Server, event: &str) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(found) = server
-            .audit_lines()
-            .into_iter()
-            .find(|l| l["event"] == event)
-        {
-            return found;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {event} audit event; audit {:?}",
-            server.audit_lines()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -6,7 +6,6 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -43,25 +42,6 @@ fn probe_binary() -> PathBuf {
 
 async fn built_probe() -> PathBuf {
     tokio::task::spawn_blocking(probe_binary).await.unwrap()
-}
-
-/// Runs `cmd` in the session's shell and returns what it printed (between two markers the
-/// shell computes, so the TTY's echo of the typed line never matches them).
-async fn capture(c: &mut Client, cmd: &str) -> String {
-    static MARK: AtomicUsize = AtomicUsize::new(1);
-    let n = MARK.fetch_add(1, Ordering::Relaxed);
-    let (begin, end) = (format!("beg-{n}."), format!("end-{n}."));
-    c.send_text(&format!(
-        "echo beg-$(({n}+0)).; {cmd}; echo end-$(({n}+0)).\r"
-    ))
-    .await;
-    let out = c.wait_output(&end, T).await;
-    let start = out
-        .find(&begin)
-        .expect("begin marker before the end marker")
-        + begin.len();
-    let stop = out.rfind(&end).unwrap();
-    out[start..stop].replace('\r', "").trim().to_string()
 }
 
 fn options(tmpfs: &Value, path: &str) -> BTreeSet<String> {
@@ -183,12 +163,18 @@ async fn session_container_has_the_profile_in_docker_inspect() {
     assert_eq!(labels["termcell.managed-by"], "termcell");
     assert_eq!(labels["termcell.deployment"], server.deployment.as_str());
     assert_eq!(labels["termcell.session"], id.as_str());
-    assert!(
-        !labels["termcell.instance"]
-            .as_str()
-            .unwrap_or("")
-            .is_empty(),
-        "instance label: {labels}"
+    let status: Value = reqwest::Client::new()
+        .get(server.admin_url("/admin/status"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        labels["termcell.instance"], status["instance"],
+        "the instance label names the server that made it"
     );
     let created = labels["termcell.created-at"].as_str().unwrap_or("");
     let created = chrono::DateTime::parse_from_rfc3339(created)
@@ -206,11 +192,9 @@ async fn session_shell_runs_confined() {
     let (mut c, _id) = Client::session(&server).await;
     c.wait_output("$ ", T).await;
 
-    let status = capture(
-        &mut c,
-        "grep -E '^(Cap(Eff|Prm|Bnd|Amb)|NoNewPrivs|Seccomp):' /proc/self/status",
-    )
-    .await;
+    let status = c
+        .capture("grep -E '^(Cap(Eff|Prm|Bnd|Amb)|NoNewPrivs|Seccomp):' /proc/self/status")
+        .await;
     let field = |name: &str| {
         status
             .lines()
@@ -224,32 +208,30 @@ async fn session_shell_runs_confined() {
     assert_eq!(field("NoNewPrivs"), "1", "no-new-privileges");
     assert_eq!(field("Seccomp"), "2", "a seccomp filter is active");
 
-    let ids = capture(&mut c, "id -u; id -g").await;
+    let ids = c.capture("id -u; id -g").await;
     let ids: Vec<&str> = ids.lines().map(str::trim).collect();
     assert_eq!(ids, ["1000", "1000"], "uid and gid are 1000, not 0");
 
-    let write = capture(&mut c, "touch /owned 2>&1; echo rc=$?").await;
+    let write = c.capture("touch /owned 2>&1; echo rc=$?").await;
     assert!(
         write.contains("Read-only file system") && !write.contains("rc=0"),
         "writing to / fails: {write:?}"
     );
 
-    let exec = capture(
-        &mut c,
-        "cp /bin/busybox /tmp/bb && chmod 755 /tmp/bb && /tmp/bb true 2>&1; echo rc=$?",
-    )
-    .await;
+    let exec = c
+        .capture("cp /bin/busybox /tmp/bb && chmod 755 /tmp/bb && /tmp/bb true 2>&1; echo rc=$?")
+        .await;
     assert!(
         exec.contains("Permission denied") && exec.contains("rc=126"),
         "a binary copied to /tmp cannot run: {exec:?}"
     );
 
-    let cgroup = capture(
-        &mut c,
-        "cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/memory/memory.limit_in_bytes \
+    let cgroup = c
+        .capture(
+            "cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/memory/memory.limit_in_bytes \
          /sys/fs/cgroup/memory/memory.memsw.limit_in_bytes",
-    )
-    .await;
+        )
+        .await;
     let values: Vec<&str> = cgroup.lines().map(str::trim).collect();
     assert_eq!(
         values,
@@ -257,18 +239,16 @@ async fn session_shell_runs_confined() {
         "pids.max, memory and memsw limits (cgroup v1)"
     );
 
-    let net = capture(&mut c, "cat /proc/net/dev").await;
+    let net = c.capture("cat /proc/net/dev").await;
     let interfaces: Vec<&str> = net
         .lines()
         .filter_map(|l| l.split_once(':').map(|(name, _)| name.trim()))
         .collect();
     assert_eq!(interfaces, ["lo"], "only loopback: {net:?}");
 
-    let socket = capture(
-        &mut c,
-        "ls -l /var/run/docker.sock /run/docker.sock /run/containerd/containerd.sock 2>&1",
-    )
-    .await;
+    let socket = c
+        .capture("ls -l /var/run/docker.sock /run/docker.sock /run/containerd/containerd.sock 2>&1")
+        .await;
     assert_eq!(
         socket.matches("No such file or directory").count(),
         3,
@@ -375,6 +355,25 @@ async fn start_reports_what_the_host_enforces() {
         .await
         .unwrap();
     let protections = ready["protections"].as_array().expect("protections");
+    let names: Vec<&str> = protections
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "read_only_rootfs",
+            "capabilities",
+            "seccomp",
+            "resource_limits",
+            "network_isolation",
+            "non_root_user",
+            "apparmor",
+            "user_namespaces",
+            "cgroup",
+        ],
+        "every protection is reported"
+    );
     let enforced = |name: &str| {
         protections
             .iter()
@@ -425,7 +424,7 @@ async fn fork_bomb_stays_inside_its_session() {
     bomb.send_text("i=0; while [ $i -lt 200 ]; do sleep 300 & i=$((i+1)); done\r")
         .await;
     bomb.wait_output("can't fork", T).await;
-    let started = capture(&mut bomb, "echo $i").await;
+    let started = bomb.capture("echo $i").await;
     let started: u32 = started.parse().unwrap_or_else(|_| panic!("{started:?}"));
     assert!(
         started < 50,
@@ -433,7 +432,7 @@ async fn fork_bomb_stays_inside_its_session() {
     );
 
     // While the bomb holds every pid of its sandbox, the rest keeps working.
-    let out = capture(&mut other, "ls / | wc -l").await;
+    let out = other.capture("ls / | wc -l").await;
     assert!(
         out.trim().parse::<u32>().unwrap_or(0) > 3,
         "the other session forks: {out:?}"
@@ -445,7 +444,7 @@ async fn fork_bomb_stays_inside_its_session() {
 
     // The bombed session recovers once its processes are gone.
     bomb.send_text("kill -9 -1\r").await;
-    let after = capture(&mut bomb, "sleep 0 && ls / | wc -l").await;
+    let after = bomb.capture("sleep 0 && ls / | wc -l").await;
     assert!(
         after
             .lines()
@@ -477,7 +476,7 @@ async fn memory_hog_is_killed_and_audited() {
     // One awk process doubling a string until it passes 256 MiB.
     hog.send_text("awk 'BEGIN { s = \"x\"; while (1) s = s s }'; echo hog-rc=$?\r")
         .await;
-    let out = capture(&mut other, "echo concurrent").await;
+    let out = other.capture("echo concurrent").await;
     assert_eq!(out, "concurrent", "the other session answers meanwhile");
     let out = hog.wait_output("hog-rc=137", T).await;
     assert!(out.contains("Killed"), "the user sees the kill: {out:?}");
@@ -489,9 +488,9 @@ async fn memory_hog_is_killed_and_audited() {
     assert_eq!(oom["session_id"], hog_id.as_str(), "{oom}");
     assert_ne!(oom["session_id"], other_id.as_str());
 
-    let after = capture(&mut hog, "echo still-here").await;
+    let after = hog.capture("echo still-here").await;
     assert_eq!(after, "still-here", "the hog's session keeps its shell");
-    let after = capture(&mut other, "ls / | wc -l").await;
+    let after = other.capture("ls / | wc -l").await;
     assert!(after.parse::<u32>().unwrap_or(0) > 3, "{after:?}");
     let health = reqwest::get(server.http("/health")).await.unwrap();
     assert!(health.status().is_success(), "the server answers");
@@ -552,6 +551,6 @@ async fn output_flood_keeps_server_memory_bounded() {
         assert!(Instant::now() < deadline, "Ctrl-C stopped yes");
     }
     c.output.clear();
-    let out = capture(&mut c, "echo answer").await;
+    let out = c.capture("echo answer").await;
     assert_eq!(out, "answer", "the session answers after Ctrl-C");
 }

@@ -62,23 +62,17 @@ async fn session_starts_prompts_and_echoes() {
 }
 
 #[tokio::test]
-async fn first_prompt_arrives_without_input() {
-    let server = Server::start(&[]);
-    let (mut c, _id) = Client::session(&server).await;
-    let out = c.wait_output("$ ", T).await;
-    assert!(out.contains("$ "));
-}
-
-#[tokio::test]
 async fn resize_reaches_the_tty() {
     let server = Server::start(&[]);
     let (mut c, _id) = Client::session(&server).await;
     c.wait_output("$ ", T).await;
+    assert_eq!(c.tty_size().await, (30, 100), "the default size");
     c.send_text(r#"{"type":"resize","cols":132,"rows":43}"#)
         .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let out = c.run("stty size; echo size-$((1+1))", "size-2").await;
-    assert!(out.contains("43 132"), "{out:?}");
+    assert!(
+        eventually(T, async || c.tty_size().await == (43, 132)).await,
+        "the TTY is resized to 43 rows, 132 columns"
+    );
 }
 
 #[tokio::test]
@@ -109,15 +103,9 @@ async fn exit_closes_4000_and_removes_the_container() {
     c.wait_output("$ ", T).await;
     assert!(container_of(&id).is_some());
     c.send_text("exit\r").await;
-    let close = c.wait_close(T).await;
-    assert_eq!(close, Some((4000, "Session ended by user".to_string())));
-    let disconnected = c
-        .controls
-        .iter()
-        .find(|v| v["payload"] == "disconnected")
-        .expect("disconnected before close");
-    assert_eq!(disconnected["code"], 4000);
-    assert!(wait_gone(&id, Duration::from_secs(10)), "container removed");
+    expect_close(&mut c, "disconnected", 4000, "Session ended by user").await;
+    assert!(wait_gone(&id, T).await, "container removed");
+    server.expect_one_end(&id, "shell_exited").await;
 }
 
 #[tokio::test]
@@ -126,7 +114,8 @@ async fn client_close_removes_the_container() {
     let (mut c, id) = Client::session(&server).await;
     c.wait_output("$ ", T).await;
     c.close(1000, "user-closed-tab").await;
-    assert!(wait_gone(&id, Duration::from_secs(10)), "container removed");
+    assert!(wait_gone(&id, T).await, "container removed");
+    server.expect_one_end(&id, "client_closed").await;
 }
 
 #[tokio::test]
@@ -217,8 +206,7 @@ async fn original_environment_names_are_honoured() {
     let (_first, _id) = Client::session(&server).await;
     let mut second = Client::connect(&server).await;
     second.auth(json!({"apiKey": "app.key:secret"})).await;
-    let close = second.wait_close(T).await;
-    assert_eq!(close, Some((4009, "Server at capacity".to_string())));
+    expect_close(&mut second, "error", 4009, "Server at capacity").await;
 
     // An invalid value stops the server at start and names the setting.
     let (code, stderr) = run_to_exit(

@@ -5,11 +5,13 @@ use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use parking_lot::Mutex;
+use prometheus_parse::{LineInfo, Sample, Scrape};
 use serde_json::{json, Value};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -169,6 +171,7 @@ impl Server {
         containers_with_label(&format!("termcell.deployment={}", self.deployment))
     }
 
+    /// Blocking (it sleeps between looks); async code waits with `eventually`.
     pub fn wait_no_containers(&self, within: Duration) -> bool {
         let deadline = Instant::now() + within;
         loop {
@@ -190,19 +193,20 @@ impl Server {
         assert!(status.success());
     }
 
-    /// Waits for the process to exit; returns its exit code.
+    /// Waits for the process to exit; returns its exit code, or None (and kills it) when
+    /// it is still running after `within`.
     pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
-        let deadline = Instant::now() + within;
         let child = self.child.as_mut()?;
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return Some(status.code().unwrap_or(-1));
+        let pid = child.id().to_string();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(move || tx.send(child.wait().unwrap()));
+            let status = rx.recv_timeout(within).ok();
+            if status.is_none() {
+                let _ = Command::new("kill").args(["-KILL", &pid]).status();
             }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            status.map(|s| s.code().unwrap_or(-1))
+        })
     }
 
     pub fn log(&self) -> String {
@@ -282,43 +286,15 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(server: &Server) -> Client {
-        Self::connect_with(server, &[]).await
-    }
-
-    pub async fn connect_with(server: &Server, headers: &[(&str, &str)]) -> Client {
-        let tcp = TcpStream::connect(server.addr).await.unwrap();
-        let mut request =
-            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
-                server.url(),
-            )
-            .unwrap();
-        for (k, v) in headers {
-            request.headers_mut().insert(
-                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                v.parse().unwrap(),
-            );
-        }
-        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
-            max_message_size: Some(64 << 20),
-            max_frame_size: Some(64 << 20),
-            ..Default::default()
-        };
-        let (ws, _) = tokio_tungstenite::client_async_with_config(request, tcp, Some(config))
+        connect_from(server, LOCALHOST, &[])
             .await
-            .expect("websocket handshake");
-        Client {
-            ws,
-            output: Vec::new(),
-            controls: Vec::new(),
-            closed: None,
-        }
+            .unwrap_or_else(|refused| panic!("upgrade refused: {refused:?}"))
     }
 
     /// Connects and opens a session: waits for `hello` and returns the session id.
     pub async fn session(server: &Server) -> (Client, String) {
         let mut c = Client::connect(server).await;
-        c.auth(serde_json::json!({"apiKey": "app.key:secret"}))
-            .await;
+        c.auth(json!({"apiKey": "app.key:secret"})).await;
         let id = c.wait_hello().await;
         (c, id)
     }
@@ -411,16 +387,21 @@ impl Client {
 
     /// Reads output until it contains `needle` (searching all output so far).
     pub async fn wait_output(&mut self, needle: &str, within: Duration) -> String {
+        self.wait_count(needle, 1, within).await
+    }
+
+    /// Reads output until `needle` occurs at least `times` times in all output so far.
+    pub async fn wait_count(&mut self, needle: &str, times: usize, within: Duration) -> String {
         let deadline = Instant::now() + within;
         loop {
             let text = String::from_utf8_lossy(&self.output).to_string();
-            if text.contains(needle) {
+            if text.matches(needle).count() >= times {
                 return text;
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() || self.next(left).await.is_none() {
                 panic!(
-                    "output never contained {needle:?} within {within:?}; got {text:?}; controls {:?}, closed {:?}",
+                    "output never contained {needle:?} {times} times within {within:?}; got {text:?}; controls {:?}, closed {:?}",
                     self.controls, self.closed
                 );
             }
@@ -449,6 +430,34 @@ impl Client {
         self.wait_output(marker, Duration::from_secs(20)).await
     }
 
+    /// Runs `cmd` in the shell and returns what it printed (between two markers the shell
+    /// computes, so the TTY's echo of the typed line never matches them).
+    pub async fn capture(&mut self, cmd: &str) -> String {
+        static MARK: AtomicUsize = AtomicUsize::new(1);
+        let n = MARK.fetch_add(1, Ordering::Relaxed);
+        let (begin, end) = (format!("beg-{n}."), format!("end-{n}."));
+        self.send_text(&format!(
+            "echo beg-$(({n}+0)).; {cmd}; echo end-$(({n}+0)).\r"
+        ))
+        .await;
+        let out = self.wait_output(&end, T).await;
+        let start = out
+            .find(&begin)
+            .expect("begin marker before the end marker")
+            + begin.len();
+        let stop = out.rfind(&end).unwrap();
+        out[start..stop].replace('\r', "").trim().to_string()
+    }
+
+    /// The TTY size the shell sees, as `stty size` prints it: (rows, cols).
+    pub async fn tty_size(&mut self) -> (u32, u32) {
+        let size = self.capture("stty size").await;
+        let parsed = size
+            .split_once(' ')
+            .and_then(|(rows, cols)| Some((rows.parse().ok()?, cols.parse().ok()?)));
+        parsed.unwrap_or_else(|| panic!("stty size printed {size:?}"))
+    }
+
     /// Drops the TCP connection with a reset (no close frame).
     pub fn reset(self) {
         let tcp = self.ws.get_ref();
@@ -466,16 +475,25 @@ pub fn container_of(session_id: &str) -> Option<String> {
         .next()
 }
 
-pub fn wait_gone(session_id: &str, within: Duration) -> bool {
+/// Waits until the session's container is gone; false if it is still there after `within`.
+pub async fn wait_gone(session_id: &str, within: Duration) -> bool {
+    eventually(within, async || container_of(session_id).is_none()).await
+}
+
+/// How often `eventually` looks again.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Waits until `condition` holds, looking again every 100 ms; false if `within` passes first.
+pub async fn eventually(within: Duration, mut condition: impl AsyncFnMut() -> bool) -> bool {
     let deadline = Instant::now() + within;
     loop {
-        if container_of(session_id).is_none() {
+        if condition().await {
             return true;
         }
         if Instant::now() > deadline {
             return false;
         }
-        std::thread::sleep(Duration::from_millis(200));
+        tokio::time::sleep(POLL).await;
     }
 }
 
@@ -531,6 +549,19 @@ pub async fn expect_announced_close(
     reason
 }
 
+/// Waits for the close and checks it exactly: `code` and `reason`, announced by a `status`
+/// control with this `payload` (`error` for a refusal, `disconnected` when the server
+/// ends a session) carrying the same code and reason.
+pub async fn expect_close(c: &mut Client, payload: &str, code: u16, reason: &str) {
+    let got = expect_announced_close(c, code, reason, T).await;
+    assert_eq!(got, reason, "close reason");
+    let last = c.controls.last().unwrap();
+    assert_eq!(
+        last["payload"], payload,
+        "the status before the close: {last}"
+    );
+}
+
 /// True while the kernel holds a TCP connection from `local` to `remote` (any state but
 /// closed), read from /proc/net/tcp (IPv4 loopback tests only).
 pub fn tcp_connection_exists(local: SocketAddr, remote: SocketAddr) -> bool {
@@ -561,23 +592,70 @@ impl Server {
         session_id: Option<&str>,
         within: Duration,
     ) -> Value {
-        let deadline = Instant::now() + within;
-        loop {
-            let found = self
+        let mut found = None;
+        let seen = eventually(within, async || {
+            found = self
                 .audit_lines()
                 .into_iter()
                 .find(|l| l["event"] == event && session_id.is_none_or(|id| l["session_id"] == id));
-            if let Some(line) = found {
-                return line;
-            }
+            found.is_some()
+        })
+        .await;
+        assert!(
+            seen,
+            "{event} audited within {within:?}; audit log: {:?}\nserver log:\n{}",
+            self.audit_lines(),
+            self.log()
+        );
+        found.unwrap()
+    }
+
+    /// Waits for the session's `session.ended` line and checks its cause, and that it is
+    /// the session's only one.
+    pub async fn expect_one_end(&self, session_id: &str, cause: &str) {
+        let ended = self.wait_audit("session.ended", Some(session_id), T).await;
+        assert_eq!(ended["cause"], cause, "{ended}");
+        let ends = self
+            .audit_lines()
+            .into_iter()
+            .filter(|l| l["event"] == "session.ended" && l["session_id"] == session_id)
+            .count();
+        assert_eq!(ends, 1, "one session.ended for {session_id}");
+    }
+
+    /// Waits until `at_least` rejections of `event` with this `kind` are audited, and
+    /// returns their lines, each of which names its client address. Rejections without a
+    /// session are aggregated: a line with `repeated` counts several.
+    pub async fn wait_rejections(&self, event: &str, kind: &str, at_least: usize) -> Vec<Value> {
+        let count = |lines: &[Value]| -> usize {
+            lines
+                .iter()
+                .map(|l| l["repeated"].as_u64().map_or(1, |n| n as usize))
+                .sum()
+        };
+        let mut found = Vec::new();
+        let seen = eventually(Duration::from_secs(5), async || {
+            found = self
+                .audit_lines()
+                .into_iter()
+                .filter(|l| l["event"] == event && l["kind"] == kind)
+                .collect();
+            count(&found) >= at_least
+        })
+        .await;
+        assert!(
+            seen,
+            "{at_least} {event} kind={kind} audited rejections expected, found {}: {:?}",
+            count(&found),
+            self.audit_lines()
+        );
+        for line in &found {
             assert!(
-                Instant::now() < deadline,
-                "{event} audited within {within:?}; audit log: {:?}\nserver log:\n{}",
-                self.audit_lines(),
-                self.log()
+                line["client"].is_string(),
+                "a rejection names its client address: {line}"
             );
-            tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        found
     }
 }
 
@@ -648,28 +726,73 @@ pub async fn still_serves(server: &Server) {
     c.run("echo fresh-$((20+1))", "fresh-21").await;
     c.close(1000, "user-closed-tab").await;
     assert!(
-        wait_gone(&id, T),
+        wait_gone(&id, T).await,
         "the fresh session's container is removed"
     );
 }
 
+/// The text of /metrics (checked to be served as text).
 pub async fn metrics(server: &Server) -> String {
-    reqwest::get(server.http("/metrics"))
-        .await
+    let resp = reqwest::get(server.http("/metrics")).await.unwrap();
+    assert_eq!(resp.status(), 200, "/metrics answers 200");
+    let ctype = resp.headers()[reqwest::header::CONTENT_TYPE]
+        .to_str()
         .unwrap()
-        .text()
-        .await
+        .to_string();
+    assert!(ctype.starts_with("text/plain"), "content type {ctype}");
+    resp.text().await.unwrap()
+}
+
+/// The samples of /metrics, checked to be Prometheus text: every line a HELP, TYPE or
+/// sample line, every sample of a family with a TYPE.
+pub async fn scrape(server: &Server) -> Vec<Sample> {
+    let text = metrics(server).await;
+    for line in text.lines() {
+        assert!(
+            !matches!(LineInfo::parse(line), LineInfo::Ignored),
+            "not a Prometheus text line: {line:?}"
+        );
+    }
+    let samples = Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
         .unwrap()
+        .samples;
+    // The parser files a histogram's `_sum` and `_count` lines as untyped samples.
+    let histogram = |name: &str| {
+        samples
+            .iter()
+            .any(|s| s.metric == name && matches!(s.value, prometheus_parse::Value::Histogram(_)))
+    };
+    for s in &samples {
+        let typed = !matches!(s.value, prometheus_parse::Value::Untyped(_))
+            || ["_sum", "_count"]
+                .iter()
+                .any(|suffix| s.metric.strip_suffix(suffix).is_some_and(histogram));
+        assert!(typed, "{} has no TYPE:\n{text}", s.metric);
+    }
+    samples
+}
+
+/// The value of the sample (a counter, a gauge, or a histogram's `_sum` or `_count`) with
+/// this name and exactly these labels.
+pub fn metric(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    use prometheus_parse::Value::{Counter, Gauge, Untyped};
+    samples
+        .iter()
+        .find(|s| {
+            s.metric == name
+                && s.labels.len() == labels.len()
+                && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))
+        })
+        .and_then(|s| match s.value {
+            Counter(v) | Gauge(v) | Untyped(v) => Some(v),
+            _ => None,
+        })
 }
 
 /// The value of `termcell_rejections_total{kind="<kind>"}` (0 when absent).
 pub async fn rejections(server: &Server, kind: &str) -> u64 {
-    let prefix = format!("termcell_rejections_total{{kind=\"{kind}\"}} ");
-    metrics(server)
-        .await
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix).map(|v| v.trim().parse().unwrap()))
-        .unwrap_or(0)
+    let samples = scrape(server).await;
+    metric(&samples, "termcell_rejections_total", &[("kind", kind)]).unwrap_or(0.0) as u64
 }
 
 /// A client frame as the RFC requires it: final, masked.
