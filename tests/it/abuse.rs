@@ -261,7 +261,7 @@ async fn a_frame_declaring_exabytes_closes_1009_at_its_header_and_costs_no_memor
         "RSS grew from {rss_before} to {rss_after} KiB"
     );
     assert!(
-        server.wait_no_containers(T),
+        eventually(T, async || server.containers().is_empty()).await,
         "both sessions end after their grace"
     );
 }
@@ -580,19 +580,15 @@ async fn a_rebound_host_name_is_not_the_page_s_own_host() {
     assert!(localhost.starts_with("HTTP/1.1 101"), "{localhost}");
 }
 
-/// A counter's value on /metrics.
-async fn counter(server: &Server, name: &str) -> u64 {
-    metrics(server)
-        .await
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or(0)
+async fn ready_checks(server: &Server) -> u64 {
+    let samples = scrape(server).await;
+    metric(&samples, "termcell_ready_checks_total", &[]).unwrap_or(0.0) as u64
 }
 
 #[tokio::test]
 async fn a_flood_of_ready_requests_makes_at_most_one_engine_check_a_second() {
     let server = Server::start(&[]);
-    let checks_before = counter(&server, "termcell_ready_checks_total").await;
+    let checks_before = ready_checks(&server).await;
     let client = reqwest::Client::new();
     let url = server.http("/ready");
     let started = Instant::now();
@@ -611,7 +607,7 @@ async fn a_flood_of_ready_requests_makes_at_most_one_engine_check_a_second() {
         }
     }
     let elapsed = started.elapsed();
-    let checks = counter(&server, "termcell_ready_checks_total").await - checks_before;
+    let checks = ready_checks(&server).await - checks_before;
     println!(
         "/ready: {answered} requests in {elapsed:?} ({:.0}/s), {checks} engine checks",
         answered as f64 / elapsed.as_secs_f64()

@@ -171,20 +171,6 @@ impl Server {
         containers_with_label(&format!("termcell.deployment={}", self.deployment))
     }
 
-    /// Blocking (it sleeps between looks); async code waits with `eventually`.
-    pub fn wait_no_containers(&self, within: Duration) -> bool {
-        let deadline = Instant::now() + within;
-        loop {
-            if self.containers().is_empty() {
-                return true;
-            }
-            if Instant::now() > deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
     pub fn signal(&self, sig: &str) {
         let status = Command::new("kill")
             .args([&format!("-{sig}"), &self.pid().to_string()])
