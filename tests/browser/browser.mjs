@@ -18,13 +18,14 @@ const ARGS = [
 ];
 
 /** Launches Chromium with a fresh user-data dir; `close()` removes the dir. */
-export async function launchBrowser() {
+export async function launchBrowser({ ignoreHTTPSErrors = false } = {}) {
   const profile = await mkdtemp(path.join(tmpdir(), 'termcell-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
     args: ARGS,
     viewport: { width: 1000, height: 620 },
+    ignoreHTTPSErrors,
   });
   return {
     context,

@@ -18,7 +18,7 @@ const START_TIMEOUT_MS = 90_000;
 const STOP_TIMEOUT_MS = 15_000;
 
 /** Starts the server; resolves to `{ url, stop }` once it listens. */
-export async function startServer({ requireCredentials = false } = {}) {
+export async function startServer({ requireCredentials = false, extraArgs = [] } = {}) {
   const deployment = `browser-test-${randomBytes(4).toString('hex')}`;
   // The server's files (audit log) go to a scratch dir, never into the source tree.
   const workDir = await mkdtemp(path.join(tmpdir(), 'termcell-browser-'));
@@ -29,6 +29,7 @@ export async function startServer({ requireCredentials = false } = {}) {
     '--audit-log', path.join(workDir, 'audit.log'),
   ];
   if (requireCredentials) args.push('--require-credentials');
+  args.push(...extraArgs);
   const child = spawn(serverBinary, args, {
     cwd: workDir,
     stdio: ['ignore', 'ignore', 'pipe'],
