@@ -13,15 +13,7 @@ use crate::support::*;
 
 /// Ids of the sessions the server holds, from the admin API.
 async fn live_sessions(server: &Server) -> HashSet<String> {
-    let body: Value = reqwest::Client::new()
-        .get(server.admin_url("/admin/sessions"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, body) = admin_json(server, reqwest::Method::GET, "/admin/sessions").await;
     body["sessions"]
         .as_array()
         .expect("a session list")

@@ -9,37 +9,6 @@ use serde_json::{json, Value};
 
 use crate::support::*;
 
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
-
-/// One admin request; `token` None sends no Authorization header.
-async fn admin(
-    server: &Server,
-    method: Method,
-    path: &str,
-    token: Option<&str>,
-) -> reqwest::Response {
-    let mut req = http().request(method, server.admin_url(path));
-    if let Some(token) = token {
-        req = req.bearer_auth(token);
-    }
-    req.send().await.expect("admin request")
-}
-
-async fn admin_json(server: &Server, method: Method, path: &str) -> (StatusCode, Value) {
-    let resp = admin(server, method, path, Some(ADMIN_TOKEN)).await;
-    let status = resp.status();
-    let body = resp.text().await.unwrap();
-    let value = serde_json::from_str(&body)
-        .unwrap_or_else(|e| panic!("admin {path} answered non-JSON ({e}): {body:?}"));
-    (status, value)
-}
-
 async fn get(url: String) -> (StatusCode, String) {
     let resp = http().get(url).send().await.expect("GET");
     let status = resp.status();

@@ -163,15 +163,7 @@ async fn session_container_has_the_profile_in_docker_inspect() {
     assert_eq!(labels["termcell.managed-by"], "termcell");
     assert_eq!(labels["termcell.deployment"], server.deployment.as_str());
     assert_eq!(labels["termcell.session"], id.as_str());
-    let status: Value = reqwest::Client::new()
-        .get(server.admin_url("/admin/status"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, status) = admin_json(&server, reqwest::Method::GET, "/admin/status").await;
     assert_eq!(
         labels["termcell.instance"], status["instance"],
         "the instance label names the server that made it"

@@ -800,3 +800,40 @@ pub fn masked_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
     frame
 }
+
+/// An HTTP client for the server's listeners (no proxy, a bounded timeout).
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// One admin request; `token` None sends no Authorization header.
+pub async fn admin(
+    server: &Server,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+) -> reqwest::Response {
+    let mut req = http().request(method, server.admin_url(path));
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    req.send().await.expect("admin request")
+}
+
+/// An admin request with the token; the status and the JSON body.
+pub async fn admin_json(
+    server: &Server,
+    method: reqwest::Method,
+    path: &str,
+) -> (reqwest::StatusCode, Value) {
+    let resp = admin(server, method, path, Some(ADMIN_TOKEN)).await;
+    let status = resp.status();
+    let body = resp.text().await.unwrap();
+    let value = serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("admin {path} answered non-JSON ({e}): {body:?}"));
+    (status, value)
+}
