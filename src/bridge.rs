@@ -24,9 +24,9 @@ use termcell_actors::session::{
 use uuid::Uuid;
 
 use crate::protocol::{
-    self, client_close_ends_session, decode_client_frame, encode_control, notice_line,
-    parse_auth_frame, validate_auth, warning_line, ClientFrame, Close, ServerControl, Utf8Framer,
-    ValidatedAuth, OUTPUT_HANDSHAKE,
+    self, client_close_ends_session, decode_client_frame, encode_control, notice_line, notice_text,
+    parse_auth_frame, validate_auth, warning_line, warning_reason, ClientFrame, Close,
+    ServerControl, Utf8Framer, ValidatedAuth, OUTPUT_HANDSHAKE,
 };
 use crate::state::AppState;
 use inbound::Inbound;
@@ -533,10 +533,8 @@ impl Handler<ToClient> for WsBridge {
                     ctx.binary(frame);
                 }
             }
-            ToClient::Warning {
-                reason,
-                seconds_left,
-            } => {
+            ToClient::Warning { kind, seconds_left } => {
+                let reason = warning_reason(kind).to_string();
                 ctx.binary(warning_line(&reason, seconds_left));
                 self.control(
                     ctx,
@@ -546,7 +544,7 @@ impl Handler<ToClient> for WsBridge {
                     },
                 );
             }
-            ToClient::Notice(text) => ctx.binary(notice_line(&text)),
+            ToClient::Notice(notices) => ctx.binary(notice_line(&notice_text(&notices))),
             ToClient::Ended(cause) => {
                 let (close, error) = close_for(&cause);
                 self.close_with(ctx, close, error);

@@ -14,8 +14,8 @@ pub use auth::{
 };
 pub use close::{client_close_ends_session, Close};
 pub use frames::{
-    decode_client_frame, encode_control, notice_line, warning_line, ClientFrame, ServerControl,
-    CONTROL_PREFIX, MAX_COLS, MAX_ROWS, OUTPUT_HANDSHAKE,
+    decode_client_frame, encode_control, notice_line, notice_text, warning_line, warning_reason,
+    ClientFrame, ServerControl, CONTROL_PREFIX, MAX_COLS, MAX_ROWS, OUTPUT_HANDSHAKE,
 };
 pub use utf8::Utf8Framer;
 

@@ -389,7 +389,7 @@ impl Handler<WarnAll> for Registry {
     fn handle(&mut self, msg: WarnAll, _ctx: &mut Context<Self>) {
         for entry in self.sessions.values() {
             entry.addr.do_send(crate::session::ServerWarning {
-                reason: "Server is shutting down".into(),
+                kind: crate::notice::WarningKind::ServerShutdown,
                 seconds_left: msg.seconds_left,
             });
         }

@@ -19,6 +19,7 @@ use crate::container::{
     StopContainer,
 };
 use crate::credentials::Fingerprint;
+use crate::notice::{Notice, WarningKind};
 use crate::ratelimit::{SessionLimiter, SessionSlot};
 use crate::registry::Unregister;
 use crate::rejection::Rejection;
@@ -76,10 +77,11 @@ pub enum ToClient {
     },
     Output(Bytes),
     Warning {
-        reason: String,
+        kind: WarningKind,
         seconds_left: u64,
     },
-    Notice(String),
+    /// One notice line, of one or more facts.
+    Notice(Vec<Notice>),
     /// The session ended; the socket is closed after telling the client why.
     Ended(EndCause),
     /// Another socket took this session over.
@@ -170,7 +172,7 @@ pub struct Describe;
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct ServerWarning {
-    pub reason: String,
+    pub kind: WarningKind,
     pub seconds_left: u64,
 }
 
@@ -473,14 +475,14 @@ impl Handler<Input> for SessionActor {
         if let Some(kind) = decision.limited {
             self.refused(kind);
         }
-        if let Some(notice) = decision.notice {
+        if !decision.notices.is_empty() {
             let now = Instant::now();
             if self
                 .last_notice
                 .is_none_or(|at| now.duration_since(at) >= NOTICE_EVERY)
             {
                 self.last_notice = Some(now);
-                self.send_client(ToClient::Notice(notice));
+                self.send_client(ToClient::Notice(decision.notices));
             }
         }
         if decision.end_session {
@@ -581,7 +583,7 @@ impl Handler<ServerWarning> for SessionActor {
 
     fn handle(&mut self, msg: ServerWarning, _ctx: &mut Context<Self>) {
         self.send_client(ToClient::Warning {
-            reason: msg.reason,
+            kind: msg.kind,
             seconds_left: msg.seconds_left,
         });
     }
@@ -669,9 +671,7 @@ impl Handler<ContainerEventNotice> for SessionActor {
                         .client(self.client_ip)
                         .field("container_id", self.container_id.clone()),
                 );
-                self.send_client(ToClient::Notice(
-                    "a process was killed: the sandbox's memory limit was reached".into(),
-                ));
+                self.send_client(ToClient::Notice(vec![Notice::MemoryKill]));
             }
             "destroy" if self.end.is_none() => {
                 self.finish(EndCause::ContainerDied(ContainerDeath::Removed), ctx);
@@ -731,15 +731,12 @@ impl Handler<TimerEvent> for SessionActor {
     fn handle(&mut self, msg: TimerEvent, ctx: &mut Context<Self>) {
         match msg {
             TimerEvent::Warn { kind, seconds_left } => {
-                let reason = match kind {
-                    TimerKind::Idle => "Session will end due to inactivity",
-                    TimerKind::MaxDuration => "Maximum session duration will be reached",
+                let kind = match kind {
+                    TimerKind::Idle => WarningKind::Idle,
+                    TimerKind::MaxDuration => WarningKind::MaxDuration,
                     TimerKind::Grace => return,
                 };
-                self.send_client(ToClient::Warning {
-                    reason: reason.to_string(),
-                    seconds_left,
-                });
+                self.send_client(ToClient::Warning { kind, seconds_left });
             }
             TimerEvent::Expired(kind) => {
                 let cause = match kind {

@@ -5,6 +5,7 @@
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{Map, Value};
+use termcell_actors::notice::{Notice, WarningKind};
 use uuid::Uuid;
 
 use super::close::Close;
@@ -190,6 +191,48 @@ impl<'a> ControlJson<'a> {
 /// that ignore unknown control messages.
 pub fn warning_line(reason: &str, seconds_left: u64) -> Bytes {
     notice_line(&format!("{reason} (in {seconds_left}s)"))
+}
+
+/// The words of a warning, in the terminal and in the `warning` control message.
+pub fn warning_reason(kind: WarningKind) -> &'static str {
+    match kind {
+        WarningKind::Idle => "Session will end due to inactivity",
+        WarningKind::MaxDuration => "Maximum session duration will be reached",
+        WarningKind::ServerShutdown => "Server is shutting down",
+    }
+}
+
+/// The words of a notice; several facts share one line.
+pub fn notice_text(notices: &[Notice]) -> String {
+    let words: Vec<String> = notices
+        .iter()
+        .map(|notice| match notice {
+            Notice::InputDropped {
+                kib_per_second,
+                bytes,
+            } => format!(
+                "input rate limit reached ({kib_per_second} KiB/s): {bytes} bytes of input dropped"
+            ),
+            Notice::LinesRefused {
+                per_minute,
+                lines,
+                wait_seconds,
+            } => {
+                let what = if *lines == 1 {
+                    "line not run".to_owned()
+                } else {
+                    format!("{lines} lines not run")
+                };
+                format!(
+                    "command rate limit reached ({per_minute} per minute): {what}, wait {wait_seconds}s"
+                )
+            }
+            Notice::MemoryKill => {
+                "a process was killed: the sandbox's memory limit was reached".to_owned()
+            }
+        })
+        .collect();
+    words.join("; ")
 }
 
 /// A server notice written into the terminal output (yellow, on its own line). Control

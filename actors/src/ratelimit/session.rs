@@ -8,6 +8,8 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock, Reference};
 use governor::Quota;
 
+use crate::notice::Notice;
+
 use super::{at_least_one, whole_seconds, Direct, LimiterClock, RateLimitConfig, Rejection};
 
 /// Refused-line strikes a session may collect per minute before it is ended.
@@ -22,8 +24,8 @@ const FLOOD_PAUSE: Duration = Duration::from_secs(2);
 pub struct InputDecision {
     /// The input to write to the TTY: refused Enter presses and excess bytes removed.
     pub forward: Vec<u8>,
-    /// A line to show the user when something was removed.
-    pub notice: Option<String>,
+    /// What to tell the user when something was removed (one line).
+    pub notices: Vec<Notice>,
     /// The limit that removed something (an input flood wins over commands).
     pub limited: Option<Rejection>,
     /// Persistent abuse: end the session with 4003.
@@ -79,17 +81,15 @@ impl<C: LimiterClock> SessionLimiter<C> {
     /// Applies the input byte rate, then the command rate (Enter presses), to one piece of input.
     pub fn filter_input(&mut self, input: &[u8]) -> InputDecision {
         let admitted = self.admit_bytes(input);
-        let mut notices = Vec::new();
         let mut decision = InputDecision::default();
 
         if admitted < input.len() {
             decision.limited = Some(Rejection::InputFlood);
             decision.end_session |= self.flood_strike();
-            notices.push(format!(
-                "input rate limit reached ({} KiB/s): {} bytes of input dropped",
-                self.input_bytes_per_second.div_ceil(1024),
-                input.len() - admitted
-            ));
+            decision.notices.push(Notice::InputDropped {
+                kib_per_second: self.input_bytes_per_second.div_ceil(1024),
+                bytes: input.len() - admitted,
+            });
         }
 
         let (forward, refused, wait) = self.filter_enter_presses(&input[..admitted]);
@@ -103,21 +103,13 @@ impl<C: LimiterClock> SessionLimiter<C> {
             decision.limited.get_or_insert(Rejection::Commands);
             // One strike per piece of input, not per line: a pasted block is one act of the user.
             decision.end_session |= self.refused_line_strikes.check().is_err();
-            let what = if refused == 1 {
-                "line not run".to_owned()
-            } else {
-                format!("{refused} lines not run")
-            };
-            notices.push(format!(
-                "command rate limit reached ({} per minute): {what}, wait {}s",
-                self.commands_per_minute,
-                whole_seconds(wait)
-            ));
+            decision.notices.push(Notice::LinesRefused {
+                per_minute: self.commands_per_minute,
+                lines: refused,
+                wait_seconds: whole_seconds(wait),
+            });
         }
 
-        if !notices.is_empty() {
-            decision.notice = Some(notices.join("; "));
-        }
         decision
     }
 

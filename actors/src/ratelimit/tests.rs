@@ -1,6 +1,7 @@
 //! Unit tests of both limiters on a fake clock (and one that ticks as a real clock does).
 
 use super::*;
+use crate::notice::Notice;
 use actix::prelude::*;
 use governor::clock::FakeRelativeClock;
 use std::net::IpAddr;
@@ -234,8 +235,12 @@ fn enter_presses_count_cr_lf_and_crlf_as_one_each() {
     assert_eq!(d.forward, b"a\r\nb\nc\rd");
     assert_eq!(d.limited, Some(Rejection::Commands));
     assert_eq!(
-        d.notice.as_deref(),
-        Some("command rate limit reached (3 per minute): line not run, wait 20s")
+        d.notices,
+        vec![Notice::LinesRefused {
+            per_minute: 3,
+            lines: 1,
+            wait_seconds: 20
+        }]
     );
     assert!(!d.end_session);
 }
@@ -249,13 +254,17 @@ fn crlf_split_across_inputs_is_one_press_and_refused_whole() {
     assert_eq!(limiter.filter_input(b"ls\r").forward, b"ls\r");
     let d = limiter.filter_input(b"\nxy");
     assert_eq!(d.forward, b"\nxy", "the \\n completes the allowed press");
-    assert_eq!(d.notice, None);
+    assert_eq!(d.notices, vec![]);
 
     let d = limiter.filter_input(b"pwd\r");
     assert_eq!(d.forward, b"pwd");
     assert_eq!(
-        d.notice.as_deref(),
-        Some("command rate limit reached (1 per minute): line not run, wait 60s")
+        d.notices,
+        vec![Notice::LinesRefused {
+            per_minute: 1,
+            lines: 1,
+            wait_seconds: 60
+        }]
     );
     assert_eq!(
         limiter.filter_input(b"\n").forward,
@@ -266,7 +275,7 @@ fn crlf_split_across_inputs_is_one_press_and_refused_whole() {
     clock.advance(Duration::from_secs(60));
     let d = limiter.filter_input(b"\r\n");
     assert_eq!(d.forward, b"\r\n");
-    assert_eq!(d.notice, None);
+    assert_eq!(d.notices, vec![]);
 }
 
 #[test]
@@ -278,8 +287,12 @@ fn a_paste_of_many_lines_is_cut_at_the_limit_with_one_notice() {
     let d = limiter.filter_input(b"1\n2\n3\n4\n");
     assert_eq!(d.forward, b"1\n2\n34");
     assert_eq!(
-        d.notice.as_deref(),
-        Some("command rate limit reached (2 per minute): 2 lines not run, wait 30s")
+        d.notices,
+        vec![Notice::LinesRefused {
+            per_minute: 2,
+            lines: 2,
+            wait_seconds: 30
+        }]
     );
     assert!(!d.end_session);
 }
@@ -290,7 +303,7 @@ fn persistent_refused_lines_end_the_session() {
         commands_per_minute: 1,
         ..RateLimitConfig::default()
     });
-    assert!(limiter.filter_input(b"\r").notice.is_none());
+    assert!(limiter.filter_input(b"\r").notices.is_empty());
     for strike in 1..=10 {
         let d = limiter.filter_input(b"x\r");
         assert_eq!(d.forward, b"x");
@@ -331,8 +344,11 @@ fn paste_flood_forwards_the_burst_and_drops_the_rest_with_a_notice() {
     assert_eq!(d.forward.len(), 4_000);
     assert_eq!(d.limited, Some(Rejection::InputFlood));
     assert_eq!(
-        d.notice.as_deref(),
-        Some("input rate limit reached (1 KiB/s): 6000 bytes of input dropped")
+        d.notices,
+        vec![Notice::InputDropped {
+            kib_per_second: 1,
+            bytes: 6000
+        }]
     );
     assert!(!d.end_session, "one large paste is not persistent flooding");
 
@@ -342,7 +358,7 @@ fn paste_flood_forwards_the_burst_and_drops_the_rest_with_a_notice() {
     clock.advance(Duration::from_secs(5));
     let d = limiter.filter_input(b"ls\r");
     assert_eq!(d.forward, b"ls\r");
-    assert_eq!(d.notice, None);
+    assert_eq!(d.notices, vec![]);
 }
 
 #[test]
@@ -359,7 +375,7 @@ fn dropped_tail_is_not_counted_as_enter_presses() {
     clock.advance(Duration::from_secs(1));
     let d = limiter.filter_input(b"\n");
     assert_eq!(d.forward, b"\n", "the command budget is untouched");
-    assert_eq!(d.notice, None);
+    assert_eq!(d.notices, vec![]);
 }
 
 #[test]

@@ -117,7 +117,10 @@ async fn drain_warns_ends_every_session_and_refuses_new_ones() {
     for client in &mut clients {
         assert!(matches!(
             client.next().await,
-            ToClient::Warning { reason, .. } if reason.contains("shutting down")
+            ToClient::Warning {
+                kind: crate::notice::WarningKind::ServerShutdown,
+                ..
+            }
         ));
         assert_eq!(client.expect_end().await, EndCause::Shutdown);
     }
@@ -155,7 +158,10 @@ async fn engine_events_reach_the_session_of_the_container() {
         exit_code: None,
     };
     world.fake.emit(event("oom"));
-    assert!(matches!(client.next().await, ToClient::Notice(text) if text.contains("memory")));
+    assert!(matches!(
+        client.next().await,
+        ToClient::Notice(n) if n == [crate::notice::Notice::MemoryKill]
+    ));
     assert_eq!(
         world
             .shared

@@ -6,6 +6,7 @@ use tokio::sync::mpsc;
 use super::*;
 use crate::container::EngineFailure;
 use crate::docker::fake::{Call, Op, Shell};
+use crate::notice::{Notice, WarningKind};
 use crate::testing::{ask, input, recorder, settings, within, Client, Recorder, World};
 use crate::SessionSettings;
 
@@ -244,7 +245,10 @@ async fn idle_session_is_warned_then_ended() {
     let ended = end_with(s, Ending::Wait, told, "idle_timeout").await;
     assert!(matches!(
         &ended.before[..],
-        [ToClient::Warning { reason, .. }] if reason.contains("inactivity")
+        [ToClient::Warning {
+            kind: WarningKind::Idle,
+            ..
+        }]
     ));
 }
 
@@ -258,7 +262,10 @@ async fn long_session_is_warned_then_ended_at_its_maximum_duration() {
     let ended = end_with(s, Ending::Wait, told, "max_duration").await;
     assert!(matches!(
         &ended.before[..],
-        [ToClient::Warning { reason, .. }] if reason.contains("Maximum")
+        [ToClient::Warning {
+            kind: WarningKind::MaxDuration,
+            ..
+        }]
     ));
 }
 
@@ -310,7 +317,7 @@ async fn oom_event_tells_the_user_and_is_audited() {
             action: "oom".into(),
         })
         .await;
-    assert!(matches!(client.next().await, ToClient::Notice(text) if text.contains("memory")));
+    assert!(matches!(client.next().await, ToClient::Notice(n) if n == [Notice::MemoryKill]));
     session.send(End(EndCause::AdminKill)).await;
     assert_eq!(client.expect_end().await, EndCause::AdminKill);
     session
@@ -328,7 +335,7 @@ async fn server_warnings_reach_the_client() {
     let (session, _shell) = connected(&world, &mut client).await;
     session
         .send(ServerWarning {
-            reason: "Server is shutting down".into(),
+            kind: WarningKind::ServerShutdown,
             seconds_left: 5,
         })
         .await;

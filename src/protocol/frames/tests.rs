@@ -335,3 +335,41 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn notices_and_warnings_have_their_words_here() {
+    use termcell_actors::notice::{Notice, WarningKind};
+    assert_eq!(
+        notice_text(&[Notice::LinesRefused {
+            per_minute: 3,
+            lines: 1,
+            wait_seconds: 20
+        }]),
+        "command rate limit reached (3 per minute): line not run, wait 20s"
+    );
+    assert_eq!(
+        notice_text(&[
+            Notice::InputDropped {
+                kib_per_second: 1,
+                bytes: 6000
+            },
+            Notice::LinesRefused {
+                per_minute: 2,
+                lines: 2,
+                wait_seconds: 30
+            }
+        ]),
+        "input rate limit reached (1 KiB/s): 6000 bytes of input dropped; \
+         command rate limit reached (2 per minute): 2 lines not run, wait 30s"
+    );
+    assert_eq!(
+        notice_text(&[Notice::MemoryKill]),
+        "a process was killed: the sandbox's memory limit was reached"
+    );
+    // The original client stops retrying on "inactiv": the idle warning keeps the word.
+    assert!(warning_reason(WarningKind::Idle).contains("inactivity"));
+    assert_eq!(
+        warning_reason(WarningKind::ServerShutdown),
+        "Server is shutting down"
+    );
+}
