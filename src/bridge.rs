@@ -13,7 +13,7 @@ use actix::prelude::*;
 use actix_web::{HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 use bytes::{Bytes, BytesMut};
-use termcell_actors::audit::AuditEvent;
+use termcell_actors::audit::{cut_at_char, AuditEvent};
 use termcell_actors::credentials::Fingerprint;
 use termcell_actors::ratelimit::{AcquireSessionSlot, CheckResume, RateLimiter, ResumeFailed};
 use termcell_actors::registry::{OpenSession, Refusal, Registry, ResumeSession};
@@ -106,13 +106,7 @@ fn cut_names(names: &[String]) -> Vec<String> {
     names
         .iter()
         .take(16)
-        .map(|n| {
-            let mut end = n.len().min(64);
-            while !n.is_char_boundary(end) {
-                end -= 1;
-            }
-            n[..end].to_string()
-        })
+        .map(|n| cut_at_char(n, 64).to_string())
         .collect()
 }
 
@@ -125,7 +119,7 @@ impl WsBridge {
     ) -> Result<HttpResponse, actix_web::Error> {
         let max = state.config.max_message_bytes;
         let inbound = Inbound::new(max);
-        let limited = inbound.limit(payload, max);
+        let limited = inbound.limit(payload);
         let bridge = WsBridge {
             state,
             conn_id: NEXT_CONN.fetch_add(1, Ordering::Relaxed),
@@ -178,9 +172,8 @@ impl WsBridge {
     /// A refusal before or instead of a session: counted, audited, closed.
     fn reject(&mut self, ctx: &mut ws::WebsocketContext<Self>, close: Close, kind: Rejection) {
         self.state.shared.metrics.reject(kind);
-        let mut audit = AuditEvent::new(kind.event())
+        let mut audit = AuditEvent::rejection(kind)
             .client(self.ip)
-            .field("kind", kind.as_str())
             .field("code", close.code);
         if let Some(id) = self.session_id {
             audit = audit.session(id);
@@ -431,10 +424,11 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsBridge {
                 self.inbound.frame_handled();
                 msg
             }
-            Err(_) if self.inbound.oversized().is_some() => {
-                return self.reject(ctx, Close::too_big(), Rejection::MessageTooLarge);
-            }
-            Err(ws::ProtocolError::Overflow) => {
+            // Refused at its header by `inbound`, or (the same limit) by the decoder.
+            Err(e)
+                if self.inbound.oversized().is_some()
+                    || matches!(e, ws::ProtocolError::Overflow) =>
+            {
                 return self.reject(ctx, Close::too_big(), Rejection::MessageTooLarge);
             }
             Err(e) => {

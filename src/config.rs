@@ -141,7 +141,7 @@ pub struct Settings {
     /// Open connections (HTTP and WebSocket) one client address may hold; trusted proxies
     /// count only against the total. Default 64.
     #[arg(long, env = "TERMCELL_MAX_CONNECTIONS_PER_IP", global = true)]
-    pub max_connections_per_ip: Option<usize>,
+    pub max_connections_per_ip: Option<u32>,
     /// Open client connections in total. Default: the process's file descriptor limit less
     /// a reserve for the engine, the audit log and every session's TTY.
     #[arg(long, env = "TERMCELL_MAX_CONNECTIONS", global = true)]
@@ -296,7 +296,7 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// The page's own origin (`scheme://host[:port]`, lower case), when configured.
     pub public_origin: Option<String>,
-    pub max_connections_per_ip: usize,
+    pub max_connections_per_ip: u32,
     /// `None`: derived from the file descriptor limit at start.
     pub max_connections: Option<usize>,
     pub trusted_proxies: Vec<IpAddr>,

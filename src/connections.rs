@@ -3,12 +3,11 @@
 //! connection counts from accept until its socket is dropped (the guard lives in the
 //! connection's data), and one over a cap is answered and shut before any request is read.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
-use termcell_actors::ratelimit::limit_key;
+use termcell_actors::ratelimit::{AddressSlots, Slot};
 use termcell_actors::rejection::Rejection;
 
 /// File descriptors kept free of client connections: the engine socket pool, the audit log,
@@ -17,12 +16,6 @@ pub const RESERVED_FDS: usize = 128;
 /// Descriptors each session can hold besides its WebSocket: its raw TTY stream on the
 /// engine socket, and engine calls in flight for it.
 pub const FDS_PER_SESSION: usize = 3;
-
-#[derive(Default)]
-struct Counts {
-    total: usize,
-    by_ip: HashMap<IpAddr, usize>,
-}
 
 /// Which cap refused a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,17 +58,19 @@ impl Over {
 /// Counts open connections against the per-address and total caps.
 #[derive(Clone)]
 pub struct ConnectionGate {
-    counts: Arc<Mutex<Counts>>,
-    per_ip: usize,
+    open: Arc<AtomicUsize>,
+    by_address: AddressSlots,
+    per_ip: u32,
     total: usize,
     /// Proxies carry many clients: they count only against the total.
     trusted: Arc<Vec<IpAddr>>,
 }
 
 impl ConnectionGate {
-    pub fn new(per_ip: usize, total: usize, trusted: Vec<IpAddr>) -> ConnectionGate {
+    pub fn new(per_ip: u32, total: usize, trusted: Vec<IpAddr>) -> ConnectionGate {
         ConnectionGate {
-            counts: Arc::default(),
+            open: Arc::default(),
+            by_address: AddressSlots::default(),
             per_ip,
             total,
             trusted: Arc::new(trusted),
@@ -88,49 +83,41 @@ impl ConnectionGate {
 
     /// Admits a connection from `peer`, or says which cap it is over.
     pub fn admit(&self, peer: IpAddr) -> Result<ConnectionGuard, Over> {
-        let key = (!self.trusted.contains(&peer)).then(|| limit_key(peer));
-        let mut counts = self.counts.lock();
-        if counts.total >= self.total {
-            return Err(Over::Total);
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.total).then_some(n + 1)
+            })
+            .map_err(|_| Over::Total)?;
+        let mut guard = ConnectionGuard {
+            open: Arc::clone(&self.open),
+            _slot: None,
+        };
+        if !self.trusted.contains(&peer) {
+            // A refusal drops the guard, which gives the place in the total back.
+            guard._slot = Some(
+                self.by_address
+                    .acquire(peer, self.per_ip)
+                    .ok_or(Over::PerAddress)?,
+            );
         }
-        if let Some(key) = key {
-            let n = counts.by_ip.entry(key).or_insert(0);
-            if *n >= self.per_ip {
-                return Err(Over::PerAddress);
-            }
-            *n += 1;
-        }
-        counts.total += 1;
-        Ok(ConnectionGuard {
-            counts: Arc::clone(&self.counts),
-            key,
-        })
+        Ok(guard)
     }
 
     /// Connections open now.
     pub fn open(&self) -> usize {
-        self.counts.lock().total
+        self.open.load(Ordering::Acquire)
     }
 }
 
-/// One admitted connection; dropping it gives its place back.
+/// One admitted connection; dropping it gives its places back.
 pub struct ConnectionGuard {
-    counts: Arc<Mutex<Counts>>,
-    key: Option<IpAddr>,
+    open: Arc<AtomicUsize>,
+    _slot: Option<Slot>,
 }
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
-        let mut counts = self.counts.lock();
-        counts.total = counts.total.saturating_sub(1);
-        if let Some(key) = self.key {
-            if let Some(n) = counts.by_ip.get_mut(&key) {
-                *n -= 1;
-                if *n == 0 {
-                    counts.by_ip.remove(&key);
-                }
-            }
-        }
+        self.open.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -140,6 +127,27 @@ pub fn total_for_fd_limit(fd_limit: usize, max_sessions: usize) -> usize {
     fd_limit
         .saturating_sub(RESERVED_FDS + FDS_PER_SESSION * max_sessions)
         .max(16)
+}
+
+/// The total connection cap: `configured`, or what the file descriptor limit leaves after
+/// the reserve for `max_sessions` sessions, whichever is lower (a higher setting is lowered,
+/// with a warning: past it the engine socket and the audit log could not be opened).
+pub fn total_cap(configured: Option<usize>, max_sessions: usize) -> usize {
+    let fd_limit = fd_limit();
+    let derived = fd_limit
+        .map(|n| total_for_fd_limit(n, max_sessions))
+        .unwrap_or(4096);
+    match configured {
+        Some(n) if n > derived => {
+            log::warn!(
+                "--max-connections {n} leaves too few file descriptors for the engine and the \
+                 sessions (limit {fd_limit:?}): using {derived}"
+            );
+            derived
+        }
+        Some(n) => n,
+        None => derived,
+    }
 }
 
 /// The soft limit on open files of this process (`/proc/self/limits`), if it can be read.
@@ -169,7 +177,7 @@ mod tests {
         drop(a1);
         assert_eq!(gate.open(), 2);
         let _a3 = gate.admit(ip("192.0.2.1")).unwrap();
-        assert!(gate.counts.lock().by_ip.len() == 2);
+        assert_eq!(gate.by_address.addresses(), 2);
     }
 
     #[test]

@@ -21,11 +21,6 @@ pub use utf8::Utf8Framer;
 
 /// Cuts `text` to at most `max` bytes without splitting a character.
 fn truncate_at_char(text: &mut String, max: usize) {
-    if text.len() > max {
-        let mut cut = max;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-    }
+    let cut = termcell_actors::audit::cut_at_char(text, max).len();
+    text.truncate(cut);
 }

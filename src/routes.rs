@@ -112,11 +112,10 @@ async fn upgrade(
         Ok(Err(retry)) => {
             let kind = Rejection::Connections;
             state.shared.metrics.reject(kind);
-            state.shared.audit.rejected(
-                AuditEvent::new(kind.event())
-                    .client(ip)
-                    .field("kind", kind.as_str()),
-            );
+            state
+                .shared
+                .audit
+                .rejected(AuditEvent::rejection(kind).client(ip));
             return Ok(HttpResponse::TooManyRequests()
                 .insert_header((header::RETRY_AFTER, retry.secs().to_string()))
                 .content_type("text/plain; charset=utf-8")
@@ -142,9 +141,8 @@ async fn upgrade(
         let kind = Rejection::Origin;
         state.shared.metrics.reject(kind);
         state.shared.audit.rejected(
-            AuditEvent::new(kind.event())
+            AuditEvent::rejection(kind)
                 .client(ip)
-                .field("kind", kind.as_str())
                 .client_text("origin", origin.unwrap_or_default()),
         );
         return Ok(HttpResponse::Forbidden()

@@ -177,21 +177,8 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     let limiter =
         RateLimiter::start_in_arbiter(&Arbiter::new().handle(), move |_| RateLimiter::new(limits));
 
-    let fd_limit = connections::fd_limit();
-    let derived = fd_limit
-        .map(|n| connections::total_for_fd_limit(n, shared.settings.max_sessions))
-        .unwrap_or(4096);
-    let total_connections = match config.max_connections {
-        Some(n) if n > derived => {
-            log::warn!(
-                "--max-connections {n} leaves too few file descriptors for the engine and the \
-                 sessions (limit {fd_limit:?}): using {derived}"
-            );
-            derived
-        }
-        Some(n) => n,
-        None => derived,
-    };
+    let total_connections =
+        connections::total_cap(config.max_connections, shared.settings.max_sessions);
     log::info!(
         "connections: at most {} per client address, {total_connections} in total",
         config.max_connections_per_ip
@@ -214,8 +201,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
 
     let public_state = state.clone();
     let user_timeout = config.client_timeout;
-    let gate_audit = shared.audit.clone();
-    let gate_metrics = shared.clone();
+    let gate_shared = shared.clone();
     let public = match HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(public_state.clone()))
@@ -243,12 +229,10 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
                 // drops the socket, so the descriptor is held for microseconds.
                 let _ = sock.send(&over.response());
                 let _ = sock.shutdown(std::net::Shutdown::Both);
-                gate_metrics.metrics.reject(over.kind());
-                gate_audit.rejected(
-                    AuditEvent::new(over.kind().event())
-                        .client(peer.ip())
-                        .field("kind", over.kind().as_str()),
-                );
+                gate_shared.metrics.reject(over.kind());
+                gate_shared
+                    .audit
+                    .rejected(AuditEvent::rejection(over.kind()).client(peer.ip()));
             }
         }
     })

@@ -92,6 +92,11 @@ impl AuditEvent {
         }
     }
 
+    /// A refusal of `kind`: its audit event with its `kind` field.
+    pub fn rejection(kind: crate::rejection::Rejection) -> Self {
+        AuditEvent::new(kind.event()).field("kind", kind.as_str())
+    }
+
     pub fn session(mut self, id: Uuid) -> Self {
         self.session_id = Some(id);
         self
@@ -135,11 +140,7 @@ impl AuditEvent {
         if text.len() <= MAX_CLIENT_TEXT {
             return self.field(key, text);
         }
-        let mut end = MAX_CLIENT_TEXT;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        self.field(key, &text[..end])
+        self.field(key, cut_at_char(text, MAX_CLIENT_TEXT))
             .field(&format!("{key}_bytes"), text.len())
     }
 
@@ -165,6 +166,15 @@ impl AuditEvent {
         line.push(b'\n');
         Ok(line)
     }
+}
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
+pub fn cut_at_char(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 fn is_credential_key(key: &str) -> bool {

@@ -1,14 +1,18 @@
 //! Rate limits: the `RateLimiter` actor answers per-IP and per-resume questions, and each
 //! session owns a `SessionLimiter` for its input. Keyed state is pruned so memory tracks only recent activity.
 
+use std::collections::HashMap;
+use std::fmt;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
 use governor::clock::Clock;
 use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::HashMapStateStore;
 use governor::state::{InMemoryState, NotKeyed};
+use parking_lot::Mutex;
 
 /// How often the keyed limiters drop keys whose state is indistinguishable from a fresh one.
 pub const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
@@ -107,6 +111,79 @@ fn at_least_one(n: u32) -> NonZeroU32 {
 fn whole_seconds(wait: Duration) -> u64 {
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     secs.max(1)
+}
+
+/// Live things (sessions, connections) per client address (by `limit_key`) against a cap.
+/// Each is held by a `Slot` that gives its place back when dropped, also while unwinding
+/// from a panic, so a count never depends on its owner's `stopped()`.
+#[derive(Clone, Default)]
+pub struct AddressSlots {
+    counts: Arc<Mutex<HashMap<IpAddr, u32>>>,
+}
+
+impl AddressSlots {
+    /// A slot for `ip`, unless it already holds `max`.
+    pub fn acquire(&self, ip: IpAddr, max: u32) -> Option<Slot> {
+        let ip = limit_key(ip);
+        let mut counts = self.counts.lock();
+        let live = counts.entry(ip).or_insert(0);
+        if *live >= max {
+            if *live == 0 {
+                counts.remove(&ip);
+            }
+            return None;
+        }
+        *live += 1;
+        Some(Slot {
+            ip,
+            counts: Arc::clone(&self.counts),
+        })
+    }
+
+    /// Slots `ip` holds now.
+    pub fn held_by(&self, ip: IpAddr) -> u32 {
+        self.counts.lock().get(&limit_key(ip)).copied().unwrap_or(0)
+    }
+
+    /// Addresses holding a slot.
+    pub fn addresses(&self) -> usize {
+        self.counts.lock().len()
+    }
+
+    pub fn shrink_to_fit(&self) {
+        self.counts.lock().shrink_to_fit();
+    }
+}
+
+/// One place of an address in an `AddressSlots`; dropping it frees the place.
+pub struct Slot {
+    ip: IpAddr,
+    counts: Arc<Mutex<HashMap<IpAddr, u32>>>,
+}
+
+impl Slot {
+    /// The address it counts against (`limit_key` of the client's).
+    pub fn ip(&self) -> IpAddr {
+        self.ip
+    }
+}
+
+impl fmt::Debug for Slot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Slot").field("ip", &self.ip).finish()
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock();
+        if let Some(n) = counts.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
 }
 
 mod server;

@@ -20,7 +20,7 @@ use crate::container::{
 };
 use crate::credentials::Fingerprint;
 use crate::notice::{Notice, WarningKind};
-use crate::ratelimit::{SessionLimiter, SessionSlot};
+use crate::ratelimit::{SessionLimiter, Slot};
 use crate::registry::Unregister;
 use crate::rejection::Rejection;
 use crate::replay::ReplayRing;
@@ -103,7 +103,7 @@ pub struct SessionRequest {
     pub access_token: Option<String>,
     pub fingerprint: Fingerprint,
     pub client: ClientHandle,
-    pub slot: Option<SessionSlot>,
+    pub slot: Option<Slot>,
     pub requested_at: Instant,
 }
 
@@ -230,7 +230,7 @@ pub struct SessionActor {
     last_notice: Option<Instant>,
     /// The end has been wound up (by `stopped()`, or by `drop` after a panic).
     wound_up: bool,
-    _slot: Option<SessionSlot>,
+    _slot: Option<Slot>,
 }
 
 /// A session audits each kind of refusal at most once per this period.
@@ -340,10 +340,9 @@ impl SessionActor {
         if due {
             self.refusals_audited.insert(kind, now);
             self.shared.audit.record(
-                AuditEvent::new(kind.event())
+                AuditEvent::rejection(kind)
                     .session(self.id)
-                    .client(self.client_ip)
-                    .field("kind", kind.as_str()),
+                    .client(self.client_ip),
             );
         }
     }

@@ -24,6 +24,8 @@ pub const MESSAGE_OVERHEAD: usize = 256;
 #[derive(Clone)]
 pub struct Inbound {
     budget: ByteBudget,
+    /// The largest frame payload accepted.
+    max_payload: u64,
     /// Wire sizes of frames whose header has been read and that are not yet handled.
     frames: Rc<RefCell<VecDeque<usize>>>,
     /// The declared payload length of a frame refused at its header.
@@ -36,18 +38,18 @@ impl Inbound {
     pub fn new(max_message: usize) -> Inbound {
         Inbound {
             budget: ByteBudget::new(max_message + 64 * 1024),
+            max_payload: max_message as u64,
             frames: Rc::default(),
             oversized: Rc::default(),
         }
     }
 
     /// Wraps the request payload: the stream the WebSocket decoder reads from.
-    pub fn limit<S>(&self, payload: S, max_message: usize) -> LimitedPayload<S> {
+    pub fn limit<S>(&self, payload: S) -> LimitedPayload<S> {
         LimitedPayload {
             inner: payload,
             ledger: self.clone(),
             scan: FrameScan::default(),
-            max_payload: max_message as u64,
             stash: None,
             failed: false,
         }
@@ -77,7 +79,6 @@ pub struct LimitedPayload<S> {
     inner: S,
     ledger: Inbound,
     scan: FrameScan,
-    max_payload: u64,
     /// The part of a chunk beyond the room there was when it arrived.
     stash: Option<Bytes>,
     failed: bool,
@@ -109,7 +110,7 @@ where
             this.stash = Some(chunk.split_off(room));
         }
         let mut frames = this.ledger.frames.borrow_mut();
-        if let Err(declared) = this.scan.feed(&chunk, this.max_payload, &mut frames) {
+        if let Err(declared) = this.scan.feed(&chunk, this.ledger.max_payload, &mut frames) {
             this.failed = true;
             this.stash = None;
             this.ledger.oversized.set(Some(declared));

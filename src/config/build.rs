@@ -386,11 +386,11 @@ fn origins(s: &Settings) -> Result<(Vec<String>, Option<String>), ConfigError> {
 }
 
 /// The per-address and total connection caps.
-fn connections(s: &Settings) -> Result<(usize, Option<usize>), ConfigError> {
+fn connections(s: &Settings) -> Result<(u32, Option<usize>), ConfigError> {
     let max_connections_per_ip = positive(
         "max-connections-per-ip",
-        s.max_connections_per_ip.unwrap_or(64) as u64,
-    )? as usize;
+        s.max_connections_per_ip.unwrap_or(64).into(),
+    )? as u32;
     let max_connections = s
         .max_connections
         .map(|n| positive("max-connections", n as u64).map(|n| n as usize))

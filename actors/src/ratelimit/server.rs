@@ -3,19 +3,16 @@
 //! Invariant: its answers are synchronous (no I/O, no awaits) and its keyed state is pruned.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use actix::prelude::*;
 use governor::clock::{Clock, DefaultClock, Reference};
 use governor::Quota;
-use parking_lot::Mutex;
 use uuid::Uuid;
 
 use super::{
-    at_least_one, limit_key, Keyed, LimiterClock, RateLimitConfig, Rejected, Rejection, RetryAfter,
-    PRUNE_INTERVAL,
+    at_least_one, limit_key, AddressSlots, Keyed, LimiterClock, RateLimitConfig, Rejected,
+    Rejection, RetryAfter, Slot, PRUNE_INTERVAL,
 };
 
 /// Asks whether a new WebSocket upgrade from `ip` is allowed; refused: answer 429 with `Retry-After`.
@@ -27,7 +24,7 @@ pub struct CheckConnection {
 
 /// Takes one of `ip`'s concurrent session slots; `None`: over the per-IP limit (close 4003).
 #[derive(Message)]
-#[rtype(result = "Option<SessionSlot>")]
+#[rtype(result = "Option<Slot>")]
 pub struct AcquireSessionSlot {
     pub ip: IpAddr,
 }
@@ -47,39 +44,6 @@ pub struct ResumeFailed {
     pub ip: IpAddr,
 }
 
-type SlotCounts = Arc<Mutex<HashMap<IpAddr, u32>>>;
-
-/// One live session of an IP. Dropping it frees the slot, also while unwinding from a panic,
-/// so the count never depends on the owning actor's `stopped()`.
-pub struct SessionSlot {
-    ip: IpAddr,
-    counts: SlotCounts,
-}
-
-impl SessionSlot {
-    pub fn ip(&self) -> IpAddr {
-        self.ip
-    }
-}
-
-impl fmt::Debug for SessionSlot {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SessionSlot").field("ip", &self.ip).finish()
-    }
-}
-
-impl Drop for SessionSlot {
-    fn drop(&mut self) {
-        let mut counts = self.counts.lock();
-        if let Some(n) = counts.get_mut(&self.ip) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                counts.remove(&self.ip);
-            }
-        }
-    }
-}
-
 /// The server-wide limiter (one actor). Its answers are synchronous: no I/O, no awaits.
 pub struct RateLimiter<C: Clock = DefaultClock> {
     clock: C,
@@ -90,7 +54,7 @@ pub struct RateLimiter<C: Clock = DefaultClock> {
     resume_failures: Keyed<IpAddr, C>,
     /// IPs over their failed-resume limit, until the limiter lets one more failure through.
     guessing_blocked: HashMap<IpAddr, C::Instant>,
-    sessions: SlotCounts,
+    sessions: AddressSlots,
     max_sessions_per_ip: u32,
 }
 
@@ -126,7 +90,7 @@ impl<C: LimiterClock> RateLimiter<C> {
             ),
             clock,
             guessing_blocked: HashMap::new(),
-            sessions: Arc::default(),
+            sessions: AddressSlots::default(),
             max_sessions_per_ip: cfg.max_sessions_per_ip,
         }
     }
@@ -138,18 +102,8 @@ impl<C: LimiterClock> RateLimiter<C> {
             .map_err(|not_until| RetryAfter::from_wait(not_until.wait_time_from(self.clock.now())))
     }
 
-    pub fn acquire_session_slot(&mut self, ip: IpAddr) -> Option<SessionSlot> {
-        let ip = limit_key(ip);
-        let mut counts = self.sessions.lock();
-        let live = counts.get(&ip).copied().unwrap_or(0);
-        if live >= self.max_sessions_per_ip {
-            return None;
-        }
-        counts.insert(ip, live + 1);
-        Some(SessionSlot {
-            ip,
-            counts: Arc::clone(&self.sessions),
-        })
+    pub fn acquire_session_slot(&mut self, ip: IpAddr) -> Option<Slot> {
+        self.sessions.acquire(ip, self.max_sessions_per_ip)
     }
 
     pub fn check_resume(&mut self, session_id: Uuid, ip: IpAddr) -> Result<(), Rejected> {
@@ -184,11 +138,7 @@ impl<C: LimiterClock> RateLimiter<C> {
 
     /// Sessions currently holding a slot for `ip`.
     pub fn sessions_of(&self, ip: IpAddr) -> u32 {
-        self.sessions
-            .lock()
-            .get(&limit_key(ip))
-            .copied()
-            .unwrap_or(0)
+        self.sessions.held_by(ip)
     }
 
     /// Keys held across all per-IP and per-id state (for a gauge, and to check it stays bounded).
@@ -197,7 +147,7 @@ impl<C: LimiterClock> RateLimiter<C> {
             + self.resume_attempts.len()
             + self.resume_failures.len()
             + self.guessing_blocked.len()
-            + self.sessions.lock().len()
+            + self.sessions.addresses()
     }
 
     /// Forgets keys whose state equals a fresh one and gives the freed capacity back.
@@ -211,7 +161,7 @@ impl<C: LimiterClock> RateLimiter<C> {
         let now = self.clock.now();
         self.guessing_blocked.retain(|_, until| *until > now);
         self.guessing_blocked.shrink_to_fit();
-        self.sessions.lock().shrink_to_fit();
+        self.sessions.shrink_to_fit();
     }
 }
 
@@ -232,7 +182,7 @@ impl<C: LimiterClock> Handler<CheckConnection> for RateLimiter<C> {
 }
 
 impl<C: LimiterClock> Handler<AcquireSessionSlot> for RateLimiter<C> {
-    type Result = Option<SessionSlot>;
+    type Result = Option<Slot>;
 
     fn handle(&mut self, msg: AcquireSessionSlot, _: &mut Self::Context) -> Self::Result {
         self.acquire_session_slot(msg.ip)

@@ -99,7 +99,7 @@ fn the_reader_stops_at_the_cap_and_goes_on_when_frames_are_handled() {
     // Many small frames in one big chunk, far more than the cap.
     let wire: Vec<u8> = (0..20_000).flat_map(|_| frame(1, 7)).collect();
     let total = wire.len();
-    let mut limited = inbound.limit(payload(vec![wire]), max);
+    let mut limited = inbound.limit(payload(vec![wire]));
     let waker = noop_waker();
     let mut cx = Context::from_waker(&waker);
     let mut read = 0;
@@ -137,7 +137,7 @@ fn credits_held_by_the_session_keep_the_socket_unread() {
     let max = 1024;
     let inbound = Inbound::new(max);
     let credit = inbound.credit(inbound.budget.cap());
-    let mut limited = inbound.limit(payload(vec![frame(1, 7)]), max);
+    let mut limited = inbound.limit(payload(vec![frame(1, 7)]));
     let waker = noop_waker();
     let mut cx = Context::from_waker(&waker);
     assert!(limited.poll_next_unpin(&mut cx).is_pending());
@@ -152,7 +152,7 @@ fn credits_held_by_the_session_keep_the_socket_unread() {
 fn an_oversized_frame_ends_the_stream_with_an_overflow() {
     let max = 1024;
     let inbound = Inbound::new(max);
-    let mut limited = inbound.limit(payload(vec![frame(2, 2000)]), max);
+    let mut limited = inbound.limit(payload(vec![frame(2, 2000)]));
     let waker = noop_waker();
     let mut cx = Context::from_waker(&waker);
     assert!(matches!(
