@@ -9,6 +9,7 @@ pub mod container;
 pub mod credentials;
 pub mod docker;
 pub mod metrics;
+pub mod network;
 pub mod notice;
 pub mod profile;
 pub mod ratelimit;
