@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use serde::Deserialize;
 use termcell_actors::audit::AuditConfig;
+use termcell_actors::network::RestrictedNetwork;
 use termcell_actors::SessionSettings;
 
 use crate::protocol::AuthPolicy;
@@ -235,10 +236,29 @@ pub struct Settings {
     /// Sandbox uid:gid (never 0). Default 1000:1000.
     #[arg(long, env = "TERMCELL_USER", global = true)]
     pub user: Option<String>,
-    /// Docker network mode of sandboxes (`none`, or a restricted network's name; never
-    /// `host`). Default none.
+    /// Network of sandboxes: `none` (no network), `restricted` (termcell's own bridge:
+    /// only the names of --egress-allow are reachable, enforced on the host with nftables;
+    /// needs root and `nft`), or a Docker network the operator made; never `host`.
+    /// Default none.
     #[arg(long, env = "TERMCELL_NETWORK", global = true)]
     pub network: Option<String>,
+    /// With --network restricted: the destinations sessions may reach, `HOST[:PORT],…`
+    /// (exact names or `*.example.com`; port default 443), e.g.
+    /// `rest.ably.io,*.ably-realtime.com`.
+    #[arg(long, env = "TERMCELL_EGRESS_ALLOW", global = true)]
+    pub egress_allow: Option<String>,
+    /// With --network restricted: the DNS servers allowed names are looked up at,
+    /// `ADDR[:PORT],…`. Default: the nameservers of /etc/resolv.conf.
+    #[arg(long, env = "TERMCELL_DNS_UPSTREAM", global = true)]
+    pub dns_upstream: Option<String>,
+    /// Shortest time (seconds) an answered address stays allowed, whatever its TTL.
+    /// Default 30.
+    #[arg(long, env = "TERMCELL_DNS_TTL_MIN", global = true)]
+    pub dns_ttl_min: Option<u64>,
+    /// Longest time (seconds) an answered address stays allowed before it must be looked
+    /// up again; longer TTLs are cut to this in the answer. Default 300.
+    #[arg(long, env = "TERMCELL_DNS_TTL_MAX", global = true)]
+    pub dns_ttl_max: Option<u64>,
     /// A seccomp profile of your own (JSON file) instead of the bundled allowlist.
     #[arg(long, env = "TERMCELL_SECCOMP_PROFILE", global = true)]
     pub seccomp_profile: Option<PathBuf>,
@@ -303,6 +323,8 @@ pub struct Config {
     pub heartbeat_interval: Duration,
     pub client_timeout: Duration,
     pub session: SessionSettings,
+    /// Set with `--network restricted`: the allowlist and its resolver's settings.
+    pub restricted: Option<RestrictedNetwork>,
     pub audit: AuditConfig,
     pub shutdown_timeout: Duration,
 }
@@ -456,6 +478,10 @@ impl Settings {
             config_dir,
             user,
             network,
+            egress_allow,
+            dns_upstream,
+            dns_ttl_min,
+            dns_ttl_max,
             seccomp_profile,
             apparmor_profile,
             log_max_size,

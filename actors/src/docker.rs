@@ -28,8 +28,11 @@ use crate::profile::{labels, DETACH_KEYS};
 
 #[cfg(test)]
 pub(crate) mod fake;
+mod network;
 #[cfg(test)]
 mod tests;
+
+pub use network::{NetworkInfo, NetworkSpec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
@@ -54,6 +57,8 @@ pub enum DockerError {
     },
     #[error("image build of {tag} failed: {detail}")]
     Build { tag: String, detail: String },
+    #[error("network {name}: {detail}")]
+    Network { name: String, detail: String },
 }
 
 impl DockerError {
@@ -163,6 +168,20 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Container events (die, oom, destroy, kill) of the given deployment's containers.
     fn events(&self, deployment: &str) -> BoxStream<'static, Result<ContainerEvent, DockerError>>;
+
+    /// The bridge network of `spec`: the one with its name and our labels if it exists
+    /// with the settings asked for, otherwise created (engines before 25 allow two networks
+    /// of one name, so a lookup by name and labels comes first).
+    fn ensure_network<'a>(&'a self, spec: &'a NetworkSpec) -> EngineFuture<'a, NetworkInfo>;
+
+    /// Removes a network; one that is already gone counts as removed.
+    fn remove_network<'a>(&'a self, name: &'a str) -> EngineFuture<'a, ()>;
+
+    /// The IPv4 address of each container on a network, by container name.
+    fn network_addresses<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> EngineFuture<'a, Vec<(String, std::net::Ipv4Addr)>>;
 }
 
 /// The handle every actor uses to reach the engine: cheap to clone, and it derefs to the
@@ -537,6 +556,21 @@ impl Engine for Bollard {
             .events(Some(options))
             .map(|item| item.map(to_event).map_err(DockerError::from))
             .boxed()
+    }
+
+    fn ensure_network<'a>(&'a self, spec: &'a NetworkSpec) -> EngineFuture<'a, NetworkInfo> {
+        Box::pin(network::ensure(&self.docker, spec))
+    }
+
+    fn remove_network<'a>(&'a self, name: &'a str) -> EngineFuture<'a, ()> {
+        Box::pin(network::remove(&self.docker, name))
+    }
+
+    fn network_addresses<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> EngineFuture<'a, Vec<(String, std::net::Ipv4Addr)>> {
+        Box::pin(network::addresses(&self.docker, name))
     }
 }
 

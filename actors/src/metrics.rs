@@ -23,6 +23,9 @@ pub struct Metrics {
     pub docker_errors: IntCounterVec,
     pub connections_open: IntGauge,
     pub ready_checks: IntCounter,
+    pub egress_denied: IntCounterVec,
+    pub dns_queries: IntCounterVec,
+    pub dns_lookup_seconds: Histogram,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -92,6 +95,30 @@ impl Metrics {
                 "Engine checks made for /ready (at most one a second)",
             )
             .expect("valid"),
+            egress_denied: IntCounterVec::new(
+                Opts::new(
+                    "egress_denied_total",
+                    "Restricted network: packets dropped and lookups refused, by kind",
+                ),
+                &["kind"],
+            )
+            .expect("valid"),
+            dns_queries: IntCounterVec::new(
+                Opts::new(
+                    "dns_queries_total",
+                    "Restricted network: queries to the sessions' resolver, by result",
+                ),
+                &["result"],
+            )
+            .expect("valid"),
+            dns_lookup_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "dns_lookup_seconds",
+                    "Restricted network: time to answer an allowed lookup (upstream and firewall)",
+                )
+                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]),
+            )
+            .expect("valid"),
             registry,
         };
         let r = &m.registry;
@@ -118,6 +145,11 @@ impl Metrics {
         r.register(Box::new(m.connections_open.clone()))
             .expect("unique");
         r.register(Box::new(m.ready_checks.clone()))
+            .expect("unique");
+        r.register(Box::new(m.egress_denied.clone()))
+            .expect("unique");
+        r.register(Box::new(m.dns_queries.clone())).expect("unique");
+        r.register(Box::new(m.dns_lookup_seconds.clone()))
             .expect("unique");
         m
     }

@@ -4,3 +4,17 @@
 
 pub mod allow;
 pub mod nft;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// `--network restricted`: what sessions may reach and how names are looked up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestrictedNetwork {
+    pub allow: allow::EgressAllow,
+    /// Where allowed names are looked up; empty: the nameservers of /etc/resolv.conf.
+    pub upstream: Vec<SocketAddr>,
+    pub ttl_min: Duration,
+    pub ttl_max: Duration,
+}
+pub mod guard;

@@ -42,6 +42,8 @@ pub struct SecurityProfile {
     /// AppArmor profile name, applied only when the host enforces AppArmor.
     pub apparmor_profile: Option<String>,
     pub network_mode: String,
+    /// DNS servers of the sandbox (the restricted network's resolver); empty: Docker's.
+    pub dns: Vec<String>,
     pub nofile: i64,
     /// Log driver settings: `None` means driver `none`; `Some(size)` json-file with max-size.
     pub log_max_size: Option<String>,
@@ -62,6 +64,7 @@ impl Default for SecurityProfile {
             seccomp_json: BUNDLED_SECCOMP.to_string(),
             apparmor_profile: None,
             network_mode: "none".into(),
+            dns: Vec::new(),
             nofile: 1024,
             log_max_size: None,
         }
@@ -132,6 +135,10 @@ impl SecurityProfile {
             privileged: Some(false),
             security_opt: Some(security_opt),
             network_mode: Some(self.network_mode.clone()),
+            dns: (!self.dns.is_empty()).then(|| self.dns.clone()),
+            // No search domains or options of the host's leak into the sandbox.
+            dns_search: (!self.dns.is_empty()).then(Vec::new),
+            dns_options: (!self.dns.is_empty()).then(Vec::new),
             init: Some(true),
             ulimits: Some(vec![
                 ResourcesUlimits {

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use termcell_actors::audit::AuditConfig;
+use termcell_actors::network::allow::EgressAllow;
+use termcell_actors::network::RestrictedNetwork;
 use termcell_actors::profile::{SecurityProfile, BUNDLED_SECCOMP};
 use termcell_actors::ratelimit::RateLimitConfig;
 use termcell_actors::SessionSettings;
@@ -15,7 +17,12 @@ use crate::protocol::AuthPolicy;
 
 pub(super) fn config(s: &Settings) -> Result<Config, ConfigError> {
     let (listen, admin_listen, admin_token) = listeners(s)?;
-    let (image, deployment, profile) = sandbox(s)?;
+    let (image, deployment, mut profile) = sandbox(s)?;
+    let restricted = restricted_network(s, &profile.network_mode)?;
+    if restricted.is_some() {
+        // The network's name and its resolver are known once it exists (at start).
+        profile.network_mode = RESTRICTED.to_string();
+    }
     let (session, client_timeout) = session(s, image.clone(), deployment, profile)?;
     let (auth_policy, max_message_bytes, max_auth_bytes) = auth(s)?;
     let (allowed_origins, public_origin) = origins(s)?;
@@ -49,6 +56,7 @@ pub(super) fn config(s: &Settings) -> Result<Config, ConfigError> {
         )?,
         client_timeout,
         session,
+        restricted,
         audit,
         shutdown_timeout: seconds("shutdown-timeout", s.shutdown_timeout.unwrap_or(20))?,
     })
@@ -202,6 +210,65 @@ fn sandbox(s: &Settings) -> Result<(String, String, SecurityProfile), ConfigErro
     };
 
     Ok((image, deployment, profile))
+}
+
+/// The network mode that asks for termcell's own restricted bridge.
+pub const RESTRICTED: &str = "restricted";
+
+/// `--network restricted` and its allowlist and resolver settings; the allowlist
+/// settings are refused with any other network mode, where nothing would enforce them.
+fn restricted_network(
+    s: &Settings,
+    network: &str,
+) -> Result<Option<RestrictedNetwork>, ConfigError> {
+    let egress = s.egress_allow.as_deref().unwrap_or("");
+    if network != RESTRICTED {
+        if !egress.trim().is_empty() {
+            return Err(invalid(
+                "egress-allow",
+                "takes effect only with --network restricted",
+            ));
+        }
+        return Ok(None);
+    }
+    let allow =
+        EgressAllow::parse_list(egress).map_err(|e| invalid("egress-allow", e.to_string()))?;
+    if allow.is_empty() {
+        return Err(invalid(
+            "egress-allow",
+            "--network restricted needs at least one HOST[:PORT] to allow (or use --network none)",
+        ));
+    }
+    let upstream = s
+        .dns_upstream
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(|a| {
+            a.parse::<SocketAddr>()
+                .or_else(|_| {
+                    a.parse::<std::net::IpAddr>()
+                        .map(|ip| SocketAddr::new(ip, 53))
+                })
+                .map_err(|_| invalid("dns-upstream", format!("{a:?} is not ADDR or ADDR:PORT")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let ttl_min = seconds("dns-ttl-min", s.dns_ttl_min.unwrap_or(30))?;
+    let ttl_max = positive_seconds("dns-ttl-max", s.dns_ttl_max.unwrap_or(300))?;
+    if ttl_min > ttl_max || ttl_max > Duration::from_secs(86_400) {
+        return Err(invalid(
+            "dns-ttl-max",
+            "at least --dns-ttl-min and at most 86400 seconds",
+        ));
+    }
+    Ok(Some(RestrictedNetwork {
+        allow,
+        upstream,
+        ttl_min,
+        ttl_max,
+    }))
 }
 
 /// The session's timers, sizes, capacity and limits; and the client timeout.

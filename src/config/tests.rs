@@ -168,3 +168,74 @@ fn durations_longer_than_a_year_are_refused_at_start() {
     }
     assert!(parse(&["--max-session-duration", "31536000"]).is_ok());
 }
+
+#[test]
+fn restricted_network_takes_an_allowlist_and_resolver_settings() {
+    let c = parse(&[
+        "--network",
+        "restricted",
+        "--egress-allow",
+        "rest.ably.io,*.ably-realtime.com:443, realtime.ably.io:8443",
+        "--dns-upstream",
+        "127.0.0.1:5353,9.9.9.9",
+        "--dns-ttl-min",
+        "5",
+    ])
+    .unwrap();
+    let r = c.restricted.expect("restricted");
+    assert_eq!(r.allow.ports_for("rest.ably.io"), vec![443]);
+    assert_eq!(r.allow.ports_for("main.ably-realtime.com"), vec![443]);
+    assert_eq!(r.allow.ports_for("realtime.ably.io"), vec![8443]);
+    assert_eq!(
+        r.upstream,
+        vec![
+            "127.0.0.1:5353".parse().unwrap(),
+            "9.9.9.9:53".parse().unwrap()
+        ]
+    );
+    assert_eq!(r.ttl_min, Duration::from_secs(5));
+    assert_eq!(r.ttl_max, Duration::from_secs(300));
+    assert!(parse(&[]).unwrap().restricted.is_none());
+
+    let c = parse_in(&["--network", "restricted"], &[]);
+    let err = c.unwrap_err().to_string();
+    assert!(err.contains("egress-allow"), "{err}");
+    for (args, setting) in [
+        (
+            &["--network", "restricted", "--egress-allow", "10.0.0.1"][..],
+            "egress-allow",
+        ),
+        (
+            &["--network", "restricted", "--egress-allow", "a.test:0"][..],
+            "egress-allow",
+        ),
+        (&["--egress-allow", "a.test"][..], "egress-allow"),
+        (
+            &[
+                "--network",
+                "restricted",
+                "--egress-allow",
+                "a.test",
+                "--dns-upstream",
+                "x",
+            ][..],
+            "dns-upstream",
+        ),
+        (
+            &[
+                "--network",
+                "restricted",
+                "--egress-allow",
+                "a.test",
+                "--dns-ttl-min",
+                "60",
+                "--dns-ttl-max",
+                "10",
+            ][..],
+            "dns-ttl-max",
+        ),
+    ] {
+        let err = parse(args).unwrap_err().to_string();
+        assert!(err.contains(setting), "{args:?}: {err}");
+    }
+}

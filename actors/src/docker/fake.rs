@@ -16,7 +16,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::{broadcast, watch};
 
 use super::{
-    ContainerEvent, DockerEngine, DockerError, Engine, EngineFuture, HostSecurity, RawTty,
+    ContainerEvent, DockerEngine, DockerError, Engine, EngineFuture, HostSecurity, NetworkInfo,
+    NetworkSpec, RawTty,
 };
 use crate::profile::labels;
 use crate::testing::within;
@@ -415,5 +416,28 @@ impl Engine for FakeEngine {
             }
         })
         .boxed()
+    }
+
+    fn ensure_network<'a>(&'a self, spec: &'a NetworkSpec) -> EngineFuture<'a, NetworkInfo> {
+        Box::pin(async move {
+            Ok(NetworkInfo {
+                id: format!("fake-{}", spec.name),
+                name: spec.name.clone(),
+                bridge: spec.bridge.clone(),
+                subnet: crate::network::nft::Ipv4Net::parse("172.31.0.0/16").unwrap(),
+                gateway: std::net::Ipv4Addr::new(172, 31, 0, 1),
+            })
+        })
+    }
+
+    fn remove_network<'a>(&'a self, _name: &'a str) -> EngineFuture<'a, ()> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn network_addresses<'a>(
+        &'a self,
+        _name: &'a str,
+    ) -> EngineFuture<'a, Vec<(String, std::net::Ipv4Addr)>> {
+        Box::pin(async { Ok(Vec::new()) })
     }
 }

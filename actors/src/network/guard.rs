@@ -1,0 +1,482 @@
+//! The NetworkGuard: owns the restricted network of one deployment. `RestrictedNet::install`
+//! sets it up before the first session (the Docker bridge, the firewall table, the
+//! resolver on the bridge gateway); the `NetworkGuard` actor then reads the firewall's
+//! drops once a second and the resolver's refusals as they happen, counts them, and audits
+//! each (session, destination) at most once a minute; `RestrictedNet::remove` takes it all
+//! down at shutdown.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use futures_util::future::BoxFuture;
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::nft::{Denied, DenyKind, Firewall, Ipv4Net, NftError, DENIED_WINDOW};
+use super::resolver::{
+    upstreams_from_resolv_conf, Grant, Grants, QueryOutcome, QueryResult, Resolver,
+    ResolverConfig,
+};
+use super::RestrictedNetwork;
+use crate::audit::AuditEvent;
+use crate::docker::{DockerEngine, DockerError, NetworkInfo, NetworkSpec};
+use crate::Shared;
+
+/// How often the firewall's drop sets are read.
+const POLL_EVERY: Duration = Duration::from_secs(1);
+/// Outcomes waiting for the guard; beyond this they are counted by the resolver only.
+const OUTCOME_QUEUE: usize = 4096;
+/// Refused names remembered for the once-a-minute audit.
+const MAX_REMEMBERED_REFUSALS: usize = 16_384;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    #[error(transparent)]
+    Nft(#[from] NftError),
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    #[error("the restricted network's resolver: {0}")]
+    Resolver(String),
+    #[error(
+        "--network restricted: no DNS upstream (set --dns-upstream, or give /etc/resolv.conf a nameserver)"
+    )]
+    NoUpstream,
+}
+
+/// The Docker network's name of a deployment.
+pub fn network_name(deployment: &str) -> String {
+    format!("termcell-{deployment}")
+}
+
+/// The bridge interface of a deployment: `tc-` and 12 hex digits of a hash of its name
+/// (interface names hold 15 characters; deployment names can be longer).
+pub fn bridge_name(deployment: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(deployment.as_bytes());
+    format!("tc-{}", &hex::encode(digest)[..12])
+}
+
+/// What the resolver granted, for telling a wrong port from an unknown address.
+#[derive(Default)]
+struct GrantedAddrs(Mutex<HashMap<Ipv4Addr, Instant>>);
+
+impl GrantedAddrs {
+    fn add(&self, addrs: &[Ipv4Addr], lifetime: Duration) {
+        let until = Instant::now() + lifetime;
+        let mut map = self.0.lock();
+        for addr in addrs {
+            let entry = map.entry(*addr).or_insert(until);
+            *entry = (*entry).max(until);
+        }
+    }
+
+    /// Granted now or within the last drop window (a drop is read up to a second late).
+    fn recently(&self, addr: Ipv4Addr) -> bool {
+        self.0
+            .lock()
+            .get(&addr)
+            .is_some_and(|until| *until + DENIED_WINDOW > Instant::now())
+    }
+
+    fn forget_old(&self) {
+        let now = Instant::now();
+        self.0.lock().retain(|_, until| *until + DENIED_WINDOW > now);
+    }
+}
+
+/// The resolver's sink: grants go to the firewall before the answer is sent; outcomes go
+/// to the guard through a bounded queue that never blocks a lookup.
+struct FirewallGrants {
+    firewall: Arc<Firewall>,
+    granted: Arc<GrantedAddrs>,
+    outcomes: mpsc::Sender<QueryOutcome>,
+}
+
+impl Grants for FirewallGrants {
+    fn grant(&self, grant: Grant) -> BoxFuture<'static, Result<(), String>> {
+        let firewall = self.firewall.clone();
+        let granted = self.granted.clone();
+        Box::pin(async move {
+            firewall
+                .grant(&grant.addrs, &grant.ports, grant.lifetime)
+                .await
+                .map_err(|e| e.to_string())?;
+            granted.add(&grant.addrs, grant.lifetime);
+            Ok(())
+        })
+    }
+
+    fn outcome(&self, outcome: &QueryOutcome) {
+        let _ = self.outcomes.try_send(outcome.clone());
+    }
+}
+
+/// The restricted network of one deployment, installed.
+pub struct RestrictedNet {
+    pub info: NetworkInfo,
+    pub firewall: Arc<Firewall>,
+    pub config: RestrictedNetwork,
+    pub resolver_addr: SocketAddr,
+    resolver: Mutex<Option<Resolver>>,
+    granted: Arc<GrantedAddrs>,
+    outcomes: Mutex<Option<mpsc::Receiver<QueryOutcome>>>,
+}
+
+impl RestrictedNet {
+    /// Creates (or reuses) the bridge, installs the firewall table (replacing a leftover
+    /// one) and starts the resolver on the gateway. Nothing is left half-installed: on an
+    /// error the table is removed again.
+    pub async fn install(
+        engine: &DockerEngine,
+        nft: PathBuf,
+        deployment: &str,
+        config: RestrictedNetwork,
+    ) -> Result<RestrictedNet, NetworkError> {
+        let mut config = config;
+        if config.upstream.is_empty() {
+            let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+            config.upstream = upstreams_from_resolv_conf(&resolv);
+        }
+        if config.upstream.is_empty() {
+            return Err(NetworkError::NoUpstream);
+        }
+        let spec = NetworkSpec {
+            name: network_name(deployment),
+            bridge: bridge_name(deployment),
+            deployment: deployment.to_string(),
+        };
+        let info = engine.ensure_network(&spec).await?;
+        let firewall = Arc::new(Firewall::new(
+            nft,
+            deployment,
+            &info.bridge,
+            info.gateway,
+            info.subnet,
+        ));
+        firewall.install().await?;
+        let granted = Arc::new(GrantedAddrs::default());
+        let (tx, rx) = mpsc::channel(OUTCOME_QUEUE);
+        let mut resolver_config = ResolverConfig::new(
+            vec![SocketAddr::new(IpAddr::V4(info.gateway), 53)],
+            config.upstream.clone(),
+            Arc::new(config.allow.clone()),
+        );
+        resolver_config.ttl_min = config.ttl_min;
+        resolver_config.ttl_max = config.ttl_max;
+        resolver_config.never = vec![(info.subnet.addr, info.subnet.prefix)];
+        let sink = Arc::new(FirewallGrants {
+            firewall: firewall.clone(),
+            granted: granted.clone(),
+            outcomes: tx,
+        });
+        let resolver = match Resolver::start(resolver_config, sink).await {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = firewall.remove().await;
+                return Err(NetworkError::Resolver(e.to_string()));
+            }
+        };
+        let resolver_addr = resolver
+            .local_addrs()
+            .first()
+            .copied()
+            .unwrap_or(SocketAddr::new(IpAddr::V4(info.gateway), 53));
+        Ok(RestrictedNet {
+            info,
+            firewall,
+            config,
+            resolver_addr,
+            resolver: Mutex::new(Some(resolver)),
+            granted,
+            outcomes: Mutex::new(Some(rx)),
+        })
+    }
+
+    /// Stops the resolver, deletes the table and removes the Docker network (after the
+    /// sessions' containers are gone: a network with endpoints cannot be removed).
+    pub async fn remove(&self, engine: &DockerEngine) -> Result<(), NetworkError> {
+        let resolver = self.resolver.lock().take();
+        if let Some(resolver) = resolver {
+            resolver.shutdown().await;
+        }
+        self.firewall.remove().await?;
+        engine.remove_network(&self.info.name).await?;
+        Ok(())
+    }
+
+    /// The facts /ready and the start-up report show.
+    pub fn report(&self) -> serde_json::Value {
+        serde_json::json!({
+            "mode": "restricted",
+            "enforced": true,
+            "allow": self.config.allow.describe(),
+            "network": self.info.name,
+            "bridge": self.info.bridge,
+            "subnet": self.info.subnet.to_string(),
+            "gateway": self.info.gateway.to_string(),
+            "resolver": self.resolver_addr.to_string(),
+            "upstream": self.config.upstream.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "table": format!("inet {}", self.firewall.table),
+            "ttl_min_seconds": self.config.ttl_min.as_secs(),
+            "ttl_max_seconds": self.config.ttl_max.as_secs(),
+        })
+    }
+}
+
+/// Reads drops and refusals, counts and audits them.
+pub struct NetworkGuard {
+    net: Arc<RestrictedNet>,
+    shared: Arc<Shared>,
+    /// Drop-set entries already reported, with the packets counted so far.
+    seen: HashMap<(Ipv4Addr, Ipv4Addr, String, u16, bool), u64>,
+    /// Named counters as last read.
+    counters: HashMap<String, u64>,
+    /// Refused lookups audited in the last window, by (source, name).
+    refusals: HashMap<(IpAddr, String), Instant>,
+    /// Sessions by their container's address on the bridge.
+    sessions: HashMap<Ipv4Addr, Uuid>,
+    polling: bool,
+}
+
+impl NetworkGuard {
+    pub fn new(net: Arc<RestrictedNet>, shared: Arc<Shared>) -> NetworkGuard {
+        NetworkGuard {
+            net,
+            shared,
+            seen: HashMap::new(),
+            counters: HashMap::new(),
+            refusals: HashMap::new(),
+            sessions: HashMap::new(),
+            polling: false,
+        }
+    }
+
+    fn deny(&self, kind: DenyKind, packets: u64) {
+        self.shared
+            .metrics
+            .egress_denied
+            .with_label_values(&[kind.as_str()])
+            .inc_by(packets);
+    }
+
+    fn session_of(&self, ip: IpAddr) -> Option<Uuid> {
+        match ip {
+            IpAddr::V4(v4) => self.sessions.get(&v4).copied(),
+            IpAddr::V6(_) => None,
+        }
+    }
+
+    fn audit(&self, kind: DenyKind, source: IpAddr, event: AuditEvent) {
+        let mut event = event
+            .field("kind", kind.as_str())
+            .field("source", source.to_string());
+        if let Some(session) = self.session_of(source) {
+            event = event.session(session);
+        }
+        self.shared.audit.record(event);
+    }
+
+    /// New drops from one read of the sets: counted by their packets, audited once per
+    /// entry (one entry per source and destination per minute).
+    fn drops(&mut self, entries: Vec<Denied>, counters: HashMap<String, u64>) {
+        let subnet: Ipv4Net = self.net.info.subnet;
+        let mut present = HashSet::new();
+        for entry in entries {
+            let key = entry.key();
+            present.insert(key.clone());
+            let kind = entry.kind(subnet, self.net.granted.recently(entry.destination));
+            match self.seen.get(&key).copied() {
+                Some(counted) => {
+                    if entry.packets > counted {
+                        self.deny(kind, entry.packets - counted);
+                        self.seen.insert(key, entry.packets);
+                    }
+                }
+                None => {
+                    self.deny(kind, entry.packets.max(1));
+                    self.seen.insert(key, entry.packets.max(1));
+                    self.audit(
+                        kind,
+                        IpAddr::V4(entry.source),
+                        AuditEvent::new("security.egress_denied")
+                            .field("destination", entry.destination.to_string())
+                            .field("port", entry.port)
+                            .field("proto", &entry.proto),
+                    );
+                }
+            }
+        }
+        self.seen.retain(|key, _| present.contains(key));
+        for (name, kind) in [("ipv6", DenyKind::Ipv6), ("unrecorded", DenyKind::Address)] {
+            let now = counters.get(name).copied().unwrap_or(0);
+            let before = self.counters.get(name).copied().unwrap_or(0);
+            if now > before {
+                self.deny(kind, now - before);
+                if kind == DenyKind::Ipv6 {
+                    self.shared.audit.record(
+                        AuditEvent::new("security.egress_denied")
+                            .field("kind", kind.as_str())
+                            .field("packets", now - before),
+                    );
+                }
+            }
+        }
+        self.counters = counters;
+    }
+
+    fn lookup(&mut self, outcome: QueryOutcome) {
+        self.shared
+            .metrics
+            .dns_queries
+            .with_label_values(&[outcome.result.as_str()])
+            .inc();
+        let refused = matches!(
+            outcome.result,
+            QueryResult::NotAllowed | QueryResult::Refused | QueryResult::RateLimited
+        );
+        if !refused {
+            return;
+        }
+        self.deny(DenyKind::Name, 1);
+        let now = Instant::now();
+        let key = (outcome.source, outcome.name.clone());
+        let recent = self
+            .refusals
+            .get(&key)
+            .is_some_and(|at| now.duration_since(*at) < DENIED_WINDOW);
+        if recent || self.refusals.len() >= MAX_REMEMBERED_REFUSALS {
+            return;
+        }
+        self.refusals.insert(key, now);
+        self.audit(
+            DenyKind::Name,
+            outcome.source,
+            AuditEvent::new("security.egress_denied")
+                .client_text("destination", &outcome.name)
+                .field("qtype", &outcome.qtype)
+                .field("result", outcome.result.as_str()),
+        );
+    }
+
+    /// Learns which session has which address when an unknown one shows up.
+    fn refresh_sessions(&mut self, ctx: &mut Context<Self>) {
+        let engine = self.shared.engine.clone();
+        let name = self.net.info.name.clone();
+        let prefix = format!("termcell-{}-", self.shared.settings.deployment);
+        ctx.spawn(
+            async move { engine.network_addresses(&name).await }
+                .into_actor(self)
+                .map(move |found, act, _| {
+                    if let Ok(found) = found {
+                        act.sessions = found
+                            .into_iter()
+                            .filter_map(|(container, ip)| {
+                                let id = container.trim_start_matches('/').strip_prefix(&prefix)?;
+                                Some((ip, Uuid::parse_str(id).ok()?))
+                            })
+                            .collect();
+                    }
+                }),
+        );
+    }
+
+    fn poll(&mut self, ctx: &mut Context<Self>) {
+        if self.polling {
+            return;
+        }
+        self.polling = true;
+        let firewall = self.net.firewall.clone();
+        ctx.spawn(
+            async move {
+                let denied = firewall.denied().await;
+                let counters = firewall.counters().await;
+                (denied, counters)
+            }
+            .into_actor(self)
+            .map(|(denied, counters), act, ctx| {
+                act.polling = false;
+                match (denied, counters) {
+                    (Ok(denied), Ok(counters)) => {
+                        let unknown = denied
+                            .iter()
+                            .any(|d| !act.sessions.contains_key(&d.source));
+                        if unknown {
+                            // The audit of this read may lack the session; the next has it.
+                            act.refresh_sessions(ctx);
+                        }
+                        act.drops(denied, counters);
+                    }
+                    (Err(e), _) | (_, Err(e)) => {
+                        log::warn!("restricted network: cannot read the firewall's drops: {e}")
+                    }
+                }
+                let now = Instant::now();
+                act.refusals
+                    .retain(|_, at| now.duration_since(*at) < DENIED_WINDOW);
+                act.net.granted.forget_old();
+            }),
+        );
+    }
+}
+
+impl Actor for NetworkGuard {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        if let Some(rx) = self.net.outcomes.lock().take() {
+            ctx.add_stream(tokio_stream_of(rx));
+        }
+        self.refresh_sessions(ctx);
+        ctx.run_interval(POLL_EVERY, |act, ctx| act.poll(ctx));
+    }
+}
+
+fn tokio_stream_of(
+    mut rx: mpsc::Receiver<QueryOutcome>,
+) -> impl futures_util::Stream<Item = QueryOutcome> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+impl StreamHandler<QueryOutcome> for NetworkGuard {
+    fn handle(&mut self, outcome: QueryOutcome, ctx: &mut Context<Self>) {
+        if let IpAddr::V4(v4) = outcome.source {
+            if !self.sessions.contains_key(&v4) {
+                self.refresh_sessions(ctx);
+            }
+        }
+        self.lookup(outcome);
+    }
+
+    fn finished(&mut self, _ctx: &mut Context<Self>) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_fit_the_kernel_and_differ_per_deployment() {
+        let a = bridge_name("production.eu-west-1.example");
+        assert_eq!(a.len(), 15);
+        assert!(a.starts_with("tc-"));
+        assert_ne!(a, bridge_name("production.eu-west-1.example2"));
+        assert_eq!(network_name("prod"), "termcell-prod");
+    }
+
+    #[test]
+    fn grants_are_remembered_for_a_drop_window() {
+        let g = GrantedAddrs::default();
+        let a = Ipv4Addr::new(198, 18, 0, 2);
+        assert!(!g.recently(a));
+        g.add(&[a], Duration::from_secs(1));
+        assert!(g.recently(a));
+        g.forget_old();
+        assert!(g.recently(a));
+        assert!(!g.recently(Ipv4Addr::new(198, 18, 0, 3)));
+    }
+}
