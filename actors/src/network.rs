@@ -3,3 +3,4 @@
 //! (`nft`), and the NetworkGuard that owns both (`guard`).
 
 pub mod allow;
+pub mod resolver;
