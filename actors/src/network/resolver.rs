@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use hickory_proto::op::{Header, MessageType, OpCode, ResponseCode};
+use hickory_proto::op::{Edns, Header, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use hickory_proto::xfer::Protocol;
 use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig as UpstreamConfig};
@@ -38,6 +38,14 @@ mod tests;
 
 /// How long a TCP client may stay silent before its connection is closed.
 const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long the firewall may take to install a grant before the query fails; a hung sink
+/// must not pin in-flight slots forever.
+const GRANT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The largest UDP payload this server advertises over EDNS (the DNS flag day 2020 value,
+/// which avoids IP fragmentation).
+const EDNS_MAX_PAYLOAD: u16 = 1232;
 
 /// How often the per-source rate limiter forgets sources that have gone quiet, which keeps its
 /// memory bounded by the number of recently active sources.
@@ -448,19 +456,14 @@ impl Handler {
     /// Decides, reports and sends the answer to one request.
     async fn answer<R: ResponseHandler>(&self, request: &Request, mut response: R) -> ResponseInfo {
         let source = request.src().ip();
-        let (name, qtype, reply) = match request.request_info() {
-            Ok(info) => {
-                let name = normalize(&info.query.name().to_string());
-                let qtype = info.query.query_type();
-                let reply = self.decide(request, source, &name).await;
-                (name, qtype.to_string(), reply)
-            }
-            Err(_) => (
-                String::new(),
-                String::new(),
-                Reply::empty(ResponseCode::FormErr, QueryResult::Malformed),
+        let (name, qtype) = match request.request_info() {
+            Ok(info) => (
+                normalize(&info.query.name().to_string()),
+                info.query.query_type().to_string(),
             ),
+            Err(_) => (String::new(), String::new()),
         };
+        let reply = self.bounded(request, source, &name).await;
         self.shared.grants.outcome(&QueryOutcome {
             source,
             name,
@@ -470,14 +473,22 @@ impl Handler {
         send(request, &mut response, reply).await
     }
 
-    /// The reply to one well-formed request: the abuse bounds first, then the policy.
-    async fn decide(&self, request: &Request, source: IpAddr, name: &str) -> Reply {
+    /// Applies the abuse bounds (rate, then in-flight caps) before anything else, so even
+    /// malformed floods are limited; the slot is held until the reply is decided.
+    async fn bounded(&self, request: &Request, source: IpAddr, name: &str) -> Reply {
         if self.shared.limiter.check_key(&source).is_err() {
             return Reply::empty(ResponseCode::Refused, QueryResult::RateLimited);
         }
         let Some(_slot) = self.shared.enter(source) else {
             return Reply::empty(ResponseCode::Refused, QueryResult::RateLimited);
         };
+        self.decide(request, source, name).await
+    }
+
+    /// The policy: one IN question of type A or AAAA, for an allowed name. Other types are
+    /// refused whatever the name (reverse lookups included); names outside the allowlist are
+    /// NXDOMAIN; AAAA is answered empty; A is forwarded.
+    async fn decide(&self, request: &Request, source: IpAddr, name: &str) -> Reply {
         let Ok(info) = request.request_info() else {
             return Reply::empty(ResponseCode::FormErr, QueryResult::Malformed);
         };
@@ -535,9 +546,16 @@ impl Handler {
             ports,
             lifetime: self.grant_lifetime(&answers),
         };
-        if let Err(e) = shared.grants.grant(grant).await {
-            log::warn!("dns: grant for {name} failed: {e}");
-            return Reply::empty(ResponseCode::ServFail, QueryResult::Failed);
+        match tokio::time::timeout(GRANT_TIMEOUT, shared.grants.grant(grant)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                log::warn!("dns: grant for {name} failed: {e}");
+                return Reply::empty(ResponseCode::ServFail, QueryResult::Failed);
+            }
+            Err(_) => {
+                log::warn!("dns: grant for {name} timed out");
+                return Reply::empty(ResponseCode::ServFail, QueryResult::Failed);
+            }
         }
         Reply {
             code: ResponseCode::NoError,
@@ -593,6 +611,15 @@ fn upstream_error(name: &str, error: &ResolveError) -> Reply {
     Reply::empty(ResponseCode::ServFail, QueryResult::Failed)
 }
 
+/// The EDNS record answering a client's: version 0, the smaller of its payload size and ours
+/// (never below the classic 512).
+fn response_edns(asked: &Edns) -> Edns {
+    let mut edns = Edns::new();
+    edns.set_max_payload(asked.max_payload().clamp(512, EDNS_MAX_PAYLOAD));
+    edns.set_version(0);
+    edns
+}
+
 /// Sends `reply` to the client that sent `request`.
 async fn send<R: ResponseHandler>(
     request: &Request,
@@ -602,7 +629,10 @@ async fn send<R: ResponseHandler>(
     let mut header = Header::response_from_request(request.header());
     header.set_response_code(reply.code);
     header.set_recursion_available(true);
-    let builder = MessageResponseBuilder::from_message_request(request);
+    let mut builder = MessageResponseBuilder::from_message_request(request);
+    if let Some(asked) = request.edns() {
+        builder.edns(response_edns(asked));
+    }
     let message = builder.build(header, reply.answers.iter(), None, None, None);
     match response.send_response(message).await {
         Ok(info) => info,

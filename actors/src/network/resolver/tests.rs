@@ -570,7 +570,7 @@ async fn one_sources_flood_is_limited_while_another_source_is_answered_promptly(
         .count();
     assert_eq!(refused + answered, 60);
     assert!(
-        answered >= 1 && answered <= 8,
+        (1..=8).contains(&answered),
         "at most 8 in flight: {answered} answered"
     );
     let results = rig.grants.results();
@@ -610,6 +610,55 @@ async fn the_rate_limit_refuses_a_source_past_its_burst() {
     assert_eq!(rig.upstream.queries(), 3);
     let results = rig.grants.results();
     assert_eq!(&results[3..], &[QueryResult::RateLimited; 2]);
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn the_global_in_flight_cap_refuses_past_it() {
+    let rig = rig_with(|c| c.in_flight_total = 3).await;
+    rig.upstream
+        .set_a("slow.example.com", 60, &[ip("198.18.2.1")]);
+    rig.upstream
+        .delay
+        .lock()
+        .insert("slow.example.com".into(), Duration::from_millis(800));
+    let addr = rig.addr;
+    let queries: Vec<_> = [LOCAL, OTHER_LOCAL, LOCAL, OTHER_LOCAL, LOCAL, OTHER_LOCAL]
+        .into_iter()
+        .map(|bind| tokio::spawn(query_udp(addr, bind, "slow.example.com", RecordType::A)))
+        .collect();
+    let mut codes = Vec::new();
+    for query in queries {
+        codes.push(query.await.unwrap().response_code());
+    }
+    let answered = codes
+        .iter()
+        .filter(|c| **c == ResponseCode::NoError)
+        .count();
+    let refused = codes
+        .iter()
+        .filter(|c| **c == ResponseCode::Refused)
+        .count();
+    assert_eq!((answered, refused), (3, 3), "{codes:?}");
+    assert_eq!(rig.upstream.queries(), 3);
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn an_edns_query_gets_edns_back() {
+    let rig = rig().await;
+    rig.upstream
+        .set_a("api.example.com", 60, &[ip("198.18.0.1")]);
+    let mut message = request("api.example.com", RecordType::A);
+    let mut edns = Edns::new();
+    edns.set_max_payload(4096);
+    message.set_edns(edns);
+    let answer = send_udp(rig.addr, LOCAL, &message.to_vec().unwrap()).await;
+    assert_eq!(addrs_of(&answer), vec![ip("198.18.0.1")]);
+    assert_eq!(
+        answer.extensions().as_ref().map(Edns::max_payload),
+        Some(1232)
+    );
     rig.stop().await;
 }
 
