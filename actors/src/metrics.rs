@@ -116,7 +116,9 @@ impl Metrics {
                     "dns_lookup_seconds",
                     "Restricted network: time to answer an allowed lookup (upstream and firewall)",
                 )
-                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]),
+                .buckets(vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+                ]),
             )
             .expect("valid"),
             registry,

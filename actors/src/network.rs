@@ -3,7 +3,9 @@
 //! (`nft`), and the NetworkGuard that owns both (`guard`).
 
 pub mod allow;
+pub mod guard;
 pub mod nft;
+pub mod resolver;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -17,4 +19,3 @@ pub struct RestrictedNetwork {
     pub ttl_min: Duration,
     pub ttl_max: Duration,
 }
-pub mod guard;

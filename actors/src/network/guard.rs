@@ -19,8 +19,7 @@ use uuid::Uuid;
 
 use super::nft::{Denied, DenyKind, Firewall, Ipv4Net, NftError, DENIED_WINDOW};
 use super::resolver::{
-    upstreams_from_resolv_conf, Grant, Grants, QueryOutcome, QueryResult, Resolver,
-    ResolverConfig,
+    upstreams_from_resolv_conf, Grant, Grants, QueryOutcome, QueryResult, Resolver, ResolverConfig,
 };
 use super::RestrictedNetwork;
 use crate::audit::AuditEvent;
@@ -85,7 +84,9 @@ impl GrantedAddrs {
 
     fn forget_old(&self) {
         let now = Instant::now();
-        self.0.lock().retain(|_, until| *until + DENIED_WINDOW > now);
+        self.0
+            .lock()
+            .retain(|_, until| *until + DENIED_WINDOW > now);
     }
 }
 
@@ -402,9 +403,7 @@ impl NetworkGuard {
                 act.polling = false;
                 match (denied, counters) {
                     (Ok(denied), Ok(counters)) => {
-                        let unknown = denied
-                            .iter()
-                            .any(|d| !act.sessions.contains_key(&d.source));
+                        let unknown = denied.iter().any(|d| !act.sessions.contains_key(&d.source));
                         if unknown {
                             // The audit of this read may lack the session; the next has it.
                             act.refresh_sessions(ctx);
