@@ -4,6 +4,7 @@
 
 use serde::Serialize;
 use termcell_actors::docker::HostSecurity;
+use termcell_actors::network::guard::RestrictedNet;
 use termcell_actors::profile::SecurityProfile;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -13,7 +14,11 @@ pub struct Protection {
     pub detail: String,
 }
 
-pub fn report(host: &HostSecurity, profile: &SecurityProfile) -> Vec<Protection> {
+pub fn report(
+    host: &HostSecurity,
+    profile: &SecurityProfile,
+    network: Option<&RestrictedNet>,
+) -> Vec<Protection> {
     let p = |name, enforced, detail: String| Protection {
         name,
         enforced,
@@ -41,11 +46,31 @@ pub fn report(host: &HostSecurity, profile: &SecurityProfile) -> Vec<Protection>
                 profile.pids_limit
             ),
         ),
-        p(
-            "network_isolation",
-            profile.network_mode == "none",
-            format!("network mode {}", profile.network_mode),
-        ),
+        match network {
+            Some(net) => p(
+                "network_isolation",
+                true,
+                format!(
+                    "restricted network {}: egress only to {} (nftables table inet {}, DNS only through termcell's resolver {})",
+                    net.info.name,
+                    net.config.allow.describe().join(", "),
+                    net.firewall.table,
+                    net.resolver_addr
+                ),
+            ),
+            None => p(
+                "network_isolation",
+                profile.network_mode == "none",
+                if profile.network_mode == "none" {
+                    "network mode none".to_string()
+                } else {
+                    format!(
+                        "network mode {}: an operator's network, whose egress termcell does not restrict",
+                        profile.network_mode
+                    )
+                },
+            ),
+        },
         p("non_root_user", profile.uid != 0, format!("uid {} gid {}", profile.uid, profile.gid)),
         p(
             "apparmor",
@@ -71,6 +96,20 @@ pub fn report(host: &HostSecurity, profile: &SecurityProfile) -> Vec<Protection>
             format!("cgroup v{}", if host.cgroup_version.is_empty() { "?" } else { &host.cgroup_version }),
         ),
     ]
+}
+
+/// The network mode, its allowlist and whether termcell enforces it (for /ready).
+pub fn network_status(
+    profile: &SecurityProfile,
+    network: Option<&RestrictedNet>,
+) -> serde_json::Value {
+    match network {
+        Some(net) => net.report(),
+        None => serde_json::json!({
+            "mode": profile.network_mode,
+            "enforced": profile.network_mode == "none",
+        }),
+    }
 }
 
 /// AppArmor is applied only when the host enforces it and our profile is loaded.
@@ -102,7 +141,7 @@ mod tests {
             apparmor_profile: None,
             ..Default::default()
         };
-        let report = report(&host, &profile);
+        let report = report(&host, &profile, None);
         let get = |name| report.iter().find(|p| p.name == name).unwrap();
         assert!(get("seccomp").enforced);
         assert!(!get("apparmor").enforced);

@@ -229,7 +229,8 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
             "max": state.connections.total_cap(),
             "max_per_address": state.config.max_connections_per_ip,
         },
-        "protections": crate::protections::report(&state.host_security, &state.shared.settings.profile),
+        "network": crate::protections::network_status(&state.shared.settings.profile, state.network.as_deref()),
+        "protections": crate::protections::report(&state.host_security, &state.shared.settings.profile, state.network.as_deref()),
     });
     if ok {
         HttpResponse::Ok().json(body)

@@ -13,6 +13,8 @@ use termcell_actors::audit::{Audit, AuditEvent};
 use termcell_actors::credentials::FingerprintKey;
 use termcell_actors::docker::{DockerEngine, DockerError, HostSecurity};
 use termcell_actors::metrics::Metrics;
+use termcell_actors::network::guard::{NetworkError, NetworkGuard, RestrictedNet};
+use termcell_actors::network::nft;
 use termcell_actors::profile::{labels, SecurityProfile};
 use termcell_actors::ratelimit::RateLimiter;
 use termcell_actors::registry::{reap_previous_runs, Drain, Registry};
@@ -48,6 +50,50 @@ pub enum StartError {
     },
     #[error("running the probe failed: {0}")]
     Probe(DockerError),
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+}
+
+impl From<nft::NftError> for StartError {
+    fn from(e: nft::NftError) -> StartError {
+        StartError::Network(e.into())
+    }
+}
+
+/// `--network restricted`: the bridge, the firewall table and the resolver for
+/// `deployment`, and the profile pointed at them. `nft` is what the preflight found.
+async fn install_network(
+    engine: &DockerEngine,
+    config: &Config,
+    nft: Option<PathBuf>,
+    deployment: &str,
+    profile: &mut SecurityProfile,
+) -> Result<Option<Arc<RestrictedNet>>, StartError> {
+    let (Some(restricted), Some(nft)) = (&config.restricted, nft) else {
+        return Ok(None);
+    };
+    let net = RestrictedNet::install(engine, nft, deployment, restricted.clone()).await?;
+    profile.network_mode = net.info.name.clone();
+    profile.dns = vec![net.info.gateway.to_string()];
+    log::info!(
+        "restricted network {} on {} ({}): egress only to {}; resolver {}; firewall table inet {}",
+        net.info.name,
+        net.info.bridge,
+        net.info.subnet,
+        net.config.allow.describe().join(", "),
+        net.resolver_addr,
+        net.firewall.table,
+    );
+    Ok(Some(Arc::new(net)))
+}
+
+/// Before anything else: restricted mode can be enforced here (root, `nft`, nf_tables),
+/// or the server does not start.
+async fn network_preflight(config: &Config) -> Result<Option<PathBuf>, StartError> {
+    match config.restricted {
+        Some(_) => Ok(Some(nft::preflight().await?)),
+        None => Ok(None),
+    }
 }
 
 /// The profile as this host can apply it: AppArmor only where it is enforced and loaded.
@@ -70,15 +116,25 @@ pub async fn build_image(config: Config) -> Result<(), StartError> {
 
 /// `termcell verify`: the exit code of the checks, or why they could not run.
 pub async fn verify(config: Config, probe: Option<PathBuf>) -> Result<i32, StartError> {
+    let nft = network_preflight(&config).await?;
     let engine = DockerEngine::connect().await?;
     let host = engine.host_security().await?;
-    let profile = effective_profile(&config, &host);
-    for p in protections::report(&host, &profile) {
+    let mut profile = effective_profile(&config, &host);
+    // A network of its own, so that a server of the same deployment keeps its rules.
+    let deployment = format!("verify-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let network = install_network(&engine, &config, nft, &deployment, &mut profile).await?;
+    for p in protections::report(&host, &profile, network.as_deref()) {
         if !p.enforced {
             println!("NOTE {}: not enforced on this host: {}", p.name, p.detail);
         }
     }
-    crate::verify::run(&engine, config, probe, profile).await
+    let result = crate::verify::run(&engine, config, probe, profile, network.as_deref()).await;
+    if let Some(net) = network {
+        if let Err(e) = net.remove(&engine).await {
+            println!("NOTE restricted network of the check not removed: {e}");
+        }
+    }
+    result
 }
 
 /// Removes every container of this server instance (the last step of a shutdown).
@@ -103,6 +159,7 @@ async fn remove_instance_containers(
 }
 
 pub async fn serve(config: Config) -> Result<(), StartError> {
+    let nft = network_preflight(&config).await?;
     let engine = DockerEngine::connect().await?;
     let host = engine.host_security().await?;
     let built = image::ensure_sandbox(
@@ -124,13 +181,6 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         settings.image,
         settings.deployment
     );
-    for p in protections::report(&host, &settings.profile) {
-        if p.enforced {
-            log::info!("protection {}: enforced ({})", p.name, p.detail);
-        } else {
-            log::warn!("protection {}: NOT enforced: {}", p.name, p.detail);
-        }
-    }
 
     let audit = Audit::start(config.audit.clone()).map_err(|source| StartError::Audit {
         path: config.audit.path.clone(),
@@ -151,11 +201,22 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         ),
         Err(e) => log::warn!("could not sweep containers of earlier runs: {e}"),
     }
+    let deployment = settings.deployment.clone();
+    let network =
+        install_network(&engine, &config, nft, &deployment, &mut settings.profile).await?;
+    for p in protections::report(&host, &settings.profile, network.as_deref()) {
+        if p.enforced {
+            log::info!("protection {}: enforced ({})", p.name, p.detail);
+        } else {
+            log::warn!("protection {}: NOT enforced: {}", p.name, p.detail);
+        }
+    }
     audit.record(
         AuditEvent::new("server.start")
             .field("instance", &settings.instance)
             .field("deployment", &settings.deployment)
-            .field("image", &settings.image),
+            .field("image", &settings.image)
+            .field("network", &settings.profile.network_mode),
     );
 
     let shared = Arc::new(Shared {
@@ -173,6 +234,12 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         arbiters.iter().map(|a| a.handle()).collect(),
     )
     .start();
+    if let Some(net) = &network {
+        let (net, shared) = (net.clone(), shared.clone());
+        NetworkGuard::start_in_arbiter(&Arbiter::new().handle(), move |_| {
+            NetworkGuard::new(net, shared)
+        });
+    }
     let limits = shared.settings.limits.clone();
     let limiter =
         RateLimiter::start_in_arbiter(&Arbiter::new().handle(), move |_| RateLimiter::new(limits));
@@ -197,6 +264,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         host_security: host,
         connections: gate.clone(),
         ready: ReadyCache::default(),
+        network: network.clone(),
     });
 
     let public_state = state.clone();
@@ -322,6 +390,15 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             &shared.settings.instance,
         )
         .await;
+        if let Some(net) = &network {
+            match net.remove(&engine).await {
+                Ok(()) => log::info!("restricted network {} and its rules removed", net.info.name),
+                Err(e) => log::warn!(
+                    "restricted network {} not fully removed: {e}",
+                    net.info.name
+                ),
+            }
+        }
         audit.record(
             AuditEvent::new("server.stop")
                 .field("sessions_ended", live)

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use actix::Addr;
 use termcell_actors::credentials::FingerprintKey;
 use termcell_actors::docker::HostSecurity;
+use termcell_actors::network::guard::RestrictedNet;
 use termcell_actors::ratelimit::RateLimiter;
 use termcell_actors::registry::Registry;
 use termcell_actors::Shared;
@@ -26,6 +27,8 @@ pub struct State {
     pub connections: ConnectionGate,
     /// What /ready last found, refreshed at most once a second.
     pub ready: ReadyCache,
+    /// The restricted network, when sessions run on one.
+    pub network: Option<Arc<RestrictedNet>>,
 }
 
 pub type AppState = Arc<State>;

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use termcell_actors::docker::{DockerEngine, DockerError, HostConfig};
+use termcell_actors::network::guard::RestrictedNet;
 use termcell_actors::profile::{labels, ContainerSpec, SecurityProfile};
 
 use crate::config::Config;
@@ -122,15 +123,21 @@ pub async fn run(
     config: Config,
     probe: Option<PathBuf>,
     profile: SecurityProfile,
+    network: Option<&RestrictedNet>,
 ) -> Result<i32, StartError> {
     let probe = probe.unwrap_or_else(default_probe_path);
     image::build_probe(engine, PROBE_IMAGE, Path::new(&probe)).await?;
     let user = format!("{}:{}", profile.uid, profile.gid);
+    let mut env = probe_env(&profile);
+    if network.is_some() {
+        // The probe checks the restricted network's enforcement from inside.
+        env.push("TERMCELL_PROBE_NETWORK=restricted".to_string());
+    }
     let run = run_probe(
         engine,
         profile.host_config(),
         &user,
-        probe_env(&profile),
+        env,
         &config.session.deployment,
     )
     .await
