@@ -241,6 +241,8 @@ pub struct NetworkGuard {
     refusals: HashMap<(IpAddr, String), Instant>,
     /// Sessions by their container's address on the bridge.
     sessions: HashMap<Ipv4Addr, Uuid>,
+    /// When the sessions were last looked up.
+    learned_at: Option<Instant>,
     polling: bool,
 }
 
@@ -253,6 +255,7 @@ impl NetworkGuard {
             counters: HashMap::new(),
             refusals: HashMap::new(),
             sessions: HashMap::new(),
+            learned_at: None,
             polling: false,
         }
     }
@@ -336,6 +339,12 @@ impl NetworkGuard {
             .dns_queries
             .with_label_values(&[outcome.result.as_str()])
             .inc();
+        if outcome.result == QueryResult::Allowed {
+            self.shared
+                .metrics
+                .dns_lookup_seconds
+                .observe(outcome.elapsed.as_secs_f64());
+        }
         let refused = matches!(
             outcome.result,
             QueryResult::NotAllowed | QueryResult::Refused | QueryResult::RateLimited
@@ -364,26 +373,44 @@ impl NetworkGuard {
         );
     }
 
-    /// Learns which session has which address when an unknown one shows up.
-    fn refresh_sessions(&mut self, ctx: &mut Context<Self>) {
+    /// Whether `ip` belongs to no session known yet, and a lookup of the network's
+    /// endpoints may tell (at most one lookup a second).
+    fn should_learn(&self, ip: IpAddr) -> bool {
+        let unknown = match ip {
+            IpAddr::V4(v4) => !self.sessions.contains_key(&v4),
+            IpAddr::V6(_) => false,
+        };
+        unknown
+            && self
+                .learned_at
+                .is_none_or(|at| at.elapsed() >= Duration::from_secs(1))
+    }
+
+    /// The sessions on the bridge by address, from the engine (container names carry the
+    /// session id).
+    fn learn_sessions(
+        &mut self,
+    ) -> impl std::future::Future<Output = Option<HashMap<Ipv4Addr, Uuid>>> {
+        self.learned_at = Some(Instant::now());
         let engine = self.shared.engine.clone();
         let name = self.net.info.name.clone();
         let prefix = format!("termcell-{}-", self.shared.settings.deployment);
-        ctx.spawn(
-            async move { engine.network_addresses(&name).await }
-                .into_actor(self)
-                .map(move |found, act, _| {
-                    if let Ok(found) = found {
-                        act.sessions = found
-                            .into_iter()
-                            .filter_map(|(container, ip)| {
-                                let id = container.trim_start_matches('/').strip_prefix(&prefix)?;
-                                Some((ip, Uuid::parse_str(id).ok()?))
-                            })
-                            .collect();
-                    }
-                }),
-        );
+        async move {
+            let lookup = engine.network_addresses(&name);
+            let found = tokio::time::timeout(Duration::from_secs(2), lookup)
+                .await
+                .ok()?
+                .ok()?;
+            Some(
+                found
+                    .into_iter()
+                    .filter_map(|(container, ip)| {
+                        let id = container.trim_start_matches('/').strip_prefix(&prefix)?;
+                        Some((ip, Uuid::parse_str(id).ok()?))
+                    })
+                    .collect(),
+            )
+        }
     }
 
     fn poll(&mut self, ctx: &mut Context<Self>) {
@@ -399,17 +426,30 @@ impl NetworkGuard {
                 (denied, counters)
             }
             .into_actor(self)
-            .map(|(denied, counters), act, ctx| {
+            .then(|(denied, counters), act, _| {
+                let learn = match &denied {
+                    Ok(entries) => entries
+                        .iter()
+                        .any(|d| act.should_learn(IpAddr::V4(d.source))),
+                    Err(_) => false,
+                };
+                let learning = learn.then(|| act.learn_sessions());
+                async move {
+                    let sessions = match learning {
+                        Some(fut) => fut.await,
+                        None => None,
+                    };
+                    (denied, counters, sessions)
+                }
+                .into_actor(act)
+            })
+            .map(|(denied, counters, sessions), act, _| {
                 act.polling = false;
+                if let Some(sessions) = sessions {
+                    act.sessions = sessions;
+                }
                 match (denied, counters) {
-                    (Ok(denied), Ok(counters)) => {
-                        let unknown = denied.iter().any(|d| !act.sessions.contains_key(&d.source));
-                        if unknown {
-                            // The audit of this read may lack the session; the next has it.
-                            act.refresh_sessions(ctx);
-                        }
-                        act.drops(denied, counters);
-                    }
+                    (Ok(denied), Ok(counters)) => act.drops(denied, counters),
                     (Err(e), _) | (_, Err(e)) => {
                         log::warn!("restricted network: cannot read the firewall's drops: {e}")
                     }
@@ -430,7 +470,6 @@ impl Actor for NetworkGuard {
         if let Some(rx) = self.net.outcomes.lock().take() {
             ctx.add_stream(tokio_stream_of(rx));
         }
-        self.refresh_sessions(ctx);
         ctx.run_interval(POLL_EVERY, |act, ctx| act.poll(ctx));
     }
 }
@@ -443,12 +482,19 @@ fn tokio_stream_of(
 
 impl StreamHandler<QueryOutcome> for NetworkGuard {
     fn handle(&mut self, outcome: QueryOutcome, ctx: &mut Context<Self>) {
-        if let IpAddr::V4(v4) = outcome.source {
-            if !self.sessions.contains_key(&v4) {
-                self.refresh_sessions(ctx);
-            }
+        if !self.should_learn(outcome.source) {
+            self.lookup(outcome);
+            return;
         }
-        self.lookup(outcome);
+        // A new session's first lookup: learn whose it is before auditing it. Outcomes
+        // behind it wait, so their order holds.
+        let learning = self.learn_sessions();
+        ctx.wait(learning.into_actor(self).map(move |sessions, act, _| {
+            if let Some(sessions) = sessions {
+                act.sessions = sessions;
+            }
+            act.lookup(outcome);
+        }));
     }
 
     fn finished(&mut self, _ctx: &mut Context<Self>) {}

@@ -171,6 +171,8 @@ pub struct QueryOutcome {
     pub name: String,
     pub qtype: String,
     pub result: QueryResult,
+    /// From the query's arrival to its answer (upstream and firewall included).
+    pub elapsed: std::time::Duration,
 }
 
 /// Where answers become firewall rules, and where outcomes are counted.
@@ -463,12 +465,14 @@ impl Handler {
             ),
             Err(_) => (String::new(), String::new()),
         };
+        let arrived = std::time::Instant::now();
         let reply = self.bounded(request, source, &name).await;
         self.shared.grants.outcome(&QueryOutcome {
             source,
             name,
             qtype,
             result: reply.result,
+            elapsed: arrived.elapsed(),
         });
         send(request, &mut response, reply).await
     }
