@@ -32,10 +32,11 @@ const DENIED_SIZE: u32 = 16_384;
 #[derive(Debug, thiserror::Error)]
 pub enum NftError {
     #[error(
-        "--network restricted installs firewall rules on the host and needs root \
-         (CAP_NET_ADMIN); run termcell as root or choose --network none"
+        "--network restricted installs firewall rules on the host and serves DNS on port 53: \
+         it needs root, or CAP_NET_ADMIN and CAP_NET_BIND_SERVICE (systemd: \
+         config/termcell-restricted.conf); or choose --network none"
     )]
-    NotRoot,
+    NotPrivileged,
     #[error("--network restricted needs `nft` (nftables) on PATH: apt-get install nftables")]
     NoNft,
     #[error("`nft {what}` failed: {message}")]
@@ -56,18 +57,26 @@ fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// The effective uid of this process, from /proc (no libc call needed).
-fn effective_uid() -> Option<u32> {
+/// CAP_NET_BIND_SERVICE and CAP_NET_ADMIN, as bits of a capability set.
+const NEEDED_CAPS: u64 = (1 << 10) | (1 << 12);
+
+/// This process's effective capabilities, from /proc (no libc call needed).
+fn effective_caps() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
-    line.split_whitespace().nth(2)?.parse().ok()
+    let line = status.lines().find(|l| l.starts_with("CapEff:"))?;
+    u64::from_str_radix(line.split_whitespace().nth(1)?, 16).ok()
 }
 
-/// What restricted mode needs before anything else starts: root, `nft`, and nf_tables in
-/// the kernel (a listing succeeds). Returns the `nft` to run.
+fn privileged() -> bool {
+    effective_caps().is_some_and(|caps| caps & NEEDED_CAPS == NEEDED_CAPS)
+}
+
+/// What restricted mode needs before anything else starts: the capabilities to change
+/// the firewall and bind port 53 (root has them), `nft`, and nf_tables in the kernel (a
+/// listing succeeds). Returns the `nft` to run.
 pub async fn preflight() -> Result<PathBuf, NftError> {
-    if effective_uid() != Some(0) {
-        return Err(NftError::NotRoot);
+    if !privileged() {
+        return Err(NftError::NotPrivileged);
     }
     let nft = find_nft(std::env::var_os("PATH").as_deref()).ok_or(NftError::NoNft)?;
     run(&nft, &["list", "tables"], None)
@@ -687,8 +696,7 @@ mod kernel_tests {
 
     impl Netns {
         fn new() -> Option<Netns> {
-            if effective_uid() != Some(0) || find_nft(std::env::var_os("PATH").as_deref()).is_none()
-            {
+            if !privileged() || find_nft(std::env::var_os("PATH").as_deref()).is_none() {
                 return None;
             }
             let name = format!("tcnft{}", std::process::id());
