@@ -207,8 +207,28 @@ impl Drop for Server {
             let _ = child.wait();
         }
         remove_containers(&format!("termcell.deployment={}", self.deployment));
+        remove_restricted_network(&self.deployment);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// What a killed server with `--network restricted` leaves: its Docker network and its
+/// nftables table (a server that shut down cleanly has removed both).
+pub fn remove_restricted_network(deployment: &str) {
+    let _ = Command::new("docker")
+        .args(["network", "rm", &format!("termcell-{deployment}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let table: String = deployment
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let _ = Command::new("nft")
+        .args(["delete", "table", "inet", &format!("termcell_{table}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 pub fn containers_with_label(label: &str) -> Vec<String> {
