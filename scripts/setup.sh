@@ -7,6 +7,9 @@ export DEBIAN_FRONTEND=noninteractive
 need=()
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 command -v file >/dev/null 2>&1 || need+=(file)
+# --network restricted: its firewall table (nft), and the tests' network namespaces (ip).
+command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || need+=(nftables)
+command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need+=(iproute2)
 if [ "${TERMCELL_WITH_BROWSER:-0}" = 1 ] && [ ! -x /usr/bin/chromium ]; then
     need+=(chromium)
 fi
