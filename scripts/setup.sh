@@ -10,6 +10,8 @@ command -v file >/dev/null 2>&1 || need+=(file)
 # --network restricted: its firewall table (nft), and the tests' network namespaces (ip).
 command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || need+=(nftables)
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need+=(iproute2)
+# The tests' listeners in those namespaces.
+[ -x /usr/bin/python3 ] || need+=(python3)
 if [ "${TERMCELL_WITH_BROWSER:-0}" = 1 ] && [ ! -x /usr/bin/chromium ]; then
     need+=(chromium)
 fi

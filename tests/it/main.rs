@@ -1,9 +1,11 @@
 //! Black-box tests of termcell: the real binary, the real Docker engine, real WebSockets.
 
 mod support;
+mod testnet;
 
 mod abuse;
 mod deploy;
+mod egress;
 mod image;
 mod limits;
 mod ops;
