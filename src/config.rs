@@ -242,9 +242,9 @@ pub struct Settings {
     /// Default none.
     #[arg(long, env = "TERMCELL_NETWORK", global = true)]
     pub network: Option<String>,
-    /// With --network restricted: the destinations sessions may reach, `HOST[:PORT],…`
-    /// (exact names or `*.example.com`; port default 443), e.g.
-    /// `rest.ably.io,*.ably-realtime.com`.
+    /// With --network restricted: the destinations sessions may reach,
+    /// `HOST[:PORT][/udp],…` (exact names or `*.example.com`; port default 443; TCP unless
+    /// `/udp`), e.g. `rest.ably.io,*.ably-realtime.com`.
     #[arg(long, env = "TERMCELL_EGRESS_ALLOW", global = true)]
     pub egress_allow: Option<String>,
     /// With --network restricted: the DNS servers allowed names are looked up at,

@@ -236,7 +236,7 @@ fn restricted_network(
     if allow.is_empty() {
         return Err(invalid(
             "egress-allow",
-            "--network restricted needs at least one HOST[:PORT] to allow (or use --network none)",
+            "--network restricted needs at least one HOST[:PORT][/udp] to allow (or use --network none)",
         ));
     }
     let upstream = s

@@ -2,6 +2,7 @@
 //! original server's names (through an injected environment) and the TOML file.
 
 use super::*;
+use termcell_actors::network::allow::Port;
 
 /// Flags with an empty environment (the original server's names and the admin token are
 /// read through `env`; nothing of the test process's own environment leaks in).
@@ -175,7 +176,7 @@ fn restricted_network_takes_an_allowlist_and_resolver_settings() {
         "--network",
         "restricted",
         "--egress-allow",
-        "rest.ably.io,*.ably-realtime.com:443, realtime.ably.io:8443",
+        "rest.ably.io,*.ably-realtime.com:443, realtime.ably.io:8443,time.ably.io:123/udp",
         "--dns-upstream",
         "127.0.0.1:5353,9.9.9.9",
         "--dns-ttl-min",
@@ -183,9 +184,13 @@ fn restricted_network_takes_an_allowlist_and_resolver_settings() {
     ])
     .unwrap();
     let r = c.restricted.expect("restricted");
-    assert_eq!(r.allow.ports_for("rest.ably.io"), vec![443]);
-    assert_eq!(r.allow.ports_for("main.ably-realtime.com"), vec![443]);
-    assert_eq!(r.allow.ports_for("realtime.ably.io"), vec![8443]);
+    assert_eq!(r.allow.ports_for("rest.ably.io"), vec![Port::tcp(443)]);
+    assert_eq!(
+        r.allow.ports_for("main.ably-realtime.com"),
+        vec![Port::tcp(443)]
+    );
+    assert_eq!(r.allow.ports_for("realtime.ably.io"), vec![Port::tcp(8443)]);
+    assert_eq!(r.allow.ports_for("time.ably.io"), vec![Port::udp(123)]);
     assert_eq!(
         r.upstream,
         vec![

@@ -16,15 +16,20 @@ use crate::testnet::{dns_upstream, HostListener, TestHost};
 
 const PORT: u16 = 8443;
 const OTHER_PORT: u16 = 9443;
+/// The one UDP port allowed (`/udp`), on the same name.
+const UDP_PORT: u16 = 8123;
 
 fn restricted_args(upstream: &str, extra: &[&str]) -> Vec<String> {
     let mut args: Vec<String> = [
         "--network",
         "restricted",
         "--egress-allow",
-        &format!("allowed.test:{PORT}"),
+        &format!("allowed.test:{PORT},allowed.test:{UDP_PORT}/udp"),
         "--dns-upstream",
         upstream,
+        // The tests type more lines than the default limit of a minute.
+        "--commands-per-minute",
+        "1000",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -96,7 +101,7 @@ fn container_ip(session: &str, network: &str) -> String {
 
 #[tokio::test]
 async fn a_session_reaches_the_allowed_name_and_nothing_else() {
-    let host = TestHost::new(1, &[PORT, OTHER_PORT]);
+    let host = TestHost::new(1, &[PORT, OTHER_PORT, UDP_PORT]);
     let (allowed, other) = (host.addr(0), host.addr(1));
     let (zone, upstream, _dns) = dns_upstream().await;
     zone.set("allowed.test", &[allowed], 60);
@@ -108,7 +113,10 @@ async fn a_session_reaches_the_allowed_name_and_nothing_else() {
     assert_eq!(net["enforced"], true, "{status}");
     assert_eq!(
         net["allow"],
-        serde_json::json!([format!("allowed.test:{PORT}")])
+        serde_json::json!([
+            format!("allowed.test:{PORT}"),
+            format!("allowed.test:{UDP_PORT}/udp")
+        ])
     );
     let gateway = net["gateway"].as_str().unwrap().to_string();
     let network = net["network"].as_str().unwrap().to_string();
@@ -143,6 +151,45 @@ async fn a_session_reaches_the_allowed_name_and_nothing_else() {
     assert_eq!(line["port"], OTHER_PORT, "{line}");
     assert_eq!(line["proto"], "tcp", "{line}");
     assert!(denied(&server, "port").await > port_before);
+
+    // UDP only where a rule says `/udp`: busybox tftp sends its request as one datagram.
+    let tftp = |dest: &str, port: u16, file: &str| {
+        format!("timeout 3 tftp -g -r {file} -l /tmp/t {dest} {port} >/dev/null 2>&1; true")
+    };
+    c.capture(&tftp("allowed.test", UDP_PORT, "hello-udp"))
+        .await;
+    assert!(
+        eventually(Duration::from_secs(5), async || host.saw_over(
+            "udp",
+            IpAddr::V4(allowed),
+            UDP_PORT,
+            "hello-udp"
+        ))
+        .await,
+        "a datagram reached the allowed UDP port: {:?}",
+        host.accepted()
+    );
+    c.capture(&tftp(&allowed.to_string(), PORT, "udp-to-a-tcp-port"))
+        .await;
+    let udp_denied = eventually(Duration::from_secs(10), async || {
+        server.audit_lines().iter().any(|l| {
+            l["event"] == "security.egress_denied"
+                && l["session_id"] == id.as_str()
+                && l["kind"] == "port"
+                && l["proto"] == "udp"
+                && l["port"] == PORT
+        })
+    })
+    .await;
+    assert!(udp_denied, "UDP to a TCP-only port audited");
+    assert!(!host.saw_over("udp", IpAddr::V4(allowed), PORT, "udp-to-a-tcp-port"));
+
+    // DNS to any server but termcell's: dropped.
+    let direct = c
+        .capture(&format!("nslookup allowed.test {other} 2>&1; echo rc=$?"))
+        .await;
+    assert!(!direct.contains(&format!("Address: {allowed}")), "{direct}");
+    wait_denial(&server, &id, "dns", &other.to_string()).await;
 
     // A name outside the allowlist: NXDOMAIN, never asked upstream.
     let refused = c.capture("nslookup other.test 2>&1").await;

@@ -1,7 +1,7 @@
 //! Test hosts for the restricted network: network namespaces with a veth pair each
-//! (198.18.N.0/24 and 2001:2:0:N::/64, the benchmarking ranges), a TCP listener inside that
-//! reports every connection, a DNS upstream of the test's own on loopback, and a listener
-//! on the host itself. Nothing here sends traffic anywhere else.
+//! (198.18.N.0/24 and 2001:2:0:N::/64, the benchmarking ranges), a TCP and UDP listener
+//! inside that reports every connection and datagram, a DNS upstream of the test's own on
+//! loopback, and a listener on the host itself. Nothing here sends traffic anywhere else.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -29,17 +29,28 @@ fn run(args: &[&str]) {
     );
 }
 
-/// One connection a listener accepted: to which local address and port, and the first
-/// bytes the peer sent.
+/// One connection a listener accepted (or one datagram it received): over which transport,
+/// to which local address and port, and the first bytes the peer sent.
 #[derive(Debug, Clone)]
 pub struct Accepted {
+    pub proto: &'static str,
     pub local: SocketAddr,
     pub data: String,
 }
 
-/// Accepts on every address of its namespace, on each port, and reports what came in.
+/// Accepts TCP and receives UDP on every address of its namespace, on each port, and
+/// reports what came in (a datagram's local address from IP_PKTINFO).
 const LISTENER: &str = r#"
 import socket, sys, threading
+IP_PKTINFO = 8  # Linux; Python's socket module does not export it
+def serve_udp(s, port):
+    while True:
+        data, anc, _, _ = s.recvmsg(512, socket.CMSG_SPACE(12))
+        local = "0.0.0.0"
+        for level, kind, value in anc:
+            if level == socket.IPPROTO_IP and kind == IP_PKTINFO:
+                local = socket.inet_ntoa(value[8:12])
+        print("udp %s %d %s" % (local, port, data.hex()), flush=True)
 def serve(s):
     while True:
         c, peer = s.accept()
@@ -54,7 +65,7 @@ def serve(s):
             except Exception:
                 pass
             local = c.getsockname()
-            print("conn %s %d %s" % (local[0], local[1], data.hex()), flush=True)
+            print("tcp %s %d %s" % (local[0], local[1], data.hex()), flush=True)
             c.close()
         threading.Thread(target=read, daemon=True).start()
 for port in sys.argv[1:]:
@@ -66,6 +77,10 @@ for port in sys.argv[1:]:
         s.bind((addr, int(port)))
         s.listen(64)
         threading.Thread(target=serve, args=(s,), daemon=True).start()
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+    u.bind(("0.0.0.0", int(port)))
+    threading.Thread(target=serve_udp, args=(u, int(port)), daemon=True).start()
 print("ready", flush=True)
 threading.Event().wait()
 "#;
@@ -170,10 +185,11 @@ impl TestHost {
                     continue;
                 }
                 let f: Vec<&str> = line.split(' ').collect();
-                if let ["conn", addr, port, hex] = f.as_slice() {
+                if let [proto @ ("tcp" | "udp"), addr, port, hex] = f.as_slice() {
                     let local = SocketAddr::new(addr.parse().unwrap(), port.parse().unwrap());
                     let bytes = hex::decode(hex).unwrap_or_default();
                     sink.lock().push(Accepted {
+                        proto: if *proto == "tcp" { "tcp" } else { "udp" },
                         local,
                         data: String::from_utf8_lossy(&bytes).into_owned(),
                     });
@@ -210,11 +226,19 @@ impl TestHost {
         self.accepted.lock().clone()
     }
 
-    /// Connections to `addr:port` that carried `needle`.
+    /// TCP connections to `addr:port` that carried `needle`.
     pub fn saw(&self, addr: IpAddr, port: u16, needle: &str) -> bool {
-        self.accepted()
-            .iter()
-            .any(|a| a.local.ip() == addr && a.local.port() == port && a.data.contains(needle))
+        self.saw_over("tcp", addr, port, needle)
+    }
+
+    /// Connections or datagrams over `proto` to `addr:port` that carried `needle`.
+    pub fn saw_over(&self, proto: &str, addr: IpAddr, port: u16, needle: &str) -> bool {
+        self.accepted().iter().any(|a| {
+            a.proto == proto
+                && a.local.ip() == addr
+                && a.local.port() == port
+                && a.data.contains(needle)
+        })
     }
 
     /// Whether anything at all reached `port`.

@@ -1,5 +1,6 @@
-//! The egress allowlist: `HOST[:PORT]` rules, exact names or `*.example.com` wildcards.
-//! Pure: parsing and matching only; the resolver asks it, the firewall enforces its answers.
+//! The egress allowlist: `HOST[:PORT][/udp]` rules, exact names or `*.example.com`
+//! wildcards, TCP unless a rule says `/udp`. Pure: parsing and matching only; the resolver
+//! asks it, the firewall enforces its answers.
 
 use std::fmt;
 
@@ -16,11 +17,60 @@ pub enum NamePattern {
     Subdomains(String),
 }
 
-/// One allowed destination: a name pattern and a TCP port.
+/// The transport a rule opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    /// The name nftables and the audit log use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+}
+
+/// A port of one transport: `443` (TCP) or `123/udp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Port {
+    pub proto: Proto,
+    pub number: u16,
+}
+
+impl Port {
+    pub const fn tcp(number: u16) -> Port {
+        Port {
+            proto: Proto::Tcp,
+            number,
+        }
+    }
+
+    pub const fn udp(number: u16) -> Port {
+        Port {
+            proto: Proto::Udp,
+            number,
+        }
+    }
+}
+
+impl fmt::Display for Port {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.proto {
+            Proto::Tcp => write!(f, "{}", self.number),
+            Proto::Udp => write!(f, "{}/udp", self.number),
+        }
+    }
+}
+
+/// One allowed destination: a name pattern and a port (TCP unless the rule says `/udp`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EgressRule {
     pub name: NamePattern,
-    pub port: u16,
+    pub port: Port,
 }
 
 /// Why a rule was refused, for the configuration error.
@@ -51,14 +101,24 @@ fn valid_hostname(name: &str) -> bool {
 }
 
 impl EgressRule {
-    /// `api.example.com`, `api.example.com:8443`, `*.example.com`, `*.example.com:443`.
+    /// `api.example.com`, `api.example.com:8443`, `*.example.com`, `*.example.com:443`,
+    /// `time.example.com:123/udp`.
     pub fn parse(text: &str) -> Result<EgressRule, RuleError> {
         let refuse = |why| RuleError {
             rule: text.to_string(),
             why,
         };
-        let text_trimmed = text.trim();
-        let (host, port) = match text_trimmed.rsplit_once(':') {
+        let mut text_trimmed = text.trim();
+        let mut proto = Proto::Tcp;
+        if let Some((front, transport)) = text_trimmed.rsplit_once('/') {
+            proto = match transport.to_ascii_lowercase().as_str() {
+                "tcp" => Proto::Tcp,
+                "udp" => Proto::Udp,
+                _ => return Err(refuse("the transport after '/' is tcp or udp")),
+            };
+            text_trimmed = front;
+        }
+        let (host, number) = match text_trimmed.rsplit_once(':') {
             Some((host, port)) => {
                 let port = port
                     .parse::<u16>()
@@ -93,7 +153,10 @@ impl EgressRule {
                 NamePattern::Exact(host)
             }
         };
-        Ok(EgressRule { name, port })
+        Ok(EgressRule {
+            name,
+            port: Port { proto, number },
+        })
     }
 
     /// Whether this rule covers `name` (already normalized).
@@ -147,9 +210,9 @@ impl EgressAllow {
 
     /// The ports `name` may be reached on, sorted, without repeats; empty when the name is
     /// not allowed at all.
-    pub fn ports_for(&self, name: &str) -> Vec<u16> {
+    pub fn ports_for(&self, name: &str) -> Vec<Port> {
         let name = normalize(name);
-        let mut ports: Vec<u16> = self
+        let mut ports: Vec<Port> = self
             .rules
             .iter()
             .filter(|rule| rule.covers(&name))
@@ -177,9 +240,9 @@ mod tests {
     #[test]
     fn exact_names_with_and_without_a_port() {
         let a = allow("rest.ably.io, realtime.ably.io:8443");
-        assert_eq!(a.ports_for("rest.ably.io"), vec![443]);
-        assert_eq!(a.ports_for("REST.Ably.io."), vec![443]);
-        assert_eq!(a.ports_for("realtime.ably.io"), vec![8443]);
+        assert_eq!(a.ports_for("rest.ably.io"), vec![Port::tcp(443)]);
+        assert_eq!(a.ports_for("REST.Ably.io."), vec![Port::tcp(443)]);
+        assert_eq!(a.ports_for("realtime.ably.io"), vec![Port::tcp(8443)]);
         assert!(a.ports_for("ably.io").is_empty());
         assert!(a.ports_for("x.rest.ably.io").is_empty());
         assert!(a.ports_for("rest.ably.io.evil.test").is_empty());
@@ -188,8 +251,8 @@ mod tests {
     #[test]
     fn wildcards_cover_subdomains_only() {
         let a = allow("*.ably-realtime.com");
-        assert_eq!(a.ports_for("main.ably-realtime.com"), vec![443]);
-        assert_eq!(a.ports_for("a.b.ably-realtime.com"), vec![443]);
+        assert_eq!(a.ports_for("main.ably-realtime.com"), vec![Port::tcp(443)]);
+        assert_eq!(a.ports_for("a.b.ably-realtime.com"), vec![Port::tcp(443)]);
         assert!(a.ports_for("ably-realtime.com").is_empty());
         assert!(a.ports_for("evilably-realtime.com").is_empty());
         assert!(a.ports_for(".ably-realtime.com").is_empty());
@@ -198,12 +261,36 @@ mod tests {
     #[test]
     fn ports_are_merged_across_rules() {
         let a = allow("api.x.test:443,*.x.test:8443,api.x.test:443");
-        assert_eq!(a.ports_for("api.x.test"), vec![443, 8443]);
-        assert_eq!(a.ports_for("other.x.test"), vec![8443]);
+        assert_eq!(
+            a.ports_for("api.x.test"),
+            vec![Port::tcp(443), Port::tcp(8443)]
+        );
+        assert_eq!(a.ports_for("other.x.test"), vec![Port::tcp(8443)]);
         assert_eq!(
             a.describe(),
             vec!["api.x.test:443", "*.x.test:8443", "api.x.test:443"]
         );
+    }
+
+    #[test]
+    fn udp_only_where_a_rule_says_so() {
+        let a = allow("time.x.test:123/udp,api.x.test:443/TCP,*.x.test:443/udp");
+        assert_eq!(
+            a.ports_for("time.x.test"),
+            vec![Port::udp(123), Port::udp(443)]
+        );
+        assert_eq!(
+            a.ports_for("api.x.test"),
+            vec![Port::tcp(443), Port::udp(443)]
+        );
+        assert_eq!(
+            a.describe(),
+            vec!["time.x.test:123/udp", "api.x.test:443", "*.x.test:443/udp"]
+        );
+        // A rule's text round-trips through its description.
+        for rule in a.rules() {
+            assert_eq!(&EgressRule::parse(&rule.to_string()).unwrap(), rule);
+        }
     }
 
     #[test]
@@ -221,6 +308,9 @@ mod tests {
             "bad_name!.test",
             "-lead.test",
             "sp ace.test",
+            "api.test:53/icmp",
+            "api.test/",
+            "10.0.0.0/8",
         ] {
             let err = EgressRule::parse(bad).unwrap_err();
             assert!(!err.why.is_empty(), "{bad}");

@@ -5,8 +5,8 @@
 //! `nft -j` (JSON) for the drop counters.
 //!
 //! From the bridge: replies pass; DNS reaches only the resolver on the gateway; TCP reaches
-//! only (address, port) pairs in `granted_tcp`, which the resolver fills from allowed
-//! answers with timeouts; link-local (the cloud metadata address), other sessions, the host
+//! only (address, port) pairs in `granted_tcp`, UDP only those in `granted_udp` (filled
+//! only for `/udp` rules), which the resolver fills from allowed answers with timeouts; link-local (the cloud metadata address), other sessions, the host
 //! itself and IPv6 are dropped. Every drop of IPv4 is recorded in a dynamic set keyed by
 //! (source, destination, protocol, port) whose elements carry a counter and expire after a
 //! minute, so one destination of one session is reported once a minute however often it
@@ -20,6 +20,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
+
+use super::allow::{Port, Proto};
 
 /// How long one `nft` call may take before it counts as failed.
 const NFT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -319,6 +321,12 @@ impl Firewall {
 		size {GRANTED_SIZE}
 	}}
 
+	set granted_udp {{
+		type ipv4_addr . inet_service
+		flags timeout
+		size {GRANTED_SIZE}
+	}}
+
 	set denied {{
 		type ipv4_addr . ipv4_addr . inet_proto . inet_service
 		flags dynamic,timeout
@@ -355,6 +363,7 @@ impl Firewall {
 		ip daddr {subnet} jump deny
 		oifname "{bridge}" jump deny
 		ip daddr . tcp dport @granted_tcp accept
+		ip daddr . udp dport @granted_udp accept
 		jump deny
 	}}
 
@@ -407,28 +416,45 @@ impl Firewall {
     pub async fn grant(
         &self,
         addrs: &[Ipv4Addr],
-        ports: &[u16],
+        ports: &[Port],
         lifetime: Duration,
     ) -> Result<(), NftError> {
-        if addrs.is_empty() || ports.is_empty() {
+        let script = self.grant_script(addrs, ports, lifetime);
+        if script.is_empty() {
             return Ok(());
         }
-        let secs = lifetime.as_secs().max(1);
-        let elements: Vec<String> = addrs
-            .iter()
-            .flat_map(|a| ports.iter().map(move |p| format!("{a} . {p}")))
-            .collect();
-        let timed: Vec<String> = elements
-            .iter()
-            .map(|e| format!("{e} timeout {secs}s"))
-            .collect();
-        let set = format!("inet {} granted_tcp", self.table);
-        let script = format!(
-            "add element {set} {{ {timed} }}\ndelete element {set} {{ {plain} }}\nadd element {set} {{ {timed} }}\n",
-            timed = timed.join(", "),
-            plain = elements.join(", "),
-        );
         run(&self.nft, &["-f", "-"], Some(&script)).await.map(drop)
+    }
+
+    /// The nft script of one grant: per transport, its set's elements refreshed.
+    fn grant_script(&self, addrs: &[Ipv4Addr], ports: &[Port], lifetime: Duration) -> String {
+        let secs = lifetime.as_secs().max(1);
+        let mut script = String::new();
+        for proto in [Proto::Tcp, Proto::Udp] {
+            let elements: Vec<String> = addrs
+                .iter()
+                .flat_map(|a| {
+                    ports
+                        .iter()
+                        .filter(move |p| p.proto == proto)
+                        .map(move |p| format!("{a} . {}", p.number))
+                })
+                .collect();
+            if elements.is_empty() {
+                continue;
+            }
+            let timed: Vec<String> = elements
+                .iter()
+                .map(|e| format!("{e} timeout {secs}s"))
+                .collect();
+            let set = format!("inet {} granted_{}", self.table, proto.as_str());
+            script.push_str(&format!(
+                "add element {set} {{ {timed} }}\ndelete element {set} {{ {plain} }}\nadd element {set} {{ {timed} }}\n",
+                timed = timed.join(", "),
+                plain = elements.join(", "),
+            ));
+        }
+        script
     }
 
     /// Every entry of both denied sets, with its packet count.
@@ -575,19 +601,41 @@ mod tests {
             "ip daddr 169.254.0.0/16 jump deny",
             "ip daddr 172.20.0.0/16 jump deny",
             "ip daddr . tcp dport @granted_tcp accept",
+            "ip daddr . udp dport @granted_udp accept",
             "ip daddr 172.20.0.1 udp dport 53 accept",
             "ip daddr 172.20.0.1 tcp dport 53 accept",
         ] {
             assert!(rules.contains(line), "missing {line:?} in\n{rules}");
         }
-        // The grant accept comes after every always-dropped destination.
-        let grant = rules.find("@granted_tcp accept").unwrap();
-        for earlier in ["169.254.0.0/16", "ip daddr 172.20.0.0/16", "nfproto ipv6"] {
-            assert!(rules.find(earlier).unwrap() < grant, "{earlier}");
+        // The grant accepts come after every always-dropped destination.
+        for grant in ["@granted_tcp accept", "@granted_udp accept"] {
+            let grant = rules.find(grant).unwrap();
+            for earlier in ["169.254.0.0/16", "ip daddr 172.20.0.0/16", "nfproto ipv6"] {
+                assert!(rules.find(earlier).unwrap() < grant, "{earlier}");
+            }
         }
         // Every path out of the session chains ends in a drop.
         assert!(rules.contains("jump deny\n\t}"));
         assert!(rules.contains("counter name unrecorded drop\n\t}\n\n\tchain input"));
+    }
+
+    #[test]
+    fn grants_go_to_the_set_of_their_transport() {
+        let fw = firewall();
+        let a = Ipv4Addr::new(198, 18, 0, 2);
+        let tcp_only = fw.grant_script(&[a], &[Port::tcp(443)], Duration::from_secs(30));
+        assert!(tcp_only.contains("granted_tcp { 198.18.0.2 . 443 timeout 30s }"));
+        assert!(!tcp_only.contains("granted_udp"), "{tcp_only}");
+        let both = fw.grant_script(
+            &[a],
+            &[Port::tcp(443), Port::udp(123)],
+            Duration::from_secs(30),
+        );
+        assert!(both.contains("granted_udp { 198.18.0.2 . 123 timeout 30s }"));
+        assert!(!both.contains("granted_udp { 198.18.0.2 . 443"), "{both}");
+        assert!(fw
+            .grant_script(&[], &[Port::tcp(1)], Duration::ZERO)
+            .is_empty());
     }
 
     #[test]
@@ -759,7 +807,7 @@ mod kernel_tests {
 
         fw.grant(
             &[Ipv4Addr::new(198, 18, 0, 2)],
-            &[8443, 443],
+            &[Port::tcp(8443), Port::tcp(443), Port::udp(123)],
             Duration::from_secs(30),
         )
         .await
@@ -767,7 +815,7 @@ mod kernel_tests {
         // A re-grant extends the element instead of failing or keeping the old timeout.
         fw.grant(
             &[Ipv4Addr::new(198, 18, 0, 2)],
-            &[8443],
+            &[Port::tcp(8443)],
             Duration::from_secs(90),
         )
         .await
@@ -781,6 +829,8 @@ mod kernel_tests {
             listing.contains("198.18.0.2 . 443 timeout 30s"),
             "{listing}"
         );
+        let udp = listing.split("set granted_udp").nth(1).unwrap();
+        assert!(udp.contains("198.18.0.2 . 123 timeout 30s"), "{listing}");
         assert!(fw.denied().await.unwrap().is_empty());
         let counters = fw.counters().await.unwrap();
         assert_eq!(counters.get("ipv6"), Some(&0), "{counters:?}");

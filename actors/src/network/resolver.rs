@@ -31,7 +31,7 @@ use parking_lot::Mutex;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::task::JoinHandle;
 
-use super::allow::{normalize, EgressAllow};
+use super::allow::{normalize, EgressAllow, Port};
 
 #[cfg(test)]
 mod tests;
@@ -128,7 +128,7 @@ pub struct Grant {
     /// The addresses it is about to be told.
     pub addrs: Vec<Ipv4Addr>,
     /// The ports the allowlist gives that name.
-    pub ports: Vec<u16>,
+    pub ports: Vec<Port>,
     /// How long the addresses stay open.
     pub lifetime: Duration,
 }
@@ -520,7 +520,7 @@ impl Handler {
 
     /// Asks the upstream for `qname`'s A records, strips what must never be granted, clamps
     /// the TTLs, and has the firewall open the addresses before the reply goes out.
-    async fn forward(&self, source: IpAddr, name: &str, qname: Name, ports: Vec<u16>) -> Reply {
+    async fn forward(&self, source: IpAddr, name: &str, qname: Name, ports: Vec<Port>) -> Reply {
         let shared = &self.shared;
         let lookup = tokio::time::timeout(
             shared.upstream_timeout,

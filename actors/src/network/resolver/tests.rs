@@ -303,13 +303,13 @@ async fn allowed_a_is_answered_with_the_upstream_addresses_and_granted_first() {
     assert_eq!(grants[0].addrs, vec![ip("198.18.0.1"), ip("198.18.0.2")]);
     let mut ports = grants[0].ports.clone();
     ports.sort_unstable();
-    assert_eq!(ports, vec![443, 8443]);
+    assert_eq!(ports, vec![Port::tcp(443), Port::tcp(8443)]);
     assert_eq!(
         grants[0].lifetime,
         Duration::from_secs(300),
         "clamped down to ttl_max"
     );
-    assert_eq!(grants[1].ports, vec![443]);
+    assert_eq!(grants[1].ports, vec![Port::tcp(443)]);
     assert_eq!(
         grants[1].lifetime,
         Duration::from_secs(30),
