@@ -336,8 +336,17 @@ impl WsBridge {
 
     fn open(&mut self, auth: ValidatedAuth, ctx: &mut ws::WebsocketContext<Self>) {
         let o = self.opening(&auth);
+        // A restricted network whose firewall is gone would give the session an open one.
+        let unguarded = self
+            .state
+            .network
+            .as_ref()
+            .is_some_and(|net| !net.enforced());
         ctx.wait(
             async move {
+                if unguarded {
+                    return Err((Close::create_failed(), Rejection::NetworkUnenforced));
+                }
                 let slot = match o.limiter.send(AcquireSessionSlot { ip: o.ip }).await {
                     Ok(Some(slot)) => slot,
                     Ok(None) => return Err((Close::rate_limited(), Rejection::Concurrency)),

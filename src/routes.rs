@@ -216,7 +216,10 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let capacity_left = capacity
         .map(|c| !c.draining && c.active < c.max)
         .unwrap_or(false);
-    let ok = docker && image && capacity_left;
+    // Restricted mode: the firewall table must be in place (the guard puts it back when
+    // something deletes it; while it cannot, the server is not ready).
+    let network_enforced = state.network.as_ref().is_none_or(|net| net.enforced());
+    let ok = docker && image && capacity_left && network_enforced;
     let body = json!({
         "ready": ok,
         "docker": docker,

@@ -26,6 +26,7 @@ pub struct Metrics {
     pub egress_denied: IntCounterVec,
     pub dns_queries: IntCounterVec,
     pub dns_lookup_seconds: Histogram,
+    pub firewall_restores: IntCounter,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -121,6 +122,11 @@ impl Metrics {
                 ]),
             )
             .expect("valid"),
+            firewall_restores: IntCounter::new(
+                "egress_firewall_restores_total",
+                "Restricted network: times the firewall table was found deleted from outside and put back",
+            )
+            .expect("valid"),
             registry,
         };
         let r = &m.registry;
@@ -152,6 +158,8 @@ impl Metrics {
             .expect("unique");
         r.register(Box::new(m.dns_queries.clone())).expect("unique");
         r.register(Box::new(m.dns_lookup_seconds.clone()))
+            .expect("unique");
+        r.register(Box::new(m.firewall_restores.clone()))
             .expect("unique");
         m
     }

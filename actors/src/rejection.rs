@@ -55,10 +55,12 @@ pub enum Rejection {
     Resizes,
     /// A process of a sandbox was killed at its memory limit.
     Oom,
+    /// The restricted network's firewall is gone and cannot be put back (1011).
+    NetworkUnenforced,
 }
 
 impl Rejection {
-    pub const ALL: [Rejection; 24] = [
+    pub const ALL: [Rejection; 25] = [
         Rejection::Connections,
         Rejection::ConnectionsPerIp,
         Rejection::ConnectionsTotal,
@@ -83,6 +85,7 @@ impl Rejection {
         Rejection::InputAbuse,
         Rejection::Resizes,
         Rejection::Oom,
+        Rejection::NetworkUnenforced,
     ];
 
     /// The metrics label and the audit `kind`.
@@ -112,6 +115,7 @@ impl Rejection {
             Rejection::InputAbuse => "input_abuse",
             Rejection::Resizes => "resizes",
             Rejection::Oom => "oom",
+            Rejection::NetworkUnenforced => "network_unenforced",
         }
     }
 
@@ -141,6 +145,7 @@ impl Rejection {
             | Rejection::BadContinuation
             | Rejection::Internal => "auth.rejected",
             Rejection::Oom => "security.oom",
+            Rejection::NetworkUnenforced => "security.network_unenforced",
         }
     }
 }

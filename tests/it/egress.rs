@@ -271,6 +271,45 @@ async fn a_session_reaches_the_allowed_name_and_nothing_else() {
     assert!(!got.contains("from-the-other-session"), "{got}");
     wait_denial(&server, &id2, "session", &first_ip).await;
 
+    // The host's firewall reloaded (the table deleted from outside): termcell puts it back
+    // within a poll, with the grants the sessions were told about, and says so.
+    let table = net["table"].as_str().unwrap().to_string();
+    let deleted = Command::new("nft")
+        .args(["delete", "table"])
+        .args(table.split(' '))
+        .status()
+        .unwrap();
+    assert!(deleted.success());
+    let restored = eventually(Duration::from_secs(10), async || {
+        server
+            .audit_lines()
+            .iter()
+            .any(|l| l["event"] == "security.firewall_restored" && l["table"] == table.as_str())
+    })
+    .await;
+    assert!(restored, "the table came back: {:?}", server.audit_lines());
+    let listed = Command::new("nft")
+        .args(["list", "table"])
+        .args(table.split(' '))
+        .output()
+        .unwrap();
+    assert!(listed.status.success());
+    assert!(
+        metric(
+            &scrape(&server).await,
+            "termcell_egress_firewall_restores_total",
+            &[]
+        )
+        .unwrap_or(0.0)
+            >= 1.0
+    );
+    assert_eq!(ready(&server).await["network"]["enforced"], true);
+    // The allowed address works without a new lookup; the rest is still dropped.
+    assert!(send(&mut c, &allowed.to_string(), PORT, "after-restore").await);
+    assert!(host.saw(IpAddr::V4(allowed), PORT, "after-restore"));
+    assert!(!send(&mut c, &other.to_string(), PORT, "other-after-restore").await);
+    assert!(!host.saw(IpAddr::V4(other), PORT, "other-after-restore"));
+
     c.close(1000, "user-closed-tab").await;
     c2.close(1000, "user-closed-tab").await;
 }

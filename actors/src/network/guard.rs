@@ -8,6 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,7 @@ use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
+use super::allow::Port;
 use super::nft::{Denied, DenyKind, Firewall, Ipv4Net, NftError, DENIED_WINDOW};
 use super::resolver::{
     upstreams_from_resolv_conf, Grant, Grants, QueryOutcome, QueryResult, Resolver, ResolverConfig,
@@ -32,6 +34,8 @@ const POLL_EVERY: Duration = Duration::from_secs(1);
 const OUTCOME_QUEUE: usize = 4096;
 /// Refused names remembered for the once-a-minute audit.
 const MAX_REMEMBERED_REFUSALS: usize = 16_384;
+/// The most often the network's endpoints are looked up to map addresses to sessions.
+const LEARN_EVERY: Duration = Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {
@@ -60,26 +64,43 @@ pub fn bridge_name(deployment: &str) -> String {
     format!("tc-{}", &hex::encode(digest)[..12])
 }
 
-/// What the resolver granted, for telling a wrong port from an unknown address.
+/// What the resolver granted, with when each grant runs out: to tell a wrong port from an
+/// unknown address, and to put the grants back into a table deleted from outside. Bounded
+/// like the kernel set: entries go a drop window after they run out.
 #[derive(Default)]
-struct GrantedAddrs(Mutex<HashMap<Ipv4Addr, Instant>>);
+struct GrantLedger(Mutex<HashMap<(Ipv4Addr, Port), Instant>>);
 
-impl GrantedAddrs {
-    fn add(&self, addrs: &[Ipv4Addr], lifetime: Duration) {
+impl GrantLedger {
+    /// Records a grant as nft applies it: the new lifetime replaces the old one.
+    fn add(&self, addrs: &[Ipv4Addr], ports: &[Port], lifetime: Duration) {
         let until = Instant::now() + lifetime;
         let mut map = self.0.lock();
         for addr in addrs {
-            let entry = map.entry(*addr).or_insert(until);
-            *entry = (*entry).max(until);
+            for port in ports {
+                map.insert((*addr, *port), until);
+            }
         }
     }
 
-    /// Granted now or within the last drop window (a drop is read up to a second late).
+    /// Granted on some port now or within the last drop window (a drop is read up to a
+    /// second late).
     fn recently(&self, addr: Ipv4Addr) -> bool {
+        let now = Instant::now();
         self.0
             .lock()
-            .get(&addr)
-            .is_some_and(|until| *until + DENIED_WINDOW > Instant::now())
+            .iter()
+            .any(|((a, _), until)| *a == addr && *until + DENIED_WINDOW > now)
+    }
+
+    /// The grants still running, with the time each has left.
+    fn live(&self) -> Vec<(Ipv4Addr, Port, Duration)> {
+        let now = Instant::now();
+        self.0
+            .lock()
+            .iter()
+            .filter(|(_, until)| **until > now)
+            .map(|((addr, port), until)| (*addr, *port, *until - now))
+            .collect()
     }
 
     fn forget_old(&self) {
@@ -94,7 +115,7 @@ impl GrantedAddrs {
 /// to the guard through a bounded queue that never blocks a lookup.
 struct FirewallGrants {
     firewall: Arc<Firewall>,
-    granted: Arc<GrantedAddrs>,
+    granted: Arc<GrantLedger>,
     outcomes: mpsc::Sender<QueryOutcome>,
 }
 
@@ -107,7 +128,7 @@ impl Grants for FirewallGrants {
                 .grant(&grant.addrs, &grant.ports, grant.lifetime)
                 .await
                 .map_err(|e| e.to_string())?;
-            granted.add(&grant.addrs, grant.lifetime);
+            granted.add(&grant.addrs, &grant.ports, grant.lifetime);
             Ok(())
         })
     }
@@ -124,8 +145,22 @@ pub struct RestrictedNet {
     pub config: RestrictedNetwork,
     pub resolver_addr: SocketAddr,
     resolver: Mutex<Option<Resolver>>,
-    granted: Arc<GrantedAddrs>,
+    granted: Arc<GrantLedger>,
     outcomes: Mutex<Option<mpsc::Receiver<QueryOutcome>>>,
+    /// The table is in the kernel as installed (false while it is gone and cannot be put
+    /// back: /ready fails and new sessions are refused).
+    enforced: AtomicBool,
+}
+
+/// What a check of the table found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TableCheck {
+    /// The table is there.
+    Present,
+    /// It had been deleted from outside and is back, with this many grants.
+    Restored { grants: usize },
+    /// It is gone and could not be put back, or could not be looked at.
+    Failed(String),
 }
 
 impl RestrictedNet {
@@ -160,7 +195,7 @@ impl RestrictedNet {
             info.subnet,
         ));
         firewall.install().await?;
-        let granted = Arc::new(GrantedAddrs::default());
+        let granted = Arc::new(GrantLedger::default());
         let (tx, rx) = mpsc::channel(OUTCOME_QUEUE);
         let mut resolver_config = ResolverConfig::new(
             vec![SocketAddr::new(IpAddr::V4(info.gateway), 53)],
@@ -195,7 +230,34 @@ impl RestrictedNet {
             resolver: Mutex::new(Some(resolver)),
             granted,
             outcomes: Mutex::new(Some(rx)),
+            enforced: AtomicBool::new(true),
         })
+    }
+
+    /// Whether the firewall table is in place as installed.
+    pub fn enforced(&self) -> bool {
+        self.enforced.load(Ordering::Relaxed)
+    }
+
+    /// Puts the table back, with the grants still running, when something outside termcell
+    /// deleted it (`nft flush ruleset`, a reload of the host's firewall).
+    pub async fn check_table(&self) -> TableCheck {
+        let check = match self.firewall.exists().await {
+            Ok(true) => TableCheck::Present,
+            Ok(false) => {
+                let grants = self.granted.live();
+                match self.firewall.install_with(&grants).await {
+                    Ok(()) => TableCheck::Restored {
+                        grants: grants.len(),
+                    },
+                    Err(e) => TableCheck::Failed(e.to_string()),
+                }
+            }
+            Err(e) => TableCheck::Failed(e.to_string()),
+        };
+        self.enforced
+            .store(!matches!(check, TableCheck::Failed(_)), Ordering::Relaxed);
+        check
     }
 
     /// Stops the resolver, deletes the table and removes the Docker network (after the
@@ -214,7 +276,7 @@ impl RestrictedNet {
     pub fn report(&self) -> serde_json::Value {
         serde_json::json!({
             "mode": "restricted",
-            "enforced": true,
+            "enforced": self.enforced(),
             "allow": self.config.allow.describe(),
             "network": self.info.name,
             "bridge": self.info.bridge,
@@ -244,6 +306,8 @@ pub struct NetworkGuard {
     /// When the sessions were last looked up.
     learned_at: Option<Instant>,
     polling: bool,
+    /// The table is gone and could not be put back (logged once per episode).
+    table_failing: bool,
 }
 
 impl NetworkGuard {
@@ -257,6 +321,7 @@ impl NetworkGuard {
             sessions: HashMap::new(),
             learned_at: None,
             polling: false,
+            table_failing: false,
         }
     }
 
@@ -353,16 +418,11 @@ impl NetworkGuard {
             return;
         }
         self.deny(DenyKind::Name, 1);
-        let now = Instant::now();
-        let key = (outcome.source, outcome.name.clone());
-        let recent = self
-            .refusals
-            .get(&key)
-            .is_some_and(|at| now.duration_since(*at) < DENIED_WINDOW);
-        if recent || self.refusals.len() >= MAX_REMEMBERED_REFUSALS {
+        if !self.will_audit(&outcome) {
             return;
         }
-        self.refusals.insert(key, now);
+        self.refusals
+            .insert((outcome.source, outcome.name.clone()), Instant::now());
         self.audit(
             DenyKind::Name,
             outcome.source,
@@ -373,17 +433,31 @@ impl NetworkGuard {
         );
     }
 
-    /// Whether `ip` belongs to no session known yet, and a lookup of the network's
-    /// endpoints may tell (at most one lookup a second).
-    fn should_learn(&self, ip: IpAddr) -> bool {
+    /// Whether to look up the network's endpoints before reporting a drop or refusal from
+    /// `ip`: its session is not known yet, or a line is about to be audited and the map may
+    /// be stale (an ended session's address can be handed to a new one). At most one lookup
+    /// per `LEARN_EVERY`.
+    fn should_learn(&self, ip: IpAddr, about_to_audit: bool) -> bool {
         let unknown = match ip {
             IpAddr::V4(v4) => !self.sessions.contains_key(&v4),
             IpAddr::V6(_) => false,
         };
-        unknown
+        (unknown || about_to_audit) && self.learned_at.is_none_or(|at| at.elapsed() >= LEARN_EVERY)
+    }
+
+    /// Whether a lookup's outcome will be audited (a refusal not audited for this source
+    /// and name in the last window).
+    fn will_audit(&self, outcome: &QueryOutcome) -> bool {
+        let refused = matches!(
+            outcome.result,
+            QueryResult::NotAllowed | QueryResult::Refused | QueryResult::RateLimited
+        );
+        refused
+            && self.refusals.len() < MAX_REMEMBERED_REFUSALS
             && self
-                .learned_at
-                .is_none_or(|at| at.elapsed() >= Duration::from_secs(1))
+                .refusals
+                .get(&(outcome.source, outcome.name.clone()))
+                .is_none_or(|at| at.elapsed() >= DENIED_WINDOW)
     }
 
     /// The sessions on the bridge by address, from the engine (container names carry the
@@ -418,19 +492,24 @@ impl NetworkGuard {
             return;
         }
         self.polling = true;
-        let firewall = self.net.firewall.clone();
+        let net = self.net.clone();
         ctx.spawn(
             async move {
-                let denied = firewall.denied().await;
-                let counters = firewall.counters().await;
-                (denied, counters)
+                let denied = net.firewall.denied().await;
+                // A read that fails may mean the table was deleted from outside: put it back.
+                let table = match &denied {
+                    Ok(_) => None,
+                    Err(_) => Some(net.check_table().await),
+                };
+                let counters = net.firewall.counters().await;
+                (denied, counters, table)
             }
             .into_actor(self)
-            .then(|(denied, counters), act, _| {
+            .then(|(denied, counters, table), act, _| {
                 let learn = match &denied {
-                    Ok(entries) => entries
-                        .iter()
-                        .any(|d| act.should_learn(IpAddr::V4(d.source))),
+                    Ok(entries) => entries.iter().any(|d| {
+                        act.should_learn(IpAddr::V4(d.source), !act.seen.contains_key(&d.key()))
+                    }),
                     Err(_) => false,
                 };
                 let learning = learn.then(|| act.learn_sessions());
@@ -439,19 +518,24 @@ impl NetworkGuard {
                         Some(fut) => fut.await,
                         None => None,
                     };
-                    (denied, counters, sessions)
+                    (denied, counters, table, sessions)
                 }
                 .into_actor(act)
             })
-            .map(|(denied, counters, sessions), act, _| {
+            .map(|(denied, counters, table, sessions), act, _| {
                 act.polling = false;
                 if let Some(sessions) = sessions {
                     act.sessions = sessions;
                 }
+                if let Some(table) = table {
+                    act.table_checked(table);
+                }
                 match (denied, counters) {
                     (Ok(denied), Ok(counters)) => act.drops(denied, counters),
                     (Err(e), _) | (_, Err(e)) => {
-                        log::warn!("restricted network: cannot read the firewall's drops: {e}")
+                        if act.net.enforced() {
+                            log::warn!("restricted network: cannot read the firewall's drops: {e}")
+                        }
                     }
                 }
                 let now = Instant::now();
@@ -460,6 +544,35 @@ impl NetworkGuard {
                 act.net.granted.forget_old();
             }),
         );
+    }
+
+    /// Reports a check of the table: a restore is counted, audited and logged; a table that
+    /// cannot be put back is logged once until it is back.
+    fn table_checked(&mut self, check: TableCheck) {
+        let table = format!("inet {}", self.net.firewall.table);
+        match check {
+            TableCheck::Present => self.table_failing = false,
+            TableCheck::Restored { grants } => {
+                self.table_failing = false;
+                self.shared.metrics.firewall_restores.inc();
+                log::warn!(
+                    "restricted network: firewall table {table} was deleted from outside termcell; restored with {grants} grant(s)"
+                );
+                self.shared.audit.record(
+                    AuditEvent::new("security.firewall_restored")
+                        .field("table", &table)
+                        .field("grants", grants),
+                );
+            }
+            TableCheck::Failed(e) => {
+                if !self.table_failing {
+                    log::error!(
+                        "restricted network: firewall table {table} is gone and cannot be restored ({e}); new sessions are refused until it is back"
+                    );
+                }
+                self.table_failing = true;
+            }
+        }
     }
 }
 
@@ -482,12 +595,12 @@ fn tokio_stream_of(
 
 impl StreamHandler<QueryOutcome> for NetworkGuard {
     fn handle(&mut self, outcome: QueryOutcome, ctx: &mut Context<Self>) {
-        if !self.should_learn(outcome.source) {
+        if !self.should_learn(outcome.source, self.will_audit(&outcome)) {
             self.lookup(outcome);
             return;
         }
-        // A new session's first lookup: learn whose it is before auditing it. Outcomes
-        // behind it wait, so their order holds.
+        // Learn whose address this is before auditing it. Outcomes behind it wait, so their
+        // order holds.
         let learning = self.learn_sessions();
         ctx.wait(learning.into_actor(self).map(move |sessions, act, _| {
             if let Some(sessions) = sessions {
@@ -515,13 +628,36 @@ mod tests {
 
     #[test]
     fn grants_are_remembered_for_a_drop_window() {
-        let g = GrantedAddrs::default();
+        let g = GrantLedger::default();
         let a = Ipv4Addr::new(198, 18, 0, 2);
         assert!(!g.recently(a));
-        g.add(&[a], Duration::from_secs(1));
+        g.add(&[a], &[Port::tcp(443)], Duration::from_secs(1));
         assert!(g.recently(a));
         g.forget_old();
         assert!(g.recently(a));
         assert!(!g.recently(Ipv4Addr::new(198, 18, 0, 3)));
+    }
+
+    #[test]
+    fn the_ledger_lists_running_grants_with_their_time_left() {
+        let g = GrantLedger::default();
+        let (a, b) = (Ipv4Addr::new(198, 18, 0, 2), Ipv4Addr::new(198, 18, 0, 3));
+        g.add(
+            &[a],
+            &[Port::tcp(443), Port::udp(123)],
+            Duration::from_secs(60),
+        );
+        g.add(&[b], &[Port::tcp(443)], Duration::ZERO);
+        // A new answer's lifetime replaces the old one, as nft's add-delete-add does.
+        g.add(&[a], &[Port::udp(123)], Duration::from_secs(10));
+        let mut live = g.live();
+        live.sort();
+        assert_eq!(live.len(), 2, "{live:?}");
+        assert_eq!((live[0].0, live[0].1), (a, Port::tcp(443)));
+        assert!(live[0].2 > Duration::from_secs(50));
+        assert_eq!((live[1].0, live[1].1), (a, Port::udp(123)));
+        assert!(live[1].2 <= Duration::from_secs(10));
+        // A run-out grant still tells a wrong port from an unknown address for a window.
+        assert!(g.recently(b));
     }
 }

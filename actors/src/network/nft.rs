@@ -394,12 +394,38 @@ impl Firewall {
     /// run is deleted in the same transaction, so there is never a moment without rules
     /// and never two copies.
     pub async fn install(&self) -> Result<(), NftError> {
-        let script = format!(
+        self.install_with(&[]).await
+    }
+
+    /// Installs the table with `grants` (address, port, time left) already in its sets, in
+    /// one transaction: how a table deleted from outside (`nft flush ruleset`, a firewall
+    /// reload) comes back with the allowances sessions were told about.
+    pub async fn install_with(
+        &self,
+        grants: &[(Ipv4Addr, Port, Duration)],
+    ) -> Result<(), NftError> {
+        let mut script = format!(
             "add table inet {t}\ndelete table inet {t}\n{}",
             self.ruleset(),
             t = self.table
         );
+        for (addr, port, left) in grants {
+            script.push_str(&format!(
+                "add element inet {} granted_{} {{ {addr} . {} timeout {}s }}\n",
+                self.table,
+                port.proto.as_str(),
+                port.number,
+                left.as_secs().max(1)
+            ));
+        }
         run(&self.nft, &["-f", "-"], Some(&script)).await.map(drop)
+    }
+
+    /// Whether the table is in the kernel now.
+    pub async fn exists(&self) -> Result<bool, NftError> {
+        let tables = run(&self.nft, &["list", "tables"], None).await?;
+        let line = format!("table inet {}", self.table);
+        Ok(tables.lines().any(|l| l.trim() == line))
     }
 
     /// Deletes the table (at shutdown). A table that is already gone counts as removed.
@@ -835,7 +861,23 @@ mod kernel_tests {
         let counters = fw.counters().await.unwrap();
         assert_eq!(counters.get("ipv6"), Some(&0), "{counters:?}");
 
+        // Deleted from outside (a firewall reload): it comes back with the grants given.
+        run(&ns.nft, &["flush", "ruleset"], None).await.unwrap();
+        assert!(!fw.exists().await.unwrap());
+        fw.install_with(&[(
+            Ipv4Addr::new(198, 18, 0, 2),
+            Port::udp(123),
+            Duration::from_secs(20),
+        )])
+        .await
+        .unwrap();
+        assert!(fw.exists().await.unwrap());
+        let restored = fw.listing().await.unwrap();
+        let udp = restored.split("set granted_udp").nth(1).unwrap();
+        assert!(udp.contains("198.18.0.2 . 123 timeout 20s"), "{restored}");
+
         fw.remove().await.unwrap();
+        assert!(!fw.exists().await.unwrap());
         let tables = run(&ns.nft, &["list", "tables"], None).await.unwrap();
         assert!(!tables.contains("termcell_kernel_test"), "{tables}");
         // Removing what is gone is not an error.
