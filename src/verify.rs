@@ -129,9 +129,12 @@ pub async fn run(
     image::build_probe(engine, PROBE_IMAGE, Path::new(&probe)).await?;
     let user = format!("{}:{}", profile.uid, profile.gid);
     let mut env = probe_env(&profile);
-    if network.is_some() {
+    if let Some(net) = network {
         // The probe checks the restricted network's enforcement from inside.
-        env.push("TERMCELL_PROBE_NETWORK=restricted".to_string());
+        env.push(format!(
+            "TERMCELL_PROBE_NETWORK=restricted:{}",
+            net.info.gateway
+        ));
     }
     let run = run_probe(
         engine,

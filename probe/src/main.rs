@@ -65,6 +65,20 @@ const CHECKS: &[(&str, Check)] = &[
     ("deny-socket-vsock", checks::socket_vsock),
     ("sockets-inet-unix-work", checks::sockets_allowed),
     ("net-loopback-only", checks::net_loopback_only),
+    ("net-restricted-host-dropped", checks::net::host_dropped),
+    (
+        "net-restricted-metadata-dropped",
+        checks::net::metadata_dropped,
+    ),
+    ("net-restricted-no-ipv6", checks::net::no_ipv6),
+    (
+        "net-restricted-resolver-refuses",
+        checks::net::resolver_refuses_names,
+    ),
+    (
+        "net-restricted-system-resolver-refuses",
+        checks::net::system_resolver_refuses_names,
+    ),
     ("proc-keys-masked", checks::proc_keys_masked),
     ("proc-timer-list-masked", checks::proc_timer_list_masked),
     ("proc-sys-read-only", checks::proc_sys_read_only),
@@ -94,6 +108,17 @@ fn context(extra_fds_at_start: Vec<i32>) -> Result<Ctx, String> {
             PathBuf::from(home).join(".ably")
         });
     let cpus = std::env::var("TERMCELL_PROBE_CPUS").unwrap_or_else(|_| "1".into());
+    // TERMCELL_PROBE_NETWORK=restricted:GATEWAY when the sandbox is on the restricted network.
+    let network = match std::env::var("TERMCELL_PROBE_NETWORK") {
+        Ok(v) => {
+            let gateway = v
+                .strip_prefix("restricted:")
+                .and_then(|g| g.parse().ok())
+                .ok_or_else(|| format!("TERMCELL_PROBE_NETWORK: not restricted:ADDRESS: {v:?}"))?;
+            Some(checks::net::Restricted { gateway })
+        }
+        Err(_) => None,
+    };
     Ok(Ctx {
         config_dir,
         pids: env_u64("TERMCELL_PROBE_PIDS", 50)?,
@@ -101,6 +126,7 @@ fn context(extra_fds_at_start: Vec<i32>) -> Result<Ctx, String> {
         millicpus: parse::parse_millicpus(&cpus)
             .ok_or_else(|| format!("TERMCELL_PROBE_CPUS: not a CPU count: {cpus:?}"))?,
         extra_fds_at_start,
+        network,
     })
 }
 

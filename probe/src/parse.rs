@@ -1,5 +1,6 @@
 //! Pure parsers for the kernel's text interfaces the probe reads (/proc/self/status,
-//! /proc/self/mountinfo, /proc/net/dev, cgroup limit files). No I/O here.
+//! /proc/self/mountinfo, /proc/net/dev, /proc/net/if_inet6, cgroup limit files,
+//! resolv.conf), and the one DNS query the network checks send. No I/O here.
 
 /// The value of a `Key:\tvalue` line in /proc/self/status, trimmed.
 pub fn status_field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
@@ -122,6 +123,46 @@ pub fn net_dev_interfaces(text: &str) -> Vec<String> {
         .filter_map(|l| l.split_once(':').map(|(name, _)| name.trim().to_string()))
         .filter(|n| !n.is_empty())
         .collect()
+}
+
+/// The global-scope addresses (scope 00) of /proc/net/if_inet6, as its hex text.
+pub fn global_ipv6_addresses(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 6 && f[3] == "00").then(|| format!("{} on {}", f[0], f[5]))
+        })
+        .collect()
+}
+
+/// The first `nameserver` of a resolv.conf.
+pub fn first_nameserver(text: &str) -> Option<std::net::IpAddr> {
+    text.lines().find_map(|l| {
+        let mut words = l.split_whitespace();
+        (words.next() == Some("nameserver")).then_some(())?;
+        words.next()?.parse().ok()
+    })
+}
+
+/// A DNS query (RFC 1035 §4.1) for the A record of `name`, recursion desired. The probe
+/// sends only this fixed shape and reads back only the header.
+pub fn dns_query_a(id: u16, name: &str) -> Vec<u8> {
+    let mut q = Vec::with_capacity(18 + name.len());
+    q.extend_from_slice(&id.to_be_bytes());
+    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.split('.').filter(|l| !l.is_empty()) {
+        q.push(label.len().min(63) as u8);
+        q.extend_from_slice(&label.as_bytes()[..label.len().min(63)]);
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    q
+}
+
+/// The response code of a reply to query `id`: `None` when it is not a response to it.
+pub fn dns_reply_rcode(reply: &[u8], id: u16) -> Option<u8> {
+    let header = reply.get(..4)?;
+    let is_response = header[2] & 0x80 != 0;
+    (u16::from_be_bytes([header[0], header[1]]) == id && is_response).then_some(header[3] & 0x0f)
 }
 
 /// A cgroup limit: the literal `max` (no limit) or a number.
@@ -296,5 +337,39 @@ NoNewPrivs:\t1\nSeccomp:\t2\nSeccomp_filters:\t1\n";
         assert_eq!(parse_millicpus("1.0001"), None);
         assert_eq!(parse_millicpus("abc"), None);
         assert_eq!(parse_millicpus("."), None);
+    }
+
+    #[test]
+    fn global_ipv6_addresses_only() {
+        let text = "00000000000000000000000000000001 01 80 10 80       lo\n\
+                    fe800000000000000042acfffe110002 2d 40 20 80     eth0\n\
+                    20010db8000000000000000000000002 2d 40 00 80     eth0\n";
+        assert_eq!(
+            global_ipv6_addresses(text),
+            vec!["20010db8000000000000000000000002 on eth0"]
+        );
+        assert!(global_ipv6_addresses("").is_empty());
+    }
+
+    #[test]
+    fn the_first_nameserver() {
+        let conf = "search x\nnameserver 127.0.0.11\nnameserver 10.0.0.1\noptions ndots:0\n";
+        assert_eq!(first_nameserver(conf), Some("127.0.0.11".parse().unwrap()));
+        assert_eq!(first_nameserver("search x\n"), None);
+    }
+
+    #[test]
+    fn a_query_and_its_reply_code() {
+        let q = dns_query_a(0x1234, "probe.termcell.invalid");
+        assert_eq!(&q[..12], &[0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(&q[12..18], b"\x05probe");
+        assert_eq!(&q[q.len() - 5..], &[0, 0, 1, 0, 1]);
+        let mut reply = q.clone();
+        reply[2] |= 0x80;
+        reply[3] = 0x83;
+        assert_eq!(dns_reply_rcode(&reply, 0x1234), Some(3));
+        assert_eq!(dns_reply_rcode(&reply, 0x4321), None);
+        assert_eq!(dns_reply_rcode(&q, 0x1234), None, "a query is not a reply");
+        assert_eq!(dns_reply_rcode(&[0x12], 0x1234), None);
     }
 }

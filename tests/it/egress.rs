@@ -439,6 +439,77 @@ async fn rules_and_network_come_and_go_with_the_server() {
     drop(first);
 }
 
+/// Every table and Docker network `termcell verify` made for its own check.
+fn verify_leftovers() -> Vec<String> {
+    let tables = Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .unwrap();
+    let networks = Command::new("docker")
+        .args(["network", "ls", "--format", "{{.Name}}"])
+        .output()
+        .unwrap();
+    let tables = String::from_utf8_lossy(&tables.stdout).into_owned();
+    let networks = String::from_utf8_lossy(&networks.stdout).into_owned();
+    tables
+        .lines()
+        .filter(|l| l.contains("termcell_verify_"))
+        .chain(
+            networks
+                .lines()
+                .filter(|l| l.starts_with("termcell-verify-")),
+        )
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn verify_checks_the_restricted_network_from_inside() {
+    crate::security::built_probe().await;
+    let (_zone, upstream, _dns) = dns_upstream().await;
+    let deployment = format!(
+        "it-verify-net-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_termcell"))
+        .args(["verify", "--deployment", &deployment])
+        .args(["--network", "restricted", "--egress-allow", "allowed.test"])
+        .args(["--dns-upstream", &upstream.to_string()])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!stdout.lines().any(|l| l.starts_with("FAIL ")), "{stdout}");
+    for check in [
+        "PASS net-restricted-host-dropped:",
+        "PASS net-restricted-metadata-dropped:",
+        "PASS net-restricted-no-ipv6:",
+        "PASS net-restricted-resolver-refuses:",
+        "PASS net-restricted-system-resolver-refuses:",
+        "SKIP net-loopback-only:",
+        "PASS capabilities:",
+        "PASS deny-socket-inet-raw:",
+    ] {
+        assert!(stdout.contains(check), "{check} in:\n{stdout}");
+    }
+    assert!(
+        eventually(Duration::from_secs(10), async || verify_leftovers()
+            .is_empty())
+        .await,
+        "verify removes its network and table: {:?}",
+        verify_leftovers()
+    );
+    assert!(containers_with_label(&format!("termcell.deployment={deployment}")).is_empty());
+}
+
 /// Runs the server as it would start, and returns its exit status and what it printed.
 fn start_failing(args: &[&str], env: &[(&str, &str)], prefix: &[&str]) -> (bool, String, Duration) {
     let started = Instant::now();

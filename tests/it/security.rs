@@ -19,6 +19,7 @@ use crate::support::*;
 const LIMIT_256_MIB: i64 = 256 * 1024 * 1024;
 
 /// Builds the static probe once per test run (docker/build-probe.sh), returns its path.
+/// Also used by the restricted network's verify test.
 fn probe_binary() -> PathBuf {
     static PROBE: OnceLock<PathBuf> = OnceLock::new();
     PROBE
@@ -40,7 +41,7 @@ fn probe_binary() -> PathBuf {
         .clone()
 }
 
-async fn built_probe() -> PathBuf {
+pub async fn built_probe() -> PathBuf {
     tokio::task::spawn_blocking(probe_binary).await.unwrap()
 }
 
