@@ -5,8 +5,11 @@
 //!
 //! - baseline: A query for an allowed name straight to the upstream (a DNS server of this
 //!   program's own on loopback)
-//! - allowed: the same query through the resolver (allowlist, forward to the upstream,
-//!   the firewall grant through `nft`, answer)
+//! - allowed, new address: the same query through the resolver when the answer is an
+//!   address not granted yet (allowlist, forward to the upstream, the firewall grant
+//!   through `nft`, answer): the first lookup a session makes
+//! - allowed, repeated: the same answer again while its grant has more than half its
+//!   lifetime left (no `nft` call): most lookups
 //! - refused: a name outside the allowlist through the resolver (NXDOMAIN at once)
 //!
 //! Queries are paced under the resolver's per-source rate limit (20 a second).
@@ -75,9 +78,16 @@ fn summary(label: &str, mut v: Vec<Duration>, baseline: Option<Duration>) -> Dur
     at(0.5)
 }
 
-async fn series(server: SocketAddr, name: &str, want: ResponseCode) -> Vec<Duration> {
+/// `QUERIES` paced lookups of `name`; `before` runs before each (e.g. to change the answer).
+async fn series(
+    server: SocketAddr,
+    name: &str,
+    want: ResponseCode,
+    mut before: impl FnMut(usize),
+) -> Vec<Duration> {
     let mut took = Vec::with_capacity(QUERIES);
     for i in 0..QUERIES {
+        before(i);
         let (t, code) = query(server, name, i as u16).await;
         assert_eq!(code, want, "{name} at {server}");
         took.push(t);
@@ -118,17 +128,29 @@ async fn main() {
 
     let base = summary(
         "lookup straight to the upstream (baseline)",
-        series(upstream, "allowed.test", ResponseCode::NoError).await,
+        series(upstream, "allowed.test", ResponseCode::NoError, |_| {}).await,
         None,
     );
     summary(
-        "lookup of an allowed name through termcell's resolver (forward + nft grant)",
-        series(resolver, "allowed.test", ResponseCode::NoError).await,
+        "allowed name, new address (forward + nft grant)",
+        series(resolver, "allowed.test", ResponseCode::NoError, |i| {
+            zone.set(
+                "allowed.test",
+                &[Ipv4Addr::new(198, 18, 201, i as u8 + 1)],
+                60,
+            )
+        })
+        .await,
         Some(base),
     );
     summary(
-        "lookup of a refused name through termcell's resolver (NXDOMAIN)",
-        series(resolver, "refused.test", ResponseCode::NXDomain).await,
+        "allowed name, repeated answer (forward, grant reused)",
+        series(resolver, "allowed.test", ResponseCode::NoError, |_| {}).await,
+        Some(base),
+    );
+    summary(
+        "refused name (NXDOMAIN, nothing forwarded)",
+        series(resolver, "refused.test", ResponseCode::NXDomain, |_| {}).await,
         Some(base),
     );
 }

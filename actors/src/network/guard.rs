@@ -92,6 +92,24 @@ impl GrantLedger {
             .any(|((a, _), until)| *a == addr && *until + DENIED_WINDOW > now)
     }
 
+    /// The least time left of the grants of every (address, port) pair, when each is
+    /// granted with at least `at_least` left; `None` when one needs a new grant.
+    fn covering(&self, addrs: &[Ipv4Addr], ports: &[Port], at_least: Duration) -> Option<Duration> {
+        let now = Instant::now();
+        let map = self.0.lock();
+        let mut least: Option<Duration> = None;
+        for addr in addrs {
+            for port in ports {
+                let left = map.get(&(*addr, *port))?.checked_duration_since(now)?;
+                if left < at_least || left < Duration::from_secs(1) {
+                    return None;
+                }
+                least = Some(least.map_or(left, |l| l.min(left)));
+            }
+        }
+        least
+    }
+
     /// The grants still running, with the time each has left.
     fn live(&self) -> Vec<(Ipv4Addr, Port, Duration)> {
         let now = Instant::now();
@@ -120,7 +138,16 @@ struct FirewallGrants {
 }
 
 impl Grants for FirewallGrants {
-    fn grant(&self, grant: Grant) -> BoxFuture<'static, Result<(), String>> {
+    fn grant(&self, grant: Grant) -> BoxFuture<'static, Result<Duration, String>> {
+        // Most answers repeat the last one: while every pair still has at least half the
+        // lifetime left, the grant stands and the answer's TTLs are cut to what is left,
+        // with no `nft` call.
+        if let Some(left) = self
+            .granted
+            .covering(&grant.addrs, &grant.ports, grant.lifetime / 2)
+        {
+            return Box::pin(std::future::ready(Ok(left)));
+        }
         let firewall = self.firewall.clone();
         let granted = self.granted.clone();
         Box::pin(async move {
@@ -129,7 +156,7 @@ impl Grants for FirewallGrants {
                 .await
                 .map_err(|e| e.to_string())?;
             granted.add(&grant.addrs, &grant.ports, grant.lifetime);
-            Ok(())
+            Ok(grant.lifetime)
         })
     }
 
@@ -636,6 +663,29 @@ mod tests {
         g.forget_old();
         assert!(g.recently(a));
         assert!(!g.recently(Ipv4Addr::new(198, 18, 0, 3)));
+    }
+
+    #[test]
+    fn a_grant_with_half_its_lifetime_left_covers_a_repeated_answer() {
+        let g = GrantLedger::default();
+        let (a, b) = (Ipv4Addr::new(198, 18, 0, 2), Ipv4Addr::new(198, 18, 0, 3));
+        let https = [Port::tcp(443)];
+        assert_eq!(g.covering(&[a], &https, Duration::from_secs(30)), None);
+        g.add(&[a], &https, Duration::from_secs(60));
+        let left = g.covering(&[a], &https, Duration::from_secs(30)).unwrap();
+        assert!(left > Duration::from_secs(55) && left <= Duration::from_secs(60));
+        // Every pair must be covered: another address or port needs a grant.
+        assert_eq!(g.covering(&[a, b], &https, Duration::from_secs(30)), None);
+        assert_eq!(
+            g.covering(&[a], &[Port::tcp(443), Port::udp(443)], Duration::ZERO),
+            None
+        );
+        // Less than half left: a new grant.
+        g.add(&[b], &https, Duration::from_secs(20));
+        assert_eq!(g.covering(&[b], &https, Duration::from_secs(30)), None);
+        // Under a second left is never reused.
+        g.add(&[b], &https, Duration::from_millis(500));
+        assert_eq!(g.covering(&[b], &https, Duration::ZERO), None);
     }
 
     #[test]

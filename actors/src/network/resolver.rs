@@ -177,9 +177,11 @@ pub struct QueryOutcome {
 
 /// Where answers become firewall rules, and where outcomes are counted.
 pub trait Grants: Send + Sync + 'static {
-    /// Allows `addrs` on `ports` for `lifetime`; the answer is sent only after this resolves.
-    /// Err → SERVFAIL.
-    fn grant(&self, grant: Grant) -> BoxFuture<'static, Result<(), String>>;
+    /// Allows `addrs` on `ports` for at least `lifetime`, or for what is left of an earlier
+    /// grant that still covers them, and says for how long they are open: the answer's TTLs
+    /// are cut to that, so no client caches an address past its grant. The answer is sent
+    /// only after this resolves. Err → SERVFAIL.
+    fn grant(&self, grant: Grant) -> BoxFuture<'static, Result<Duration, String>>;
     /// Every query's outcome, for metrics and audit (called once per query, never blocks).
     fn outcome(&self, outcome: &QueryOutcome);
 }
@@ -550,8 +552,14 @@ impl Handler {
             ports,
             lifetime: self.grant_lifetime(&answers),
         };
+        let mut answers = answers;
         match tokio::time::timeout(GRANT_TIMEOUT, shared.grants.grant(grant)).await {
-            Ok(Ok(())) => {}
+            Ok(Ok(open_for)) => {
+                let open_for = u32::try_from(open_for.as_secs()).unwrap_or(u32::MAX);
+                for record in &mut answers {
+                    record.set_ttl(record.ttl().min(open_for));
+                }
+            }
             Ok(Err(e)) => {
                 log::warn!("dns: grant for {name} failed: {e}");
                 return Reply::empty(ResponseCode::ServFail, QueryResult::Failed);

@@ -127,11 +127,14 @@ struct RecordingGrants {
     grants: Mutex<Vec<Grant>>,
     outcomes: Mutex<Vec<QueryOutcome>>,
     fail: AtomicBool,
+    /// What the sink says the addresses are open for (default: the lifetime asked).
+    open_for: Mutex<Option<Duration>>,
 }
 
 impl Grants for RecordingGrants {
-    fn grant(&self, grant: Grant) -> BoxFuture<'static, Result<(), String>> {
+    fn grant(&self, grant: Grant) -> BoxFuture<'static, Result<Duration, String>> {
         let fail = self.fail.load(Ordering::SeqCst);
+        let open_for = self.open_for.lock().unwrap_or(grant.lifetime);
         if !fail {
             self.grants.lock().push(grant);
         }
@@ -139,7 +142,7 @@ impl Grants for RecordingGrants {
             if fail {
                 Err("firewall unavailable".to_string())
             } else {
-                Ok(())
+                Ok(open_for)
             }
         })
     }
@@ -267,6 +270,19 @@ fn addrs_of(message: &Message) -> Vec<Ipv4Addr> {
 
 fn ip(text: &str) -> Ipv4Addr {
     text.parse().unwrap()
+}
+
+#[tokio::test]
+async fn answers_never_outlive_the_grant_they_rely_on() {
+    let rig = rig().await;
+    rig.upstream
+        .set_a("api.example.com", 600, &[ip("198.18.0.1")]);
+    // The firewall reuses an earlier grant with 7 s left: clients may cache no longer.
+    *rig.grants.open_for.lock() = Some(Duration::from_secs(7));
+    let answer = rig.ask("api.example.com", RecordType::A).await;
+    assert_eq!(addrs_of(&answer), vec![ip("198.18.0.1")]);
+    assert!(answer.answers().iter().all(|r| r.ttl() == 7), "{answer:?}");
+    rig.stop().await;
 }
 
 #[tokio::test]
