@@ -164,7 +164,8 @@ async fn status(req: HttpRequest, state: web::Data<AppState>) -> Answer {
         "deployment": state.shared.settings.deployment,
         "instance": state.shared.settings.instance,
         "docker": state.host_security,
-        "protections": crate::protections::report(&state.host_security, &state.shared.settings.profile, state.network.as_deref()),
+        "runtime": state.runtime,
+        "protections": crate::protections::report(&state.host_security, &state.shared.settings.profile, &state.runtime, state.network.as_deref()),
         "audit_write_errors": state.shared.audit.write_errors(),
     })))
 }

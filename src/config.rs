@@ -259,6 +259,12 @@ pub struct Settings {
     /// up again; longer TTLs are cut to this in the answer. Default 300.
     #[arg(long, env = "TERMCELL_DNS_TTL_MAX", global = true)]
     pub dns_ttl_max: Option<u64>,
+    /// The OCI runtime of sessions: `runc` (the host kernel behind the seccomp allowlist)
+    /// or a gVisor runtime registered in the engine's daemon.json (e.g. `runsc`: a
+    /// user-space kernel between the session and the host; docs/security.md, "Isolation
+    /// tiers"). Checked against the engine at start. Default runc.
+    #[arg(long, env = "TERMCELL_RUNTIME", global = true)]
+    pub runtime: Option<String>,
     /// A seccomp profile of your own (JSON file) instead of the bundled allowlist.
     #[arg(long, env = "TERMCELL_SECCOMP_PROFILE", global = true)]
     pub seccomp_profile: Option<PathBuf>,
@@ -482,6 +488,7 @@ impl Settings {
             dns_upstream,
             dns_ttl_min,
             dns_ttl_max,
+            runtime,
             seccomp_profile,
             apparmor_profile,
             log_max_size,

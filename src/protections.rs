@@ -6,6 +6,7 @@ use serde::Serialize;
 use termcell_actors::docker::HostSecurity;
 use termcell_actors::network::guard::RestrictedNet;
 use termcell_actors::profile::SecurityProfile;
+use termcell_actors::runtime::Runtime;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Protection {
@@ -17,8 +18,16 @@ pub struct Protection {
 pub fn report(
     host: &HostSecurity,
     profile: &SecurityProfile,
+    runtime: &Runtime,
     network: Option<&RestrictedNet>,
 ) -> Vec<Protection> {
+    // gVisor applies the profile's seccomp filter inside its sandbox only with --oci-seccomp
+    // (without it, runsc ignores the filter and the sentry's own filter is all there is).
+    let oci_seccomp = runtime
+        .args
+        .iter()
+        .any(|a| a.trim_start_matches('-') == "oci-seccomp");
+    let seccomp = host.seccomp && (!runtime.user_space_kernel || oci_seccomp);
     let p = |name, enforced, detail: String| Protection {
         name,
         enforced,
@@ -29,13 +38,21 @@ pub fn report(
         p("capabilities", true, "all dropped, none added; no-new-privileges".into()),
         p(
             "seccomp",
-            host.seccomp,
-            if host.seccomp {
-                "termcell allowlist, x86_64 entry only, socket families filtered".into()
-            } else {
+            seccomp,
+            if !host.seccomp {
                 "the engine reports no seccomp support: syscalls are NOT filtered".into()
+            } else if !seccomp {
+                format!(
+                    "gVisor runtime {} without --oci-seccomp: the allowlist is NOT applied inside the sandbox (gVisor's own host filter still is)",
+                    runtime.name
+                )
+            } else if runtime.user_space_kernel {
+                "termcell allowlist applied by gVisor inside the sandbox (--oci-seccomp), x86_64 entry only, socket families filtered".into()
+            } else {
+                "termcell allowlist, x86_64 entry only, socket families filtered".into()
             },
         ),
+        p("user_space_kernel", runtime.user_space_kernel, runtime.describe()),
         p(
             "resource_limits",
             true,
@@ -141,13 +158,42 @@ mod tests {
             apparmor_profile: None,
             ..Default::default()
         };
-        let report = report(&host, &profile, None);
+        let report = report(&host, &profile, &Runtime::runc(), None);
         let get = |name| report.iter().find(|p| p.name == name).unwrap();
         assert!(get("seccomp").enforced);
         assert!(!get("apparmor").enforced);
         assert!(get("apparmor").detail.contains("unavailable"));
         assert!(!get("user_namespaces").enforced);
         assert!(get("network_isolation").enforced);
+        assert!(!get("user_space_kernel").enforced);
         assert!(!apparmor_profile_usable(&host, "termcell-sandbox"));
+    }
+
+    #[test]
+    fn gvisor_is_a_user_space_kernel_and_its_seccomp_needs_oci_seccomp() {
+        let host = HostSecurity {
+            seccomp: true,
+            ..Default::default()
+        };
+        let profile = SecurityProfile::default();
+        let gvisor = |args: &[&str]| Runtime {
+            name: "runsc".into(),
+            path: "/usr/bin/runsc".into(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            user_space_kernel: true,
+        };
+        let with = report(
+            &host,
+            &profile,
+            &gvisor(&["--network=none", "--oci-seccomp"]),
+            None,
+        );
+        let get = |r: &[Protection], name| r.iter().find(|p| p.name == name).unwrap().clone();
+        assert!(get(&with, "user_space_kernel").enforced);
+        assert!(get(&with, "seccomp").enforced);
+        assert!(get(&with, "seccomp").detail.contains("gVisor"));
+        let without = report(&host, &profile, &gvisor(&["--network=none"]), None);
+        assert!(!get(&without, "seccomp").enforced);
+        assert!(get(&without, "seccomp").detail.contains("--oci-seccomp"));
     }
 }

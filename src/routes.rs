@@ -232,8 +232,9 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
             "max": state.connections.total_cap(),
             "max_per_address": state.config.max_connections_per_ip,
         },
+        "runtime": state.runtime,
         "network": crate::protections::network_status(&state.shared.settings.profile, state.network.as_deref()),
-        "protections": crate::protections::report(&state.host_security, &state.shared.settings.profile, state.network.as_deref()),
+        "protections": crate::protections::report(&state.host_security, &state.shared.settings.profile, &state.runtime, state.network.as_deref()),
     });
     if ok {
         HttpResponse::Ok().json(body)

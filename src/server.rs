@@ -18,6 +18,7 @@ use termcell_actors::network::nft;
 use termcell_actors::profile::{labels, SecurityProfile};
 use termcell_actors::ratelimit::RateLimiter;
 use termcell_actors::registry::{reap_previous_runs, Drain, Registry};
+use termcell_actors::runtime::{self, Runtime, RuntimeError};
 use termcell_actors::session::EndCause;
 use termcell_actors::Shared;
 
@@ -52,6 +53,8 @@ pub enum StartError {
     Probe(DockerError),
     #[error(transparent)]
     Network(#[from] NetworkError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
 }
 
 impl From<nft::NftError> for StartError {
@@ -96,15 +99,20 @@ async fn network_preflight(config: &Config) -> Result<Option<PathBuf>, StartErro
     }
 }
 
-/// The profile as this host can apply it: AppArmor only where it is enforced and loaded.
-fn effective_profile(config: &Config, host: &HostSecurity) -> SecurityProfile {
+/// The profile as this host can apply it: AppArmor only where it is enforced and loaded;
+/// and the runtime it names, as the engine lists it for the network mode in use.
+fn effective_profile(
+    config: &Config,
+    host: &HostSecurity,
+) -> Result<(SecurityProfile, Runtime), StartError> {
     let mut profile = config.session.profile.clone();
     if let Some(name) = &profile.apparmor_profile {
         if !protections::apparmor_profile_usable(host, name) {
             profile.apparmor_profile = None;
         }
     }
-    profile
+    let runtime = runtime::check(&profile.runtime, &host.runtimes, &profile.network_mode)?;
+    Ok((profile, runtime))
 }
 
 pub async fn build_image(config: Config) -> Result<(), StartError> {
@@ -119,11 +127,12 @@ pub async fn verify(config: Config, probe: Option<PathBuf>) -> Result<i32, Start
     let nft = network_preflight(&config).await?;
     let engine = DockerEngine::connect().await?;
     let host = engine.host_security().await?;
-    let mut profile = effective_profile(&config, &host);
+    let (mut profile, runtime) = effective_profile(&config, &host)?;
+    println!("{}", runtime.describe());
     // A network of its own, so that a server of the same deployment keeps its rules.
     let deployment = format!("verify-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let network = install_network(&engine, &config, nft, &deployment, &mut profile).await?;
-    for p in protections::report(&host, &profile, network.as_deref()) {
+    for p in protections::report(&host, &profile, &runtime, network.as_deref()) {
         if !p.enforced {
             println!("NOTE {}: not enforced on this host: {}", p.name, p.detail);
         }
@@ -173,7 +182,8 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         log::info!("built the sandbox image {}", config.session.image);
     }
     let mut settings = config.session.clone();
-    settings.profile = effective_profile(&config, &host);
+    let (profile, runtime) = effective_profile(&config, &host)?;
+    settings.profile = profile;
     log::info!(
         "Docker {} (API {}), image {}, deployment {}",
         host.server_version,
@@ -204,7 +214,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     let deployment = settings.deployment.clone();
     let network =
         install_network(&engine, &config, nft, &deployment, &mut settings.profile).await?;
-    for p in protections::report(&host, &settings.profile, network.as_deref()) {
+    for p in protections::report(&host, &settings.profile, &runtime, network.as_deref()) {
         if p.enforced {
             log::info!("protection {}: enforced ({})", p.name, p.detail);
         } else {
@@ -216,7 +226,8 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             .field("instance", &settings.instance)
             .field("deployment", &settings.deployment)
             .field("image", &settings.image)
-            .field("network", &settings.profile.network_mode),
+            .field("network", &settings.profile.network_mode)
+            .field("runtime", &runtime.name),
     );
 
     let shared = Arc::new(Shared {
@@ -262,6 +273,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         limiter,
         fingerprint_key: FingerprintKey::random(),
         host_security: host,
+        runtime: runtime.clone(),
         connections: gate.clone(),
         ready: ReadyCache::default(),
         network: network.clone(),

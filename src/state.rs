@@ -9,6 +9,7 @@ use termcell_actors::docker::HostSecurity;
 use termcell_actors::network::guard::RestrictedNet;
 use termcell_actors::ratelimit::RateLimiter;
 use termcell_actors::registry::Registry;
+use termcell_actors::runtime::Runtime;
 use termcell_actors::Shared;
 
 use crate::config::Config;
@@ -23,6 +24,8 @@ pub struct State {
     pub fingerprint_key: FingerprintKey,
     /// What `docker info` said at start about the protections this host enforces.
     pub host_security: HostSecurity,
+    /// The OCI runtime sessions run under, as checked at start.
+    pub runtime: Runtime,
     /// Open client connections against their caps (counted at accept).
     pub connections: ConnectionGate,
     /// What /ready last found, refreshed at most once a second.

@@ -111,6 +111,8 @@ pub struct HostSecurity {
     pub userns_remap: bool,
     pub cgroup_version: String,
     pub runc_version: String,
+    /// The OCI runtimes the engine can run containers with, by name.
+    pub runtimes: std::collections::BTreeMap<String, crate::runtime::RuntimeEntry>,
 }
 
 /// A container lifecycle event of one of our containers.
@@ -360,6 +362,18 @@ impl Engine for Bollard {
                     .map(|v| v.to_string())
                     .unwrap_or_default(),
                 runc_version: info.runc_commit.and_then(|c| c.id).unwrap_or_default(),
+                runtimes: info
+                    .runtimes
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(name, r)| {
+                        let entry = crate::runtime::RuntimeEntry {
+                            path: r.path.unwrap_or_default(),
+                            args: r.runtime_args.unwrap_or_default(),
+                        };
+                        (name, entry)
+                    })
+                    .collect(),
             })
         })
     }

@@ -47,6 +47,8 @@ pub struct SecurityProfile {
     pub nofile: i64,
     /// Log driver settings: `None` means driver `none`; `Some(size)` json-file with max-size.
     pub log_max_size: Option<String>,
+    /// The OCI runtime (`runc`, or `runsc` for gVisor), as checked against the engine.
+    pub runtime: String,
 }
 
 impl Default for SecurityProfile {
@@ -67,6 +69,7 @@ impl Default for SecurityProfile {
             dns: Vec::new(),
             nofile: 1024,
             log_max_size: None,
+            runtime: "runc".into(),
         }
     }
 }
@@ -135,6 +138,7 @@ impl SecurityProfile {
             privileged: Some(false),
             security_opt: Some(security_opt),
             network_mode: Some(self.network_mode.clone()),
+            runtime: Some(self.runtime.clone()),
             dns: (!self.dns.is_empty()).then(|| self.dns.clone()),
             // No search domains or options of the host's leak into the sandbox.
             dns_search: (!self.dns.is_empty()).then(Vec::new),

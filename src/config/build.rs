@@ -135,6 +135,17 @@ fn sandbox(s: &Settings) -> Result<(String, String, SecurityProfile), ConfigErro
             "sandboxes never share the host's or another container's network",
         ));
     }
+    let runtime = s.runtime.clone().unwrap_or_else(|| d.runtime.clone());
+    if runtime.is_empty()
+        || !runtime
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    {
+        return Err(invalid(
+            "runtime",
+            "a runtime name the engine lists (letters, digits, '.', '_', '-'), e.g. runc or runsc",
+        ));
+    }
     let seccomp_json = match &s.seccomp_profile {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -206,6 +217,7 @@ fn sandbox(s: &Settings) -> Result<(String, String, SecurityProfile), ConfigErro
         ),
         network_mode: network,
         log_max_size: s.log_max_size.clone(),
+        runtime,
         ..SecurityProfile::default()
     };
 
