@@ -358,6 +358,7 @@ async fn start_reports_what_the_host_enforces() {
             "read_only_rootfs",
             "capabilities",
             "seccomp",
+            "user_space_kernel",
             "resource_limits",
             "network_isolation",
             "non_root_user",
@@ -367,6 +368,9 @@ async fn start_reports_what_the_host_enforces() {
         ],
         "every protection is reported"
     );
+    // runc by default: the host kernel, said so rather than claimed.
+    assert_eq!(ready["runtime"]["name"], "runc", "{ready}");
+    assert_eq!(ready["runtime"]["user_space_kernel"], false, "{ready}");
     let enforced = |name: &str| {
         protections
             .iter()
