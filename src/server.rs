@@ -109,7 +109,13 @@ fn effective_profile(config: &Config, host: &HostSecurity) -> SecurityProfile {
 
 pub async fn build_image(config: Config) -> Result<(), StartError> {
     let engine = DockerEngine::connect().await?;
-    image::build_sandbox(&engine, &config.session.image, &config.busybox).await?;
+    image::build_sandbox(
+        &engine,
+        &config.session.image,
+        &config.busybox,
+        config.sandbox_programs.as_deref(),
+    )
+    .await?;
     println!("built {}", config.session.image);
     Ok(())
 }
@@ -167,6 +173,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         &config.session.image,
         config.default_image,
         &config.busybox,
+        config.sandbox_programs.as_deref(),
     )
     .await?;
     if built {

@@ -231,6 +231,68 @@ pub fn remove_restricted_network(deployment: &str) {
         .status();
 }
 
+/// The static in-container programs (termcell-rsh, termcell-probe, termcell-showargs),
+/// built once per test run by docker/build-programs.sh; the directory that holds them.
+pub fn sandbox_programs() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let out = Command::new("sh")
+            .arg("docker/build-programs.sh")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("run docker/build-programs.sh");
+        assert!(
+            out.status.success(),
+            "docker/build-programs.sh failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dir = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+        assert!(
+            dir.join("termcell-rsh").is_file(),
+            "build-programs.sh printed {dir:?}"
+        );
+        dir
+    })
+    .clone()
+}
+
+/// [`sandbox_programs`] from async code.
+pub async fn built_sandbox_programs() -> PathBuf {
+    tokio::task::spawn_blocking(sandbox_programs).await.unwrap()
+}
+
+/// The default image as this checkout builds it, under a tag of its own (the shared
+/// `termcell-sandbox:latest` may be an older build); removed on drop.
+pub struct BuiltImage(pub String);
+
+impl BuiltImage {
+    pub fn new() -> BuiltImage {
+        let tag = format!(
+            "termcell-it-image-{}:test",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
+        let programs = sandbox_programs();
+        let out = Command::new(env!("CARGO_BIN_EXE_termcell"))
+            .args(["build-image", "--admin-listen", "off", "--image", &tag])
+            .arg("--sandbox-programs")
+            .arg(&programs)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "build-image: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        BuiltImage(tag)
+    }
+}
+
+impl Drop for BuiltImage {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
+    }
+}
+
 pub fn containers_with_label(label: &str) -> Vec<String> {
     docker_ps(label, "{{.ID}}")
 }
