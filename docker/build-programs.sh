@@ -12,9 +12,9 @@ set --
 for manifest in sandbox/*/Cargo.toml; do
     set -- "$@" -p "$(sed -n 's/^name = "\(.*\)"$/\1/p' "$manifest" | head -n 1)"
 done
-# crt-static links glibc statically; with --target, build scripts and proc macros stay
-# ordinary host programs.
-RUSTFLAGS="-C target-feature=+crt-static" cargo build --release -q "$@" \
+# crt-static links glibc statically; symbols are stripped (the images carry no debug data);
+# with --target, build scripts and proc macros stay ordinary host programs.
+RUSTFLAGS="-C target-feature=+crt-static -C strip=symbols" cargo build --release -q "$@" \
     --target "$host" --target-dir target/sandbox >&2
 dir="target/sandbox/$host/release"
 for bin in "$dir"/termcell-*; do
