@@ -2,9 +2,11 @@
 //! (FROM scratch, a busybox from the host and the libraries it needs, termcell's own
 //! in-container programs) and the probe image of `termcell verify`.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use termcell_actors::docker::{DockerEngine, DockerError};
+use termcell_actors::profile::{ContainerSpec, SecurityProfile};
 
 mod elf;
 pub mod programs;
@@ -41,6 +43,8 @@ pub enum ImageError {
     },
     #[error("image {0} is not present on the Docker engine: build it or pull it into the engine first (termcell never pulls)")]
     Missing(String),
+    #[error("--shell restricted: image {image} has no {path}. Rebuild the default image with `termcell build-image` (one built before termcell had the restricted shell lacks it), or add termcell-rsh and its /etc/termcell/rsh.conf to your image (docs/security.md, \"The restricted shell\")")]
+    NoRestrictedShell { image: String, path: String },
     #[error(transparent)]
     Docker(#[from] DockerError),
     #[error("building the image context failed: {0}")]
@@ -133,6 +137,45 @@ pub async fn ensure_sandbox(
     }
     build_sandbox(engine, image, busybox, programs).await?;
     Ok(true)
+}
+
+/// With `--shell restricted`, the image must hold the restricted shell: checked in a
+/// container created from it with the session profile (never started, removed at once,
+/// labelled so that the reaper takes it if termcell dies meanwhile), so a start on an
+/// image without it fails here, with the fix, instead of every session failing.
+pub async fn require_restricted_shell(
+    engine: &DockerEngine,
+    image: &str,
+    profile: &SecurityProfile,
+    labels: HashMap<String, String>,
+) -> Result<(), ImageError> {
+    let path = programs::RSH.path;
+    let spec = ContainerSpec {
+        image,
+        cmd: Some(vec![path.to_string()]),
+        env: Vec::new(),
+        labels,
+        cols: 80,
+        rows: 24,
+    };
+    // Never started: no network to attach (a restricted one may not exist yet).
+    let profile = SecurityProfile {
+        network_mode: "none".into(),
+        dns: Vec::new(),
+        ..profile.clone()
+    };
+    let name = format!("termcell-check-{}", uuid::Uuid::new_v4().simple());
+    let id = engine.create(&name, profile.create_body(&spec)).await?;
+    let found = engine.path_exists(&id, path).await;
+    engine.remove(&id).await?;
+    if found? {
+        Ok(())
+    } else {
+        Err(ImageError::NoRestrictedShell {
+            image: image.to_string(),
+            path: path.to_string(),
+        })
+    }
 }
 
 /// Builds the probe image from a statically linked probe binary.

@@ -1,10 +1,11 @@
 //! The restricted shell in real sessions (`--shell restricted`): the default image as this
 //! checkout builds it runs termcell-rsh, which refuses a shell and shell syntax, runs an
-//! allowed command, lets Ctrl-C interrupt it and Ctrl-Z not stop it for good, and ends the
-//! session on Ctrl-D; a test image with termcell-showargs shows that typed arguments arrive
+//! allowed command, redraws on a resize, lets Ctrl-C interrupt a command and Ctrl-Z not
+//! stop it for good, and ends the session on Ctrl-D; a test image with termcell-showargs shows that typed arguments arrive
 //! exactly and that loader variables sent by the client change nothing.
 
 use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::time::Duration;
 
@@ -12,34 +13,23 @@ use serde_json::json;
 
 use crate::support::*;
 
-/// An image FROM `base` with termcell-showargs as the allowed command `showargs` (and
-/// `echo`), under a tag of its own; removed on drop.
-struct ShowargsImage(String);
+/// An image built from `dockerfile` and `files` (name, contents, mode) under a tag of its
+/// own; removed on drop.
+struct TestImage(String);
 
-impl ShowargsImage {
-    fn new(base: &str) -> ShowargsImage {
+impl TestImage {
+    fn new(dockerfile: &str, files: &[(&str, &[u8], u32)]) -> TestImage {
         let tag = format!(
             "termcell-it-rsh-{}:test",
             &uuid::Uuid::new_v4().simple().to_string()[..12]
         );
         let dir = tempfile::tempdir().unwrap();
-        std::fs::copy(
-            sandbox_programs().join("termcell-showargs"),
-            dir.path().join("showargs"),
-        )
-        .unwrap();
-        std::fs::write(
-            dir.path().join("rsh.conf"),
-            "prompt = \"rsh> \"\n[commands]\nshowargs = \"/usr/local/bin/showargs\"\necho = \"/bin/echo\"\n",
-        )
-        .unwrap();
-        std::fs::write(
-            dir.path().join("Dockerfile"),
-            format!(
-                "FROM {base}\nCOPY showargs /usr/local/bin/showargs\nCOPY rsh.conf /etc/termcell/rsh.conf\n"
-            ),
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
+        for (name, contents, mode) in files {
+            let path = dir.path().join(name);
+            std::fs::write(&path, contents).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(*mode)).unwrap();
+        }
         let out = Command::new("docker")
             .args(["build", "-q", "-t", &tag])
             .arg(dir.path())
@@ -50,11 +40,31 @@ impl ShowargsImage {
             "docker build: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        ShowargsImage(tag)
+        TestImage(tag)
+    }
+
+    /// FROM `base`, with termcell-showargs as the allowed command `showargs` (and `echo`).
+    fn with_showargs(base: &str) -> TestImage {
+        let showargs = std::fs::read(sandbox_programs().join("termcell-showargs")).unwrap();
+        TestImage::new(
+            &format!(
+                "FROM {base}\nCOPY showargs /usr/local/bin/showargs\n\
+                 COPY rsh.conf /etc/termcell/rsh.conf\n"
+            ),
+            &[
+                ("showargs", &showargs, 0o755),
+                (
+                    "rsh.conf",
+                    b"prompt = \"rsh> \"\n[commands]\nshowargs = \"/usr/local/bin/showargs\"\n\
+                      echo = \"/bin/echo\"\n",
+                    0o644,
+                ),
+            ],
+        )
     }
 }
 
-impl Drop for ShowargsImage {
+impl Drop for TestImage {
     fn drop(&mut self) {
         let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
     }
@@ -117,6 +127,14 @@ async fn a_restricted_session_refuses_a_shell_and_runs_allowed_commands() {
     assert!(!out.contains("refused: echo"), "{out}");
     typed(&mut c, "help", "Built-ins: help clear history exit").await;
 
+    // A resize (SIGWINCH in the container) draws the line being typed again.
+    c.send_text("echo 'resized' line").await;
+    c.wait_count("$ echo 'resized' line", 1, T).await;
+    c.send_text(r#"{"type":"resize","cols":40,"rows":20}"#)
+        .await;
+    c.wait_count("\x1b[J$ echo 'resized' line", 2, T).await;
+    typed(&mut c, "", "resized line").await;
+
     // Ctrl-C interrupts a running command, and the shell stays.
     c.send_text("sleep 30\r").await;
     let running = || docker_exec(&container, "ps").contains("sleep 30");
@@ -149,7 +167,7 @@ async fn a_restricted_session_refuses_a_shell_and_runs_allowed_commands() {
 #[tokio::test]
 async fn typed_arguments_arrive_exactly_and_client_loader_variables_change_nothing() {
     let base = BuiltImage::new();
-    let image = ShowargsImage::new(&base.0);
+    let image = TestImage::with_showargs(&base.0);
     // The operator lets clients set OPERATOR_SETTING; the shell's own allowlist still
     // keeps it from commands.
     let server = Server::start(&[
@@ -236,4 +254,35 @@ async fn typed_arguments_arrive_exactly_and_client_loader_variables_change_nothi
         "{listed}"
     );
     typed(&mut c, "sh -c id", "refused: sh: not an allowed command").await;
+}
+
+#[tokio::test]
+async fn a_start_on_an_image_without_the_restricted_shell_fails_with_the_fix() {
+    let showargs = std::fs::read(sandbox_programs().join("termcell-showargs")).unwrap();
+    let image = TestImage::new(
+        "FROM scratch\nCOPY showargs /showargs\nCMD [\"/showargs\"]\n",
+        &[("showargs", &showargs, 0o755)],
+    );
+    let deployment = format!("it-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_termcell"))
+        .args(["--image", &image.0, "--shell", "restricted"])
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "off"])
+        .args(["--deployment", &deployment, "--audit-log"])
+        .arg(dir.path().join("audit.log"))
+        .output();
+    let out = tokio::time::timeout(T, out).await.expect("exits").unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "--shell restricted: image {} has no /usr/local/bin/termcell-rsh",
+            image.0
+        )) && err.contains("termcell build-image"),
+        "{err}"
+    );
+    assert!(
+        containers_with_label(&format!("termcell.deployment={deployment}")).is_empty(),
+        "the check left no container"
+    );
 }
