@@ -5,69 +5,31 @@
 //! exactly and that loader variables sent by the client change nothing.
 
 use std::collections::BTreeSet;
-use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
 
 use crate::support::*;
 
-/// An image built from `dockerfile` and `files` (name, contents, mode) under a tag of its
-/// own; removed on drop.
-struct TestImage(String);
-
-impl TestImage {
-    fn new(dockerfile: &str, files: &[(&str, &[u8], u32)]) -> TestImage {
-        let tag = format!(
-            "termcell-it-rsh-{}:test",
-            &uuid::Uuid::new_v4().simple().to_string()[..12]
-        );
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
-        for (name, contents, mode) in files {
-            let path = dir.path().join(name);
-            std::fs::write(&path, contents).unwrap();
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(*mode)).unwrap();
-        }
-        let out = Command::new("docker")
-            .args(["build", "-q", "-t", &tag])
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "docker build: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        TestImage(tag)
-    }
-
-    /// FROM `base`, with termcell-showargs as the allowed command `showargs` (and `echo`).
-    fn with_showargs(base: &str) -> TestImage {
-        let showargs = std::fs::read(sandbox_programs().join("termcell-showargs")).unwrap();
-        TestImage::new(
-            &format!(
-                "FROM {base}\nCOPY showargs /usr/local/bin/showargs\n\
-                 COPY rsh.conf /etc/termcell/rsh.conf\n"
+/// An image FROM `base` with termcell-showargs as the allowed command `showargs` (and
+/// `echo`).
+fn with_showargs(base: &str) -> BuiltImage {
+    let showargs = std::fs::read(sandbox_programs().join("termcell-showargs")).unwrap();
+    BuiltImage::from_dockerfile(
+        &format!(
+            "FROM {base}\nCOPY showargs /usr/local/bin/showargs\n\
+             COPY rsh.conf /etc/termcell/rsh.conf\n"
+        ),
+        &[
+            ("showargs", &showargs, 0o755),
+            (
+                "rsh.conf",
+                b"prompt = \"rsh> \"\n[commands]\nshowargs = \"/usr/local/bin/showargs\"\n\
+                  echo = \"/bin/echo\"\n",
+                0o644,
             ),
-            &[
-                ("showargs", &showargs, 0o755),
-                (
-                    "rsh.conf",
-                    b"prompt = \"rsh> \"\n[commands]\nshowargs = \"/usr/local/bin/showargs\"\n\
-                      echo = \"/bin/echo\"\n",
-                    0o644,
-                ),
-            ],
-        )
-    }
-}
-
-impl Drop for TestImage {
-    fn drop(&mut self) {
-        let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
-    }
+        ],
+    )
 }
 
 /// Sends `line` and Enter, then waits until the output holds `expected` once more than
@@ -167,7 +129,7 @@ async fn a_restricted_session_refuses_a_shell_and_runs_allowed_commands() {
 #[tokio::test]
 async fn typed_arguments_arrive_exactly_and_client_loader_variables_change_nothing() {
     let base = BuiltImage::new();
-    let image = TestImage::with_showargs(&base.0);
+    let image = with_showargs(&base.0);
     // The operator lets clients set OPERATOR_SETTING; the shell's own allowlist still
     // keeps it from commands.
     let server = Server::start(&[
@@ -259,7 +221,7 @@ async fn typed_arguments_arrive_exactly_and_client_loader_variables_change_nothi
 #[tokio::test]
 async fn a_start_on_an_image_without_the_restricted_shell_fails_with_the_fix() {
     let showargs = std::fs::read(sandbox_programs().join("termcell-showargs")).unwrap();
-    let image = TestImage::new(
+    let image = BuiltImage::from_dockerfile(
         "FROM scratch\nCOPY showargs /showargs\nCMD [\"/showargs\"]\n",
         &[("showargs", &showargs, 0o755)],
     );

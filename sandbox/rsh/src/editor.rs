@@ -413,13 +413,7 @@ impl Editor {
 
     fn move_to_end(&mut self, out: &mut String) {
         let (cursor, end) = self.positions();
-        if end.row > cursor.row {
-            let _ = write!(out, "\x1b[{}B", end.row - cursor.row);
-        }
-        out.push('\r');
-        if end.col > 0 {
-            let _ = write!(out, "\x1b[{}C", end.col);
-        }
+        move_between(out, cursor, end);
         self.cursor_row = end.row;
     }
 
@@ -440,13 +434,7 @@ impl Editor {
             // wrap; make it go to the next row, where the layout says the end is.
             out.push_str("\r\n");
         }
-        if end.row > cursor.row {
-            let _ = write!(out, "\x1b[{}A", end.row - cursor.row);
-        }
-        out.push('\r');
-        if cursor.col > 0 {
-            let _ = write!(out, "\x1b[{}C", cursor.col);
-        }
+        move_between(out, end, cursor);
         self.cursor_row = cursor.row;
     }
 
@@ -454,6 +442,19 @@ impl Editor {
     #[cfg(test)]
     fn state(&self) -> (&str, usize) {
         (self.line.text(), self.line.cursor())
+    }
+}
+
+/// Moves the terminal's cursor from one position of the drawn line to another.
+fn move_between(out: &mut String, from: Pos, to: Pos) {
+    if to.row > from.row {
+        let _ = write!(out, "\x1b[{}B", to.row - from.row);
+    } else if from.row > to.row {
+        let _ = write!(out, "\x1b[{}A", from.row - to.row);
+    }
+    out.push('\r');
+    if to.col > 0 {
+        let _ = write!(out, "\x1b[{}C", to.col);
     }
 }
 

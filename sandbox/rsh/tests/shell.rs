@@ -229,11 +229,17 @@ fn expected_argv(args: &[&str]) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn line_editing_history_and_completion_on_a_terminal() {
+/// The shell on a terminal, allowing [`Programs`], at its first prompt.
+fn shell() -> (Programs, Terminal) {
     let programs = Programs::new();
     let mut t = Terminal::start(&programs.args(), &[]);
     t.expect("rsh> ");
+    (programs, t)
+}
+
+#[test]
+fn line_editing_history_and_completion_on_a_terminal() {
+    let (_programs, mut t) = shell();
 
     // TAB completes the name; quotes group; editing keys move inside the line.
     t.send(b"sho\t");
@@ -242,7 +248,8 @@ fn line_editing_history_and_completion_on_a_terminal() {
     t.send(b"\x1b[D"); // left, before d
     t.send(b"c\\ ");
     t.send(b"\x01\x1b[C\x1b[C\x1b[C\x1b[C\x1b[C\x1b[C\x1b[C\x1b[C"); // home, 8 × right
-    t.send(b"\x1b[3~"); // delete the blank after the name...
+                                                                     // Delete takes the blank after the name away, and a blank typed puts it back.
+    t.send(b"\x1b[3~");
     t.send(b" ");
     let out = t.run("\x05 \"e\"'f'");
     assert_eq!(argv(&out), expected_argv(&["a b", "c d", "ef"]), "{out}");
@@ -279,9 +286,7 @@ fn line_editing_history_and_completion_on_a_terminal() {
 
 #[test]
 fn ctrl_c_interrupts_a_command_and_the_shell_survives() {
-    let programs = Programs::new();
-    let mut t = Terminal::start(&programs.args(), &[]);
-    t.expect("rsh> ");
+    let (programs, mut t) = shell();
 
     // On a line: cancelled, nothing runs.
     t.send(b"mark\x03");
@@ -314,9 +319,7 @@ fn ctrl_c_interrupts_a_command_and_the_shell_survives() {
 
 #[test]
 fn ctrl_d_exits_only_on_an_empty_line() {
-    let programs = Programs::new();
-    let mut t = Terminal::start(&programs.args(), &[]);
-    t.expect("rsh> ");
+    let (_programs, mut t) = shell();
     t.send(b"abc\x04");
     std::thread::sleep(Duration::from_millis(200));
     assert!(t.child.try_wait().unwrap().is_none(), "still running");
@@ -326,9 +329,7 @@ fn ctrl_d_exits_only_on_an_empty_line() {
 
 #[test]
 fn refused_lines_on_a_terminal_run_nothing() {
-    let programs = Programs::new();
-    let mut t = Terminal::start(&programs.args(), &[]);
-    t.expect("rsh> ");
+    let (programs, mut t) = shell();
     let out = t.run("mark; mark");
     assert!(
         out.contains("refused: ';' at position 5: one command per line"),
