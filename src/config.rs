@@ -96,9 +96,12 @@ pub struct Settings {
     /// Command run in the sandbox (space separated), or `restricted`: the restricted
     /// shell termcell-rsh (/usr/local/bin/termcell-rsh, in the default image), which runs
     /// only the commands its /etc/termcell/rsh.conf allows, each directly (no shell) with
-    /// an allowlisted environment, and refuses ; | & > < ` $ and control characters
-    /// (docs/security.md, "The restricted shell"). Default: the image's command (a busybox
-    /// shell in the default image).
+    /// an allowlisted environment, and refuses ; | & > < ` $ and control characters. An
+    /// image of your own gets it by copying the static termcell-rsh (from
+    /// docker/build-programs.sh) to that path and an rsh.conf naming its commands, e.g.
+    /// `ably = "/usr/local/bin/ably"` under `[commands]` (docs/security.md, "The
+    /// restricted shell"). Default: the image's command (a busybox shell in the default
+    /// image).
     #[arg(long, env = "TERMCELL_SHELL", global = true)]
     pub shell: Option<String>,
     /// Busybox the default image is built from: statically linked, or dynamically linked
