@@ -246,9 +246,14 @@ impl Editor {
         };
         let newest = history.len().saturating_sub(1);
         let next = match key {
-            Key::Char(c) if !c.is_control() => {
+            // No entry is longer than a line: a longer query finds nothing.
+            Key::Char(c) if !c.is_control() && query.len() < MAX_LINE_BYTES => {
                 query.push(c);
                 history.find(&query, found.unwrap_or(newest))
+            }
+            Key::Char(c) if !c.is_control() => {
+                out.push_str(BELL);
+                return None;
             }
             Key::Backspace => {
                 query.pop();

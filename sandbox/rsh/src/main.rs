@@ -52,15 +52,23 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     warn_about_missing_programs(&config);
+    let terminal = match Terminal::open() {
+        Ok(terminal) => terminal,
+        Err(e) => {
+            eprintln!("termcell-rsh: cannot set up the terminal: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut shell = Shell {
         env: config.env.filter(std::env::vars_os()),
         history: History::new(config.history_size),
         config,
+        terminal,
     };
-    let result = match Terminal::open() {
-        Ok(Some(terminal)) => shell.interactive(terminal),
-        Ok(None) => shell.batch(&mut std::io::stdin().lock()),
-        Err(e) => Err(e),
+    let result = if shell.terminal.is_some() {
+        shell.interactive()
+    } else {
+        shell.batch(&mut std::io::stdin().lock())
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -97,10 +105,12 @@ struct Shell {
     /// The environment every command gets.
     env: Vec<(OsString, OsString)>,
     history: History,
+    /// `None` when stdin or stdout is not a terminal.
+    terminal: Option<Terminal>,
 }
 
 impl Shell {
-    fn interactive(&mut self, mut terminal: Terminal) -> std::io::Result<()> {
+    fn interactive(&mut self) -> std::io::Result<()> {
         if let Some(banner) = &self.config.banner {
             println!("{banner}");
         }
@@ -111,6 +121,9 @@ impl Shell {
             .collect();
         let mut editor = Editor::new(&self.config.prompt, names);
         loop {
+            let Some(terminal) = &mut self.terminal else {
+                return Ok(());
+            };
             match terminal.read_line(&mut editor, &self.history)? {
                 Outcome::Line(line) => {
                     if let Next::Exit = self.handle(&line) {
@@ -148,6 +161,11 @@ impl Shell {
             Ok(Action::Run(invocation)) => {
                 let _ = std::io::stdout().flush();
                 let ended = run::run(&invocation, &self.env);
+                // A command may leave the terminal raw or silent: the message, and the
+                // next command, get the terminal as the shell found it.
+                if let Some(terminal) = &self.terminal {
+                    let _ = terminal.restore();
+                }
                 if let Some(message) = run::describe(&invocation, &ended) {
                     eprintln!("{message}");
                 }

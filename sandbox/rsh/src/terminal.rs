@@ -79,6 +79,16 @@ impl Terminal {
         }
     }
 
+    /// Puts the terminal's own settings back (after a command that changed them).
+    pub fn restore(&self) -> std::io::Result<()> {
+        tcsetattr(
+            std::io::stdin().as_fd(),
+            OptionalActions::Now,
+            &self.original,
+        )?;
+        Ok(())
+    }
+
     /// Reads one line with `editor`; the terminal is back in its own mode on return.
     pub fn read_line(
         &mut self,
@@ -87,11 +97,7 @@ impl Terminal {
     ) -> std::io::Result<Outcome> {
         tcsetattr(std::io::stdin().as_fd(), OptionalActions::Now, &self.raw)?;
         let outcome = self.edit(editor, history);
-        tcsetattr(
-            std::io::stdin().as_fd(),
-            OptionalActions::Now,
-            &self.original,
-        )?;
+        self.restore()?;
         outcome
     }
 
@@ -150,11 +156,7 @@ impl Terminal {
 
 impl Drop for Terminal {
     fn drop(&mut self) {
-        let _ = tcsetattr(
-            std::io::stdin().as_fd(),
-            OptionalActions::Now,
-            &self.original,
-        );
+        let _ = self.restore();
     }
 }
 

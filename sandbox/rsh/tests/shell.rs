@@ -40,6 +40,8 @@ impl Programs {
         programs.script("wait", "echo waiting; exec sleep 60");
         // Stops itself (a stop the way Ctrl-Z does it, whatever the process group).
         programs.script("stop", "echo stopping; kill -STOP $$; echo continued");
+        // Leaves the terminal raw and silent, and fails.
+        programs.script("rawmode", "stty raw -echo; exit 3");
         programs
     }
 
@@ -64,6 +66,7 @@ impl Programs {
             ("mark", self.path("mark")),
             ("wait", self.path("wait")),
             ("stop", self.path("stop")),
+            ("rawmode", self.path("rawmode")),
             ("showargs", PathBuf::from(SHOWARGS)),
         ] {
             args.push("--allow".into());
@@ -307,6 +310,10 @@ fn ctrl_c_interrupts_a_command_and_the_shell_survives() {
         "{out}"
     );
     assert!(!out.contains("stop:"), "it ended normally: {out}");
+
+    // A command that leaves the terminal raw: the shell's message still ends its line.
+    let out = t.run("rawmode");
+    assert!(out.contains("rawmode: exit status 3\r\n"), "{out:?}");
 
     let out = t.run("showargs still-here");
     assert_eq!(argv(&out), expected_argv(&["still-here"]), "{out}");
