@@ -1,7 +1,9 @@
-# termcell sandbox image: a busybox, the loader and libraries it needs, a non-root user,
-# nothing else. Built by `termcell build-image` (src/image.rs) from a context holding
-# root/, the image's files: from the host, /bin/busybox and, when it is dynamically
-# linked, its loader and libraries; from termcell, /bin/wget (docker/wget), /etc/passwd,
+# termcell sandbox image: a busybox, the loader and libraries it needs, termcell's static
+# in-container programs, a non-root user, nothing else. Built by `termcell build-image`
+# (src/image.rs) from a context holding root/, the image's files: from the host,
+# /bin/busybox and, when it is dynamically linked, its loader and libraries; from termcell,
+# /usr/local/bin/termcell-rsh (the restricted shell, built by docker/build-programs.sh)
+# and its /etc/termcell/rsh.conf (docker/rsh.conf), /bin/wget (docker/wget), /etc/passwd,
 # /etc/group and /etc/nsswitch.conf.
 FROM scratch
 COPY root/ /

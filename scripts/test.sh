@@ -14,9 +14,10 @@ scripts/check-web-bundle.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -q -- -D warnings
 cargo build --workspace -q
-# The default sandbox image once, before the tests start servers in parallel.
+# The static in-container programs (the restricted shell, the probe), then the default
+# sandbox image that holds them, once, before the tests start servers in parallel.
+docker/build-programs.sh >/dev/null
 target/debug/termcell build-image --admin-listen off >/dev/null
-docker/build-probe.sh >/dev/null
 cargo test --workspace
 cargo test --test it -- --ignored engine_restart
 

@@ -56,11 +56,13 @@ pub enum Command {
     /// Create a sandbox with exactly the server's security profile, run the probe in it
     /// and print one PASS/FAIL line per property; exits non-zero on any FAIL.
     Verify {
-        /// The statically linked probe binary (built by docker/build-probe.sh).
+        /// The statically linked probe binary (built by docker/build-programs.sh); default:
+        /// termcell-probe in the --sandbox-programs directory.
         #[arg(long, env = "TERMCELL_PROBE")]
         probe: Option<PathBuf>,
     },
-    /// Build the default sandbox image from the host's busybox and exit.
+    /// Build the default sandbox image from the host's busybox and termcell's
+    /// in-container programs (docker/build-programs.sh), and exit.
     BuildImage,
     /// Validate the flags, environment and --config file, print the configuration the
     /// server would run with (no secrets) and exit; starts nothing.
@@ -91,13 +93,26 @@ pub struct Settings {
     /// start when missing.
     #[arg(long, env = "TERMCELL_IMAGE", global = true)]
     pub image: Option<String>,
-    /// Command run in the sandbox (space separated); default: the image's command.
+    /// Command run in the sandbox (space separated), or `restricted`: the restricted
+    /// shell termcell-rsh (/usr/local/bin/termcell-rsh, in the default image), which runs
+    /// only the commands its /etc/termcell/rsh.conf allows, each directly (no shell) with
+    /// an allowlisted environment, and refuses ; | & > < ` $ and control characters. An
+    /// image of your own gets it by copying the static termcell-rsh (from
+    /// docker/build-programs.sh) to that path and an rsh.conf naming its commands, e.g.
+    /// `ably = "/usr/local/bin/ably"` under `[commands]` (docs/security.md, "The
+    /// restricted shell"). Default: the image's command (a busybox shell in the default
+    /// image).
     #[arg(long, env = "TERMCELL_SHELL", global = true)]
     pub shell: Option<String>,
     /// Busybox the default image is built from: statically linked, or dynamically linked
     /// with its libraries on this host. Default /usr/lib/termcell/busybox (scripts/setup.sh).
     #[arg(long, env = "TERMCELL_BUSYBOX", global = true)]
     pub busybox: Option<PathBuf>,
+    /// Directory of the static in-container programs (termcell-rsh for the default image,
+    /// termcell-probe for `verify`), as docker/build-programs.sh leaves them. Default:
+    /// beside the termcell binary, else that script's output in the target directory.
+    #[arg(long, env = "TERMCELL_SANDBOX_PROGRAMS", global = true)]
+    pub sandbox_programs: Option<PathBuf>,
     /// Name of this server's containers (label termcell.deployment); unique per host.
     #[arg(long, env = "TERMCELL_DEPLOYMENT", global = true)]
     pub deployment: Option<String>,
@@ -313,6 +328,8 @@ pub struct Config {
     pub admin_listen: Option<SocketAddr>,
     pub admin_token: Option<String>,
     pub busybox: PathBuf,
+    /// `None`: looked for beside the binary and in the build script's output.
+    pub sandbox_programs: Option<PathBuf>,
     pub default_image: bool,
     pub reap_older_than: Option<Duration>,
     pub auth_policy: AuthPolicy,
@@ -446,6 +463,7 @@ impl Settings {
             image,
             shell,
             busybox,
+            sandbox_programs,
             deployment,
             reap_older_than,
             reap_interval,

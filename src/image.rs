@@ -1,12 +1,15 @@
 //! Local images, built through the Docker API with no registry: the default sandbox image
-//! (FROM scratch, a busybox from the host and the libraries it needs) and the probe image
-//! of `termcell verify`.
+//! (FROM scratch, a busybox from the host and the libraries it needs, termcell's own
+//! in-container programs) and the probe image of `termcell verify`.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use termcell_actors::docker::{DockerEngine, DockerError};
+use termcell_actors::profile::{ContainerSpec, SecurityProfile};
 
 mod elf;
+pub mod programs;
 mod rootfs;
 
 pub use elf::is_static_elf;
@@ -17,6 +20,9 @@ const SANDBOX_DOCKERFILE: &str = include_str!("../docker/sandbox.Dockerfile");
 const PROBE_DOCKERFILE: &str = include_str!("../docker/probe.Dockerfile");
 const PASSWD: &str = include_str!("../docker/passwd");
 const GROUP: &str = include_str!("../docker/group");
+/// The restricted shell's configuration in the default image.
+const RSH_CONF: &str = include_str!("../docker/rsh.conf");
+pub const RSH_CONF_PATH: &str = "/etc/termcell/rsh.conf";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
@@ -29,12 +35,16 @@ pub enum ImageError {
         why: String,
         hint: String,
     },
-    #[error(
-        "probe binary not found at {path}: build it with docker/build-probe.sh (or pass --probe)"
-    )]
-    NoProbe { path: String },
+    #[error("{name} at {path}: {why}. Build the in-container programs with docker/build-programs.sh (it prints the directory they are in) and put them beside termcell, or give that directory with --sandbox-programs")]
+    NoProgram {
+        name: String,
+        path: String,
+        why: String,
+    },
     #[error("image {0} is not present on the Docker engine: build it or pull it into the engine first (termcell never pulls)")]
     Missing(String),
+    #[error("--shell restricted: image {image} has no {path}. Rebuild the default image with `termcell build-image` (one built before termcell had the restricted shell lacks it), or add termcell-rsh and its /etc/termcell/rsh.conf to your image (docs/security.md, \"The restricted shell\")")]
+    NoRestrictedShell { image: String, path: String },
     #[error(transparent)]
     Docker(#[from] DockerError),
     #[error("building the image context failed: {0}")]
@@ -70,23 +80,34 @@ fn context(files: &[(&str, &[u8], u32)]) -> Result<Vec<u8>, std::io::Error> {
 }
 
 /// Builds the default sandbox image from `busybox` (statically linked, or dynamically
-/// linked with its libraries on this host): the Dockerfile copies `root/` to `/`.
+/// linked with its libraries on this host) and termcell's in-container programs (found in
+/// `programs`, or where [`programs::locate`] looks): the Dockerfile copies `root/` to `/`.
 pub async fn build_sandbox(
     engine: &DockerEngine,
     tag: &str,
     busybox: &Path,
+    programs: Option<&Path>,
 ) -> Result<(), ImageError> {
     let mut root = sandbox_root(busybox, &library_dirs(busybox))?;
-    root.push(RootFile {
-        path: "/etc/passwd".into(),
-        data: PASSWD.as_bytes().to_vec(),
-        mode: 0o644,
-    });
-    root.push(RootFile {
-        path: "/etc/group".into(),
-        data: GROUP.as_bytes().to_vec(),
-        mode: 0o644,
-    });
+    for program in programs::IMAGE_PROGRAMS {
+        let path = programs::locate(program.name, programs);
+        root.push(RootFile {
+            path: program.path.into(),
+            data: programs::read(program.name, &path)?,
+            mode: 0o755,
+        });
+    }
+    for (path, text) in [
+        ("/etc/passwd", PASSWD),
+        ("/etc/group", GROUP),
+        (RSH_CONF_PATH, RSH_CONF),
+    ] {
+        root.push(RootFile {
+            path: path.into(),
+            data: text.as_bytes().to_vec(),
+            mode: 0o644,
+        });
+    }
     let names: Vec<String> = root.iter().map(|f| format!("root{}", f.path)).collect();
     let mut files: Vec<(&str, &[u8], u32)> =
         vec![("Dockerfile", SANDBOX_DOCKERFILE.as_bytes(), 0o644)];
@@ -106,6 +127,7 @@ pub async fn ensure_sandbox(
     image: &str,
     is_default: bool,
     busybox: &Path,
+    programs: Option<&Path>,
 ) -> Result<bool, ImageError> {
     if engine.image_exists(image).await? {
         return Ok(false);
@@ -113,20 +135,52 @@ pub async fn ensure_sandbox(
     if !is_default {
         return Err(ImageError::Missing(image.to_string()));
     }
-    build_sandbox(engine, image, busybox).await?;
+    build_sandbox(engine, image, busybox, programs).await?;
     Ok(true)
+}
+
+/// With `--shell restricted`, the image must hold the restricted shell: checked in a
+/// container created from it with the session profile (never started, removed at once,
+/// labelled so that the reaper takes it if termcell dies meanwhile), so a start on an
+/// image without it fails here, with the fix, instead of every session failing.
+pub async fn require_restricted_shell(
+    engine: &DockerEngine,
+    image: &str,
+    profile: &SecurityProfile,
+    labels: HashMap<String, String>,
+) -> Result<(), ImageError> {
+    let path = programs::RSH.path;
+    let spec = ContainerSpec {
+        image,
+        cmd: Some(vec![path.to_string()]),
+        env: Vec::new(),
+        labels,
+        cols: 80,
+        rows: 24,
+    };
+    // Never started: no network to attach (a restricted one may not exist yet).
+    let profile = SecurityProfile {
+        network_mode: "none".into(),
+        dns: Vec::new(),
+        ..profile.clone()
+    };
+    let name = format!("termcell-check-{}", uuid::Uuid::new_v4().simple());
+    let id = engine.create(&name, profile.create_body(&spec)).await?;
+    let found = engine.path_exists(&id, path).await;
+    engine.remove(&id).await?;
+    if found? {
+        Ok(())
+    } else {
+        Err(ImageError::NoRestrictedShell {
+            image: image.to_string(),
+            path: path.to_string(),
+        })
+    }
 }
 
 /// Builds the probe image from a statically linked probe binary.
 pub async fn build_probe(engine: &DockerEngine, tag: &str, probe: &Path) -> Result<(), ImageError> {
-    let bytes = std::fs::read(probe).map_err(|_| ImageError::NoProbe {
-        path: probe.display().to_string(),
-    })?;
-    if !is_static_elf(&bytes) {
-        return Err(ImageError::NoProbe {
-            path: format!("{} (not statically linked)", probe.display()),
-        });
-    }
+    let bytes = programs::read(programs::PROBE, probe)?;
     let tar = context(&[
         ("Dockerfile", PROBE_DOCKERFILE.as_bytes(), 0o644),
         ("probe", &bytes, 0o755),

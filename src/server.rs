@@ -2,6 +2,7 @@
 //! host's protections, start the singleton actors and the listeners, and on SIGTERM or
 //! SIGINT drain every session, remove every container and flush the audit log.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -117,7 +118,13 @@ fn effective_profile(
 
 pub async fn build_image(config: Config) -> Result<(), StartError> {
     let engine = DockerEngine::connect().await?;
-    image::build_sandbox(&engine, &config.session.image, &config.busybox).await?;
+    image::build_sandbox(
+        &engine,
+        &config.session.image,
+        &config.busybox,
+        config.sandbox_programs.as_deref(),
+    )
+    .await?;
     println!("built {}", config.session.image);
     Ok(())
 }
@@ -176,10 +183,41 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         &config.session.image,
         config.default_image,
         &config.busybox,
+        config.sandbox_programs.as_deref(),
     )
     .await?;
     if built {
         log::info!("built the sandbox image {}", config.session.image);
+    }
+    if config
+        .session
+        .cmd
+        .as_ref()
+        .and_then(|c| c.first())
+        .map(String::as_str)
+        == Some(image::programs::RSH.path)
+    {
+        let labels = HashMap::from([
+            (
+                labels::MANAGED_BY.to_string(),
+                labels::MANAGED_BY_VALUE.to_string(),
+            ),
+            (
+                labels::DEPLOYMENT.to_string(),
+                config.session.deployment.clone(),
+            ),
+            (
+                labels::INSTANCE.to_string(),
+                config.session.instance.clone(),
+            ),
+        ]);
+        image::require_restricted_shell(
+            &engine,
+            &config.session.image,
+            &config.session.profile,
+            labels,
+        )
+        .await?;
     }
     let mut settings = config.session.clone();
     let (profile, runtime) = effective_profile(&config, &host)?;

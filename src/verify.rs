@@ -2,7 +2,7 @@
 //! security profile and reports one PASS/FAIL line per property.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use termcell_actors::docker::{DockerEngine, DockerError, HostConfig};
@@ -85,37 +85,6 @@ pub async fn run_probe(
     })
 }
 
-/// Where docker/build-probe.sh leaves the probe, relative to a workspace's target dir.
-fn built_probe_relative() -> PathBuf {
-    let host = if cfg!(target_arch = "x86_64") {
-        "x86_64-unknown-linux-gnu"
-    } else {
-        "aarch64-unknown-linux-gnu"
-    };
-    PathBuf::from(format!("probe/{host}/release/termcell-probe"))
-}
-
-/// The probe when `--probe` is not given: a static `termcell-probe` beside the binary, the
-/// build script's output next to this binary's target dir (`target/debug/termcell` →
-/// `target/probe/...`), or the build script's output under `./target`.
-fn default_probe_path() -> PathBuf {
-    let exe_dir = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(Path::to_path_buf));
-    let mut candidates = Vec::new();
-    if let Some(dir) = &exe_dir {
-        candidates.push(dir.join("termcell-probe"));
-        if let Some(target) = dir.parent() {
-            candidates.push(target.join(built_probe_relative()));
-        }
-    }
-    let in_tree = Path::new("target").join(built_probe_relative());
-    candidates
-        .into_iter()
-        .find(|p| image::is_static_elf(&std::fs::read(p).unwrap_or_default()))
-        .unwrap_or(in_tree)
-}
-
 /// The `verify` command on a connected engine: the process exit code (0 when every check
 /// passed), or why the probe could not run.
 pub async fn run(
@@ -125,8 +94,10 @@ pub async fn run(
     profile: SecurityProfile,
     network: Option<&RestrictedNet>,
 ) -> Result<i32, StartError> {
-    let probe = probe.unwrap_or_else(default_probe_path);
-    image::build_probe(engine, PROBE_IMAGE, Path::new(&probe)).await?;
+    let probe = probe.unwrap_or_else(|| {
+        image::programs::locate(image::programs::PROBE, config.sandbox_programs.as_deref())
+    });
+    image::build_probe(engine, PROBE_IMAGE, &probe).await?;
     let user = format!("{}:{}", profile.uid, profile.gid);
     let mut env = probe_env(&profile);
     if let Some(net) = network {

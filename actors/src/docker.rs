@@ -14,8 +14,9 @@ use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerSummary, EventMessage,
 };
 use bollard::query_parameters::{
-    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, EventsOptionsBuilder,
-    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, ResizeContainerTTYOptionsBuilder,
+    BuildImageOptionsBuilder, ContainerArchiveInfoOptionsBuilder, CreateContainerOptionsBuilder,
+    EventsOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+    ResizeContainerTTYOptionsBuilder,
 };
 use bollard::Docker;
 use bytes::{Bytes, BytesMut};
@@ -154,6 +155,9 @@ pub trait Engine: Send + Sync + 'static {
     /// Force-removes a container and its anonymous volumes; a container that is already
     /// gone counts as removed.
     fn remove<'a>(&'a self, id: &'a str) -> EngineFuture<'a, ()>;
+
+    /// True when the (created, not necessarily started) container's filesystem has `path`.
+    fn path_exists<'a>(&'a self, id: &'a str, path: &'a str) -> EngineFuture<'a, bool>;
 
     fn inspect<'a>(&'a self, id: &'a str) -> EngineFuture<'a, ContainerInspectResponse>;
 
@@ -492,6 +496,25 @@ impl Engine for Bollard {
                     }
                     Err(e) => return Err(e.into()),
                 }
+            }
+        })
+    }
+
+    fn path_exists<'a>(&'a self, id: &'a str, path: &'a str) -> EngineFuture<'a, bool> {
+        Box::pin(async move {
+            let options = ContainerArchiveInfoOptionsBuilder::default()
+                .path(path)
+                .build();
+            match self
+                .docker
+                .get_container_archive_info(id, Some(options))
+                .await
+            {
+                Ok(_) => Ok(true),
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => Ok(false),
+                Err(e) => Err(e.into()),
             }
         })
     }

@@ -36,6 +36,7 @@ pub(super) fn config(s: &Settings) -> Result<Config, ConfigError> {
             .busybox
             .clone()
             .unwrap_or_else(|| PathBuf::from(crate::image::DEFAULT_BUSYBOX)),
+        sandbox_programs: s.sandbox_programs.clone(),
         default_image: image == DEFAULT_IMAGE,
         reap_older_than: s
             .reap_older_than
@@ -370,11 +371,7 @@ fn session(
     )?;
     let session = SessionSettings {
         image: image.clone(),
-        cmd: s
-            .shell
-            .as_deref()
-            .map(|c| c.split_whitespace().map(String::from).collect::<Vec<_>>())
-            .filter(|c| !c.is_empty()),
+        cmd: shell_command(s.shell.as_deref()),
         profile,
         deployment,
         idle_timeout: positive_seconds(
@@ -413,6 +410,19 @@ fn session(
     }
 
     Ok((session, client_timeout))
+}
+
+/// The word of `--shell` that names the restricted shell.
+pub const RESTRICTED_SHELL: &str = "restricted";
+
+/// The sandbox's command from `--shell`: its words, with `restricted` (as the first word)
+/// standing for the restricted shell's fixed path; `None` for the image's own command.
+fn shell_command(shell: Option<&str>) -> Option<Vec<String>> {
+    let mut words: Vec<String> = shell?.split_whitespace().map(String::from).collect();
+    if words.first().map(String::as_str) == Some(RESTRICTED_SHELL) {
+        words[0] = crate::image::programs::RSH.path.to_string();
+    }
+    (!words.is_empty()).then_some(words)
 }
 
 /// Who may authenticate with what, and the frame size limits.

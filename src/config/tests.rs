@@ -244,3 +244,47 @@ fn restricted_network_takes_an_allowlist_and_resolver_settings() {
         assert!(err.contains(setting), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn shell_restricted_runs_the_restricted_shell_and_unset_keeps_the_image_command() {
+    assert_eq!(
+        parse(&[]).unwrap().session.cmd,
+        None,
+        "the image's own command"
+    );
+    assert_eq!(
+        parse(&["--shell", "restricted"]).unwrap().session.cmd,
+        Some(vec!["/usr/local/bin/termcell-rsh".to_string()])
+    );
+    assert_eq!(
+        parse(&["--shell", "restricted --config /etc/my-rsh.conf"])
+            .unwrap()
+            .session
+            .cmd,
+        Some(
+            [
+                "/usr/local/bin/termcell-rsh",
+                "--config",
+                "/etc/my-rsh.conf"
+            ]
+            .map(String::from)
+            .to_vec()
+        )
+    );
+    assert_eq!(parse(&["--shell", "  "]).unwrap().session.cmd, None);
+    assert_eq!(
+        parse(&["--shell", "/bin/sh -l"]).unwrap().session.cmd,
+        Some(vec!["/bin/sh".to_string(), "-l".to_string()])
+    );
+    // From the TOML file too.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("termcell.toml");
+    std::fs::write(&file, "shell = \"restricted\"\n").unwrap();
+    assert_eq!(
+        parse(&["--config", file.to_str().unwrap()])
+            .unwrap()
+            .session
+            .cmd,
+        Some(vec!["/usr/local/bin/termcell-rsh".to_string()])
+    );
+}

@@ -8,35 +8,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::support::*;
 
-/// The default image as this checkout builds it, under a tag of its own (the shared
-/// `termcell-sandbox:latest` may be an older build); removed on drop.
-struct BuiltImage(String);
-
-impl BuiltImage {
-    fn new() -> BuiltImage {
-        let tag = format!(
-            "termcell-it-image-{}:test",
-            &uuid::Uuid::new_v4().simple().to_string()[..12]
-        );
-        let out = Command::new(env!("CARGO_BIN_EXE_termcell"))
-            .args(["build-image", "--admin-listen", "off", "--image", &tag])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "build-image: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        BuiltImage(tag)
-    }
-}
-
-impl Drop for BuiltImage {
-    fn drop(&mut self) {
-        let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
-    }
-}
-
 /// An internal Docker network (no way out; Docker's DNS server answers inside); removed
 /// on drop, so declare it before the server that uses it.
 struct Network(String);

@@ -11,5 +11,6 @@ mod limits;
 mod ops;
 mod protocol;
 mod resume;
+mod rsh;
 mod security;
 mod session;

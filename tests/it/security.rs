@@ -5,8 +5,6 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -18,31 +16,10 @@ use crate::support::*;
 
 const LIMIT_256_MIB: i64 = 256 * 1024 * 1024;
 
-/// Builds the static probe once per test run (docker/build-probe.sh), returns its path.
-/// Also used by the restricted network's verify test.
-fn probe_binary() -> PathBuf {
-    static PROBE: OnceLock<PathBuf> = OnceLock::new();
-    PROBE
-        .get_or_init(|| {
-            let out = Command::new("sh")
-                .arg("docker/build-probe.sh")
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .output()
-                .expect("run docker/build-probe.sh");
-            assert!(
-                out.status.success(),
-                "docker/build-probe.sh failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let path = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
-            assert!(path.is_file(), "build-probe.sh printed {path:?}");
-            path
-        })
-        .clone()
-}
-
+/// The static probe (docker/build-programs.sh builds it once per test run); also used by
+/// the restricted network's verify test.
 pub async fn built_probe() -> PathBuf {
-    tokio::task::spawn_blocking(probe_binary).await.unwrap()
+    built_sandbox_programs().await.join("termcell-probe")
 }
 
 fn options(tmpfs: &Value, path: &str) -> BTreeSet<String> {

@@ -231,6 +231,112 @@ pub fn remove_restricted_network(deployment: &str) {
         .status();
 }
 
+/// The static in-container programs (termcell-rsh, termcell-probe, termcell-showargs),
+/// built once per test run by docker/build-programs.sh; the directory that holds them.
+pub fn sandbox_programs() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let out = Command::new("sh")
+            .arg("docker/build-programs.sh")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("run docker/build-programs.sh");
+        assert!(
+            out.status.success(),
+            "docker/build-programs.sh failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dir = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+        assert!(
+            dir.join("termcell-rsh").is_file(),
+            "build-programs.sh printed {dir:?}"
+        );
+        dir
+    })
+    .clone()
+}
+
+/// [`sandbox_programs`] from async code.
+pub async fn built_sandbox_programs() -> PathBuf {
+    tokio::task::spawn_blocking(sandbox_programs).await.unwrap()
+}
+
+/// An image a test builds, under a tag of its own; removed on drop.
+pub struct BuiltImage(pub String);
+
+impl BuiltImage {
+    fn tag() -> String {
+        format!(
+            "termcell-it-image-{}:test",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        )
+    }
+
+    /// The default image as this checkout builds it (the shared `termcell-sandbox:latest`
+    /// may be an older build).
+    pub fn new() -> BuiltImage {
+        let image = BuiltImage(Self::tag());
+        succeed(
+            Command::new(env!("CARGO_BIN_EXE_termcell"))
+                .args(["build-image", "--admin-listen", "off", "--image", &image.0])
+                .arg("--sandbox-programs")
+                .arg(sandbox_programs()),
+        );
+        image
+    }
+
+    /// `docker build` of `dockerfile` with `files` (name, contents, mode) beside it.
+    pub fn from_dockerfile(dockerfile: &str, files: &[(&str, &[u8], u32)]) -> BuiltImage {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
+        for (name, contents, mode) in files {
+            let path = dir.path().join(name);
+            std::fs::write(&path, contents).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(*mode)).unwrap();
+        }
+        let image = BuiltImage(Self::tag());
+        succeed(
+            Command::new("docker")
+                .args(["build", "-q", "-t", &image.0])
+                .arg(dir.path()),
+        );
+        image
+    }
+}
+
+impl Drop for BuiltImage {
+    /// Removes the image, waiting a minute at most: an image removal waits for every
+    /// container's lock, and a container stuck in its start (another test's runtime
+    /// trouble) would otherwise hold this test forever.
+    fn drop(&mut self) {
+        let Ok(mut rmi) = Command::new("docker")
+            .args(["rmi", "-f", &self.0])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+        else {
+            return;
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while matches!(rmi.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = rmi.kill();
+        let _ = rmi.wait();
+    }
+}
+
+/// Runs `command`, which must succeed (else the test fails with its stderr).
+pub fn succeed(command: &mut Command) {
+    let out = command.output().expect("the command runs");
+    assert!(
+        out.status.success(),
+        "{command:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 pub fn containers_with_label(label: &str) -> Vec<String> {
     docker_ps(label, "{{.ID}}")
 }

@@ -345,6 +345,10 @@ impl Engine for FakeEngine {
         })
     }
 
+    fn path_exists<'a>(&'a self, _id: &'a str, _path: &'a str) -> EngineFuture<'a, bool> {
+        Box::pin(async { Ok(true) })
+    }
+
     fn remove<'a>(&'a self, id: &'a str) -> EngineFuture<'a, ()> {
         Box::pin(async move {
             self.state.send_modify(|s| {
