@@ -16,6 +16,7 @@ pub mod ratelimit;
 pub mod registry;
 pub mod rejection;
 pub mod replay;
+pub mod screen;
 pub mod session;
 #[cfg(test)]
 mod testing;

@@ -1,0 +1,326 @@
+//! ScreenModel: the server's model of one session's screen, kept by a terminal emulator
+//! (the vt100 crate, no escape parser of ours). The session feeds it every byte of output
+//! it hands to a client, in order, and resizes it where it resizes the TTY; a client that
+//! comes back gets the screen redrawn from it (`snapshot`) instead of a replay of raw
+//! bytes. Invariant: a snapshot reflects exactly the output and resizes fed before it,
+//! and holds no terminal query; memory is bounded by the grids (rows × cols, twice when
+//! the alternate screen was used), `scrollback` rows and `LAG_LIMIT` bytes not yet parsed.
+
+use std::collections::VecDeque;
+use std::num::NonZeroU16;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+#[cfg(test)]
+mod tests;
+
+/// Output fed but not parsed yet past which the output path waits for the model (the
+/// model is parsed off the session's thread; this bounds how far it may fall behind).
+pub const LAG_LIMIT: usize = 256 * 1024;
+/// Raw output kept to find an escape sequence or a character cut by the end of the output
+/// so far: the snapshot ends with it, so that the live bytes after it complete it.
+const TAIL: usize = 512;
+/// The longest window title a snapshot carries, in characters.
+const TITLE_MAX: usize = 256;
+
+/// Clears a client's terminal before a snapshot: full reset (modes, both screens, and in
+/// xterm.js the scrollback), then screen and scrollback erased for terminals whose reset
+/// keeps them.
+const CLEAR: &str = "\x1bc\x1b[H\x1b[2J\x1b[3J";
+/// Leaves the alternate screen of a copy of the model, to read the primary one.
+const LEAVE_ALTERNATE: &[u8] = b"\x1b[?47l";
+/// Saves the cursor and switches the client to a cleared alternate screen.
+const ENTER_ALTERNATE: &str = "\x1b[?1049h";
+
+/// A terminal size, as the TTY has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size {
+    pub cols: u16,
+    pub rows: u16,
+}
+
+/// One session's screen. Cloning shares the model.
+#[derive(Clone)]
+pub struct ScreenModel {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Lock order: `emulator`, then `pending`. Items are taken from `pending` only with
+    /// `emulator` held, so they are applied in the order they were fed.
+    emulator: Mutex<Emulator>,
+    pending: Mutex<Pending>,
+    /// A worker is applying `pending` (at most one at a time).
+    scheduled: AtomicBool,
+    /// Wakes output paths waiting for the model to fall under `LAG_LIMIT`.
+    caught_up: Notify,
+}
+
+#[derive(Default)]
+struct Pending {
+    items: VecDeque<Item>,
+    bytes: usize,
+}
+
+enum Item {
+    Output(Bytes),
+    Resize(Size),
+}
+
+struct Emulator {
+    parser: vt100::Parser<Title>,
+    /// The last `TAIL` bytes of output.
+    tail: VecDeque<u8>,
+}
+
+/// The window title the session's programs set (OSC 0 or 2), as printable text.
+#[derive(Default)]
+struct Title(String);
+
+impl vt100::Callbacks for Title {
+    fn set_window_title(&mut self, _: &mut vt100::Screen, title: &[u8]) {
+        self.0 = String::from_utf8_lossy(title)
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(TITLE_MAX)
+            .collect();
+    }
+}
+
+fn dimension(n: u16) -> NonZeroU16 {
+    NonZeroU16::new(n).unwrap_or(NonZeroU16::MIN)
+}
+
+impl ScreenModel {
+    /// An empty screen of `size` that keeps at most `scrollback` rows above it.
+    pub fn new(size: Size, scrollback: usize) -> ScreenModel {
+        let parser = vt100::Parser::new_with_callbacks(
+            dimension(size.rows),
+            dimension(size.cols),
+            scrollback,
+            Title::default(),
+        );
+        ScreenModel {
+            inner: Arc::new(Inner {
+                emulator: Mutex::new(Emulator {
+                    parser,
+                    tail: VecDeque::with_capacity(TAIL),
+                }),
+                pending: Mutex::new(Pending::default()),
+                scheduled: AtomicBool::new(false),
+                caught_up: Notify::new(),
+            }),
+        }
+    }
+
+    /// Output as the client is given it. Parsed off the caller's thread; returns whether
+    /// the model is now more than `LAG_LIMIT` behind (then wait for `caught_up`).
+    pub fn feed(&self, data: Bytes) -> bool {
+        let behind = {
+            let mut pending = self.inner.pending.lock();
+            pending.bytes += data.len();
+            pending.items.push_back(Item::Output(data));
+            pending.bytes > LAG_LIMIT
+        };
+        self.schedule();
+        behind
+    }
+
+    /// The TTY's new size, between the output before and after it.
+    pub fn resize(&self, size: Size) {
+        self.inner.pending.lock().items.push_back(Item::Resize(size));
+        self.schedule();
+    }
+
+    /// Resolves once at most `LAG_LIMIT` bytes wait to be parsed.
+    pub fn caught_up(&self) -> impl std::future::Future<Output = ()> + 'static {
+        let inner = self.inner.clone();
+        async move {
+            loop {
+                let notified = inner.caught_up.notified();
+                tokio::pin!(notified);
+                // Registered before the check, so a wake-up in between is not lost.
+                notified.as_mut().enable();
+                let behind = inner.pending.lock().bytes > LAG_LIMIT;
+                if !behind {
+                    return;
+                }
+                notified.await;
+            }
+        }
+    }
+
+    /// Bytes that redraw a terminal as this screen is, after everything fed so far:
+    /// clear, window title, scrollback and primary screen, then the alternate screen if
+    /// it is in use, cursor, attributes and input modes, then the start of an escape
+    /// sequence or character that the output so far left unfinished.
+    pub fn snapshot(&self) -> Bytes {
+        let mut emulator = self.inner.emulator.lock();
+        self.inner.apply_pending(&mut emulator);
+        emulator.snapshot()
+    }
+
+    /// The plain text of the visible screen (for tests and the benchmark).
+    pub fn contents(&self) -> String {
+        let mut emulator = self.inner.emulator.lock();
+        self.inner.apply_pending(&mut emulator);
+        emulator.parser.screen().contents()
+    }
+
+    fn schedule(&self) {
+        if self.inner.scheduled.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let inner = self.inner.clone();
+        // Parsing is CPU work: the blocking pool keeps it off the session's thread.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn_blocking(move || inner.work());
+            }
+            Err(_) => inner.work(),
+        }
+    }
+}
+
+impl Inner {
+    /// The worker: applies what is pending, then stands down unless more came meanwhile.
+    fn work(&self) {
+        loop {
+            loop {
+                // One item per lock, so that a snapshot waits for at most one chunk.
+                let mut emulator = self.emulator.lock();
+                if !self.apply_one(&mut emulator) {
+                    break;
+                }
+            }
+            self.scheduled.store(false, Ordering::Release);
+            let more = !self.pending.lock().items.is_empty();
+            if !more || self.scheduled.swap(true, Ordering::AcqRel) {
+                return;
+            }
+        }
+    }
+
+    fn apply_pending(&self, emulator: &mut Emulator) {
+        while self.apply_one(emulator) {}
+    }
+
+    /// Applies the oldest pending item; false when there was none.
+    fn apply_one(&self, emulator: &mut Emulator) -> bool {
+        let (item, behind) = {
+            let mut pending = self.pending.lock();
+            let item = pending.items.pop_front();
+            if let Some(Item::Output(data)) = &item {
+                pending.bytes -= data.len();
+            }
+            (item, pending.bytes > LAG_LIMIT)
+        };
+        match item {
+            None => return false,
+            Some(Item::Output(data)) => emulator.feed(&data),
+            Some(Item::Resize(size)) => emulator
+                .parser
+                .set_size(dimension(size.rows), dimension(size.cols)),
+        }
+        if !behind {
+            self.caught_up.notify_waiters();
+        }
+        true
+    }
+}
+
+impl Emulator {
+    fn feed(&mut self, data: &[u8]) {
+        self.parser.process(data);
+        let keep = &data[data.len().saturating_sub(TAIL)..];
+        let overflow = (self.tail.len() + keep.len()).saturating_sub(TAIL);
+        self.tail.drain(..overflow);
+        self.tail.extend(keep);
+    }
+
+    fn snapshot(&self) -> Bytes {
+        let screen = self.parser.screen();
+        let mut out = String::with_capacity(16 * 1024);
+        out.push_str(CLEAR);
+        let title = &self.parser.callbacks().0;
+        if !title.is_empty() {
+            out.push_str("\x1b]2;");
+            out.push_str(title);
+            out.push('\x07');
+        }
+        if screen.alternate_screen() {
+            // The primary screen lies under the alternate one, unchanged since the switch:
+            // a copy of the model that leaves the alternate screen shows it.
+            let mut primary = vt100::Parser::default();
+            *primary.screen_mut() = screen.clone();
+            primary.process(LEAVE_ALTERNATE);
+            write_primary(primary.screen(), &mut out);
+            out.push_str(ENTER_ALTERNATE);
+            out.push_str(&screen.contents_formatted());
+        } else {
+            write_primary(screen, &mut out);
+        }
+        out.push_str(&screen.input_mode_formatted());
+        let mut out = out.into_bytes();
+        out.extend(self.unfinished());
+        Bytes::from(out)
+    }
+
+    /// The end of the output that a terminal has not acted on yet: an escape sequence or
+    /// a UTF-8 character whose rest is still to come. Found by running a fresh parser over
+    /// the tail and noting where the last complete thing ended.
+    fn unfinished(&self) -> Vec<u8> {
+        #[derive(Default)]
+        struct Ends(bool);
+        impl vte::Perform for Ends {
+            fn print(&mut self, _: char) {
+                self.0 = true;
+            }
+            fn execute(&mut self, _: u8) {
+                self.0 = true;
+            }
+            fn unhook(&mut self) {
+                self.0 = true;
+            }
+            fn osc_dispatch(&mut self, _: &[&[u8]], _: bool) {
+                self.0 = true;
+            }
+            fn csi_dispatch(&mut self, _: &vte::Params, _: &[u8], _: bool, _: char) {
+                self.0 = true;
+            }
+            fn esc_dispatch(&mut self, _: &[u8], _: bool, _: u8) {
+                self.0 = true;
+            }
+        }
+        let mut parser = vte::Parser::new();
+        let mut ends = Ends::default();
+        let mut complete = 0;
+        for (i, byte) in self.tail.iter().enumerate() {
+            parser.advance(&mut ends, &[*byte]);
+            if std::mem::take(&mut ends.0) {
+                complete = i + 1;
+            }
+        }
+        self.tail.iter().skip(complete).copied().collect()
+    }
+}
+
+/// Scrollback and primary screen. The scrollback goes out as lines (SGR and text), so the
+/// client lays them out itself and keeps them above the screen; the visible rows are then
+/// drawn again in place, with the cursor and attributes.
+fn write_primary(screen: &vt100::Screen, out: &mut String) {
+    let mut lines = String::new();
+    // Writing to a String cannot fail.
+    let _ = screen.write_contents_formatted_basic(
+        &mut lines,
+        vt100::capture::BasicFormattedCaptureRange::Full(&mut Default::default()),
+    );
+    // The only control character of the basic format is '\n' between rows.
+    out.push_str(&lines.replace('\n', "\r\n"));
+    out.push_str("\x1b[m");
+    out.push_str(&screen.contents_formatted());
+}

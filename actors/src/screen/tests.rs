@@ -1,0 +1,259 @@
+//! The snapshot is checked by drawing it on a client terminal (a second emulator that
+//! knows nothing of the first) and comparing what that client shows with the model:
+//! every cell with its attributes, the scrollback, the cursor and the modes.
+
+use std::time::Duration;
+
+use super::*;
+
+const SIZE: Size = Size { cols: 40, rows: 8 };
+
+fn model(size: Size, scrollback: usize, output: &[&[u8]]) -> ScreenModel {
+    let screen = ScreenModel::new(size, scrollback);
+    for chunk in output {
+        screen.feed(Bytes::copy_from_slice(chunk));
+    }
+    screen
+}
+
+/// A terminal that has been shown `bytes` from the start.
+fn terminal(size: Size, scrollback: usize, bytes: &[u8]) -> vt100::Parser {
+    let mut parser = vt100::Parser::new(dimension(size.rows), dimension(size.cols), scrollback);
+    parser.process(bytes);
+    parser
+}
+
+/// Scrollback and screen with every attribute, then the cursor and the modes.
+fn picture(screen: &vt100::Screen) -> String {
+    let mut rows = String::new();
+    screen
+        .write_contents_formatted_basic(
+            &mut rows,
+            vt100::capture::BasicFormattedCaptureRange::Full(&mut Default::default()),
+        )
+        .unwrap();
+    format!(
+        "{rows}\n-- cursor {:?} hidden {} alternate {} modes {:?} attrs {:?}",
+        screen.cursor_position(),
+        screen.hide_cursor(),
+        screen.alternate_screen(),
+        screen.input_mode_formatted(),
+        screen.attributes_formatted(),
+    )
+}
+
+/// The model, as a terminal shown the same output from the start has it.
+fn expected(size: Size, scrollback: usize, output: &[&[u8]]) -> vt100::Parser {
+    terminal(size, scrollback, &output.concat())
+}
+
+/// Draws the snapshot on a client terminal that showed something else before and checks
+/// it against a terminal that saw the whole output.
+fn assert_round_trip(size: Size, scrollback: usize, output: &[&[u8]]) -> Bytes {
+    let snapshot = model(size, scrollback, output).snapshot();
+    let mut client = terminal(size, scrollback, b"\x1b[31mstale text\r\nmore\x1b[?1h\x1b[?25l");
+    client.process(&snapshot);
+    let want = expected(size, scrollback, output);
+    assert_eq!(
+        picture(client.screen()),
+        picture(want.screen()),
+        "snapshot {:?}",
+        String::from_utf8_lossy(&snapshot)
+    );
+    snapshot
+}
+
+#[test]
+fn wide_characters_and_colours_round_trip() {
+    let mut output: Vec<Vec<u8>> = Vec::new();
+    for n in 0..20 {
+        output.push(
+            format!(
+                "\x1b[38;5;{n}m{n:02} \x1b[1;4m漢字\x1b[22;24m \x1b[48;2;10;{n};200m🦀 wide\x1b[m é\u{301} \x1b[7minv\x1b[27m\r\n"
+            )
+            .into_bytes(),
+        );
+    }
+    // A row that wraps, and a wide character that does not fit at the end of a row.
+    output.push(format!("{}漢\r\n", "x".repeat(39)).into_bytes());
+    output.push(b"\x1b[3;33mprompt $ \x1b[1m".to_vec());
+    let output: Vec<&[u8]> = output.iter().map(Vec::as_slice).collect();
+    let snapshot = assert_round_trip(SIZE, 100, &output);
+    assert!(snapshot.starts_with(CLEAR.as_bytes()));
+}
+
+#[test]
+fn scrollback_comes_before_the_screen_and_is_bounded() {
+    let lines: Vec<Vec<u8>> = (1..=500).map(|n| format!("line {n}\r\n").into_bytes()).collect();
+    let output: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+    assert_round_trip(SIZE, 50, &output);
+    let screen = model(SIZE, 50, &output);
+    let mut client = terminal(SIZE, 1000, &screen.snapshot());
+    assert_eq!(client.screen().scrollback(), 0);
+    client.screen_mut().set_scrollback(usize::MAX);
+    assert_eq!(client.screen().scrollback(), 50, "the model keeps 50 rows");
+    let top = client.screen().contents();
+    assert!(top.starts_with("line 444\n"), "{top}");
+}
+
+#[test]
+fn the_alternate_screen_comes_back_over_the_primary_one() {
+    let output: &[&[u8]] = &[
+        b"$ ls\r\n\x1b[32mfile\x1b[m\r\n$ vi file\r\n",
+        b"\x1b[?1049h\x1b[H\x1b[2Jfirst line of the file\r\n~\r\n~\x1b[8;1H\"file\" 1L",
+        b"\x1b[?1h\x1b=\x1b[?2004h\x1b[1;6H",
+    ];
+    assert_round_trip(SIZE, 100, output);
+    // Leaving the alternate screen on the client shows the primary one as it was.
+    let mut client = terminal(SIZE, 100, &model(SIZE, 100, output).snapshot());
+    let mut want = expected(SIZE, 100, output);
+    client.process(b"\x1b[?1049l");
+    want.process(b"\x1b[?1049l");
+    assert_eq!(picture(client.screen()), picture(want.screen()));
+    assert!(client.screen().contents().contains("$ vi file"));
+}
+
+#[test]
+fn modes_that_matter_for_redraw_come_back() {
+    assert_round_trip(
+        SIZE,
+        100,
+        &[b"\x1b[?25l\x1b[?1h\x1b=\x1b[?2004h\x1b[?1002h\x1b[?1006h\x1b[5 qtext"],
+    );
+    let screen = model(SIZE, 100, &[b"\x1b[?25l\x1b[?1000h\x1b[?1006h"]);
+    let client = terminal(SIZE, 100, &screen.snapshot());
+    assert!(client.screen().hide_cursor());
+    assert_eq!(
+        client.screen().mouse_protocol_mode(),
+        vt100::MouseProtocolMode::PressRelease
+    );
+    assert_eq!(
+        client.screen().mouse_protocol_encoding(),
+        vt100::MouseProtocolEncoding::Sgr
+    );
+}
+
+#[test]
+fn a_cursor_past_the_last_column_comes_back() {
+    assert_round_trip(SIZE, 100, &[format!("$ {}", "y".repeat(38)).as_bytes()]);
+}
+
+/// Every sequence in a snapshot is one that draws or sets a mode, never one a terminal
+/// answers (cursor position, device attributes, status, mode or colour reports).
+#[test]
+fn a_snapshot_asks_the_terminal_nothing() {
+    struct Sequences(Vec<String>);
+    impl vte::Perform for Sequences {
+        fn csi_dispatch(&mut self, params: &vte::Params, inter: &[u8], _: bool, action: char) {
+            let params: Vec<Vec<u16>> = params.iter().map(<[u16]>::to_vec).collect();
+            self.0.push(format!("CSI {inter:?} {params:?} {action}"));
+            let allowed = match (inter, action) {
+                ([], 'm' | 'H' | 'J' | 'K' | 'X' | 'A' | 'B' | 'C' | 'D' | 'G' | 'd') => true,
+                ([b'?'], 'h' | 'l') => true,
+                ([b' '], 'q') => true,
+                _ => false,
+            };
+            assert!(allowed, "not a drawing sequence: {:?}", self.0.last());
+        }
+        fn osc_dispatch(&mut self, params: &[&[u8]], _: bool) {
+            assert_eq!(params[0], b"2", "only the window title");
+        }
+        fn esc_dispatch(&mut self, inter: &[u8], _: bool, byte: u8) {
+            assert!(
+                inter.is_empty() && matches!(byte, b'c' | b'=' | b'>' | b'7' | b'8'),
+                "escape {inter:?} {byte}"
+            );
+        }
+        fn hook(&mut self, _: &vte::Params, _: &[u8], _: bool, _: char) {
+            panic!("no device control string");
+        }
+    }
+    let queries: &[&[u8]] = &[
+        b"~ $ \x1b[6n",
+        b"\x1b[c\x1b[>c\x1b[5n\x1b[?6n\x1b[18t\x1b[?2004$p\x1bP$qm\x1b\\",
+        b"\x1b]10;?\x07\x1b]11;?\x1b\\\x1b]4;1;?\x07\x1b]2;title?\x07",
+        b"\x1b[?1049h\x1b[6nfull screen\x1b[c",
+    ];
+    let snapshot = model(SIZE, 100, queries).snapshot();
+    let mut sequences = Sequences(Vec::new());
+    vte::Parser::new().advance(&mut sequences, &snapshot);
+    assert!(!sequences.0.is_empty());
+}
+
+#[test]
+fn the_title_comes_back_as_text() {
+    // Control characters in a title are not kept (the terminal drops them too).
+    let screen = model(SIZE, 100, &[b"\x1b]0;build\x08 log\x07$ "]);
+    let snapshot = String::from_utf8(screen.snapshot().to_vec()).unwrap();
+    assert_eq!(snapshot.matches("\x1b]2;build log\x07").count(), 1, "{snapshot:?}");
+}
+
+#[test]
+fn an_unfinished_sequence_is_finished_by_the_live_output() {
+    for (before, after) in [
+        (&b"red: \x1b[3"[..], &b"1mX\x1b[m"[..]),
+        (&b"wide: \xe6\xbc"[..], &b"\xa2 end"[..]),
+        (&b"title \x1b]2;ab"[..], &b"c\x07done"[..]),
+        (&b"esc \x1b"[..], &b"[1mbold"[..]),
+    ] {
+        let screen = model(SIZE, 100, &[before]);
+        let mut client = terminal(SIZE, 100, &screen.snapshot());
+        client.process(after);
+        let want = expected(SIZE, 100, &[before, after]);
+        assert_eq!(
+            picture(client.screen()),
+            picture(want.screen()),
+            "{before:?} then {after:?}"
+        );
+    }
+    // Complete output leaves nothing unfinished.
+    let screen = model(SIZE, 100, &[b"done \x1b[1m\xe6\xbc\xa2\r\n"]);
+    screen.snapshot();
+    assert_eq!(screen.inner.emulator.lock().unfinished(), b"");
+}
+
+#[test]
+fn a_resize_applies_between_the_output_before_and_after_it() {
+    let small = Size { cols: 20, rows: 5 };
+    let screen = model(SIZE, 100, &[b"before the resize, a long line\r\n"]);
+    screen.resize(small);
+    screen.feed(Bytes::from_static(b"after\r\n$ "));
+    let mut want = terminal(SIZE, 100, b"before the resize, a long line\r\n");
+    want.set_size(dimension(small.rows), dimension(small.cols));
+    want.process(b"after\r\n$ ");
+    let client = terminal(small, 100, &screen.snapshot());
+    assert_eq!(picture(client.screen()), picture(want.screen()));
+}
+
+#[test]
+fn what_comes_after_a_snapshot_is_not_in_it() {
+    let screen = model(SIZE, 100, &[b"one\r\n"]);
+    let first = screen.snapshot();
+    screen.feed(Bytes::from_static(b"two\r\n"));
+    let mut client = terminal(SIZE, 100, &first);
+    client.process(b"two\r\n");
+    assert_eq!(
+        picture(client.screen()),
+        picture(expected(SIZE, 100, &[b"one\r\ntwo\r\n"]).screen())
+    );
+    assert_eq!(client.screen().contents().matches("one").count(), 1);
+}
+
+#[actix_rt::test]
+async fn output_fed_faster_than_it_is_parsed_waits_for_the_model() {
+    let screen = ScreenModel::new(Size { cols: 100, rows: 30 }, 1000);
+    let chunk = Bytes::from("0123456789abcdef\r\n".repeat(1024));
+    let mut waited = false;
+    for _ in 0..128 {
+        if screen.feed(chunk.clone()) {
+            waited = true;
+            tokio::time::timeout(Duration::from_secs(10), screen.caught_up())
+                .await
+                .expect("the model catches up");
+        }
+        assert!(screen.inner.pending.lock().bytes <= LAG_LIMIT + chunk.len());
+    }
+    eprintln!("the output path waited for the model: {waited}");
+    assert!(screen.contents().contains("0123456789abcdef\n"));
+    assert_eq!(screen.inner.pending.lock().bytes, 0, "all of it was parsed");
+}
