@@ -169,9 +169,10 @@ pub struct Settings {
     /// Seconds of warning before an idle or max-duration end. Default 60.
     #[arg(long, env = "TERMCELL_WARN_BEFORE", global = true)]
     pub warn_before: Option<u64>,
-    /// Bytes of output kept per session for replay on resume. Default 262144.
-    #[arg(long, env = "TERMCELL_REPLAY_BYTES", global = true)]
-    pub replay_bytes: Option<usize>,
+    /// Rows of scrollback kept per session above its screen, drawn again when a client
+    /// resumes (each row costs up to 32 bytes per column). Default 80, at most 10000.
+    #[arg(long, env = "TERMCELL_SCROLLBACK_LINES", global = true)]
+    pub scrollback_lines: Option<usize>,
     /// Seconds between WebSocket pings. Default 15.
     #[arg(long, env = "TERMCELL_HEARTBEAT_INTERVAL", global = true)]
     pub heartbeat_interval: Option<u64>,
@@ -457,7 +458,7 @@ impl Settings {
             max_session_duration,
             resume_grace,
             warn_before,
-            replay_bytes,
+            scrollback_lines,
             heartbeat_interval,
             client_timeout,
             default_size,

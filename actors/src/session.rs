@@ -1,6 +1,8 @@
 //! SessionActor: one per terminal session. Owns the session's container and timers (its
-//! children), the replay ring and the attached client, and decides the single end cause.
-//! It never sees the wire format: clients receive `ToClient` events.
+//! children), the model of its screen and the attached client, and decides the single end
+//! cause. It never sees the wire format: clients receive `ToClient` events. Every byte of
+//! output is fed to the screen model before it is handed to a client, so a client that
+//! attaches later is drawn the screen as the output so far left it, then live output.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -23,7 +25,7 @@ use crate::notice::{Notice, WarningKind};
 use crate::ratelimit::{SessionLimiter, Slot};
 use crate::registry::Unregister;
 use crate::rejection::Rejection;
-use crate::replay::ReplayRing;
+use crate::screen::{ScreenModel, Size};
 use crate::timeout::{TimeoutActor, TimerEvent, TimerKind, TimerUpdate};
 use crate::Shared;
 
@@ -75,6 +77,7 @@ pub enum ToClient {
     Connected {
         session_id: Uuid,
     },
+    /// Terminal output: the shell's, or a snapshot that redraws the screen on resume.
     Output(Bytes),
     Warning {
         kind: WarningKind,
@@ -209,7 +212,16 @@ pub struct SessionActor {
     container: Option<Addr<ContainerActor>>,
     container_id: Option<String>,
     timer: Option<Addr<TimeoutActor>>,
-    replay: ReplayRing,
+    screen: ScreenModel,
+    /// The size the screen model has (the TTY's, once the container is ready).
+    screen_size: Size,
+    /// The client was just drawn a snapshot: if its first resize changes the size, it is
+    /// drawn again at the new size (a window resized while its socket was down).
+    redraw_on_resize: bool,
+    /// An output chunk is on its way to the client; a snapshot waits for it, so that it
+    /// reaches the client after it.
+    output_in_flight: bool,
+    redraw_due: bool,
     /// Input that arrived before the TTY was attached; delivered once it is.
     pending_input: Vec<Bytes>,
     pending_input_bytes: usize,
@@ -250,6 +262,10 @@ impl SessionActor {
     ) -> SessionActor {
         let settings = &shared.settings;
         let setup = ContainerSetup::new(&shared, id, &request);
+        let screen_size = Size {
+            cols: settings.default_cols,
+            rows: settings.default_rows,
+        };
         SessionActor {
             id,
             registry,
@@ -261,7 +277,11 @@ impl SessionActor {
             container: None,
             container_id: None,
             timer: None,
-            replay: ReplayRing::new(settings.replay_bytes),
+            screen: ScreenModel::new(screen_size, settings.scrollback_lines),
+            screen_size,
+            redraw_on_resize: false,
+            output_in_flight: false,
+            redraw_due: false,
             pending_input: Vec::new(),
             pending_input_bytes: 0,
             pending_resize: None,
@@ -370,6 +390,35 @@ impl SessionActor {
                 self.finish(EndCause::GraceExpired, ctx);
             }
         }
+    }
+
+    /// Resizes the TTY and the screen model together.
+    fn resize_tty(&mut self, container: &Addr<ContainerActor>, size: Size) {
+        container.do_send(ContainerResize {
+            cols: size.cols,
+            rows: size.rows,
+        });
+        if size != self.screen_size {
+            self.screen_size = size;
+            self.screen.resize(size);
+        }
+    }
+
+    /// Sends the attached client a snapshot of the screen, after the output chunk on its
+    /// way to it (if any).
+    fn redraw(&mut self) {
+        if self.output_in_flight {
+            self.redraw_due = true;
+            return;
+        }
+        self.redraw_due = false;
+        let snapshot = self.screen.snapshot();
+        log::debug!(
+            "session {}: screen redrawn ({} bytes)",
+            short(self.id),
+            snapshot.len()
+        );
+        self.send_client(ToClient::Output(snapshot));
     }
 }
 
@@ -492,6 +541,8 @@ impl Handler<Input> for SessionActor {
         if decision.forward.is_empty() {
             return;
         }
+        // The client draws on what it was sent: a later resize is the user's.
+        self.redraw_on_resize = false;
         self.last_input = Some(Utc::now());
         self.notify_timer(TimerUpdate::Activity);
         self.deliver_input(Bytes::from(decision.forward));
@@ -506,11 +557,18 @@ impl Handler<Resize> for SessionActor {
             self.refused(Rejection::Resizes);
             return;
         }
-        match &self.container {
-            Some(container) if self.announced_ready => container.do_send(ContainerResize {
-                cols: msg.cols,
-                rows: msg.rows,
-            }),
+        let size = Size {
+            cols: msg.cols,
+            rows: msg.rows,
+        };
+        match self.container.clone() {
+            Some(container) if self.announced_ready => {
+                let changed = size != self.screen_size;
+                self.resize_tty(&container, size);
+                if std::mem::take(&mut self.redraw_on_resize) && changed {
+                    self.redraw();
+                }
+            }
             _ => self.pending_resize = Some((msg.cols, msg.rows)),
         }
     }
@@ -558,10 +616,13 @@ impl Handler<Attach> for SessionActor {
             client.recipient.do_send(ToClient::Connected {
                 session_id: self.id,
             });
-            let replay = self.replay.snapshot();
-            if !replay.is_empty() {
-                client.recipient.do_send(ToClient::Output(replay));
-            }
+            // The new socket's mailbox is empty: the snapshot comes right after
+            // `connected`, and output fed from now on after it.
+            client
+                .recipient
+                .do_send(ToClient::Output(self.screen.snapshot()));
+            self.redraw_on_resize = true;
+            self.redraw_due = false;
         } else {
             self.set_state(SessionState::Starting);
         }
@@ -638,7 +699,7 @@ impl Handler<ContainerStatus> for SessionActor {
                     .clone()
                     .expect("ready comes from the container");
                 if let Some((cols, rows)) = self.pending_resize.take() {
-                    container.do_send(ContainerResize { cols, rows });
+                    self.resize_tty(&container, Size { cols, rows });
                 }
                 for data in self.pending_input.drain(..) {
                     container.do_send(ContainerInput(data));
@@ -697,17 +758,43 @@ impl Handler<ContainerOutput> for SessionActor {
         }
         self.bytes_out += data.len() as u64;
         self.shared.metrics.bytes_out.inc_by(data.len() as u64);
-        self.replay.push(&data);
+        // The model is parsed off this thread; when it falls too far behind, the reader
+        // waits for it too (bounded memory, and the TTY pauses as for a slow client).
+        let model = self
+            .screen
+            .feed(data.clone())
+            .then(|| self.screen.caught_up());
         let Some(client) = self.client.clone() else {
-            return Box::pin(actix::fut::ready(()));
+            return Box::pin(
+                async move {
+                    if let Some(model) = model {
+                        model.await;
+                    }
+                }
+                .into_actor(self),
+            );
         };
         // One chunk in flight: the container reader waits for this answer, so a client
         // that does not drain its socket pauses the reader (and so the TTY).
         let stall = self.shared.settings.client_stall_timeout;
         let send = client.recipient.send(ToClient::Output(data));
+        self.output_in_flight = true;
         Box::pin(
             async move { tokio::time::timeout(stall, send).await }
                 .into_actor(self)
+                .then(move |result, act, _| {
+                    act.output_in_flight = false;
+                    if act.redraw_due {
+                        act.redraw();
+                    }
+                    async move {
+                        if let Some(model) = model {
+                            model.await;
+                        }
+                        result
+                    }
+                    .into_actor(act)
+                })
                 .map(move |result, act, ctx| {
                     let delivered = matches!(result, Ok(Ok(())));
                     let still_attached =
