@@ -42,6 +42,8 @@ pub struct SessionSettings {
     pub max_duration: Duration,
     pub resume_grace: Duration,
     pub warn_before: Duration,
+    /// Keep a model of each session's screen to draw a resumed client (screen.rs).
+    pub screen_model: bool,
     /// Rows of scrollback the screen model keeps above the screen (drawn on resume).
     pub scrollback_lines: usize,
     pub default_cols: u16,
@@ -67,6 +69,7 @@ impl Default for SessionSettings {
             max_duration: Duration::from_secs(1800),
             resume_grace: Duration::from_secs(300),
             warn_before: Duration::from_secs(60),
+            screen_model: true,
             scrollback_lines: DEFAULT_SCROLLBACK_LINES,
             default_cols: 100,
             default_rows: 30,

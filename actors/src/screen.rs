@@ -30,7 +30,7 @@ const TITLE_MAX: usize = 256;
 /// Clears a client's terminal before a snapshot: full reset (modes, both screens, and in
 /// xterm.js the scrollback), then screen and scrollback erased for terminals whose reset
 /// keeps them.
-const CLEAR: &str = "\x1bc\x1b[H\x1b[2J\x1b[3J";
+pub const CLEAR: &str = "\x1bc\x1b[H\x1b[2J\x1b[3J";
 /// Leaves the alternate screen of a copy of the model, to read the primary one.
 const LEAVE_ALTERNATE: &[u8] = b"\x1b[?47l";
 /// Saves the cursor and switches the client to a cleared alternate screen.
@@ -132,7 +132,11 @@ impl ScreenModel {
 
     /// The TTY's new size, between the output before and after it.
     pub fn resize(&self, size: Size) {
-        self.inner.pending.lock().items.push_back(Item::Resize(size));
+        self.inner
+            .pending
+            .lock()
+            .items
+            .push_back(Item::Resize(size));
         self.schedule();
     }
 

@@ -25,7 +25,7 @@ use crate::notice::{Notice, WarningKind};
 use crate::ratelimit::{SessionLimiter, Slot};
 use crate::registry::Unregister;
 use crate::rejection::Rejection;
-use crate::screen::{ScreenModel, Size};
+use crate::screen::{ScreenModel, Size, CLEAR};
 use crate::timeout::{TimeoutActor, TimerEvent, TimerKind, TimerUpdate};
 use crate::Shared;
 
@@ -74,9 +74,7 @@ impl EndCause {
 #[rtype(result = "()")]
 pub enum ToClient {
     /// The TTY is attached (new session or resume): `connected`, `hello`, then output.
-    Connected {
-        session_id: Uuid,
-    },
+    Connected { session_id: Uuid },
     /// Terminal output: the shell's, or a snapshot that redraws the screen on resume.
     Output(Bytes),
     Warning {
@@ -212,7 +210,8 @@ pub struct SessionActor {
     container: Option<Addr<ContainerActor>>,
     container_id: Option<String>,
     timer: Option<Addr<TimeoutActor>>,
-    screen: ScreenModel,
+    /// `None` when the server keeps no screen models (`--screen-model false`).
+    screen: Option<ScreenModel>,
     /// The size the screen model has (the TTY's, once the container is ready).
     screen_size: Size,
     /// The client was just drawn a snapshot: if its first resize changes the size, it is
@@ -277,7 +276,9 @@ impl SessionActor {
             container: None,
             container_id: None,
             timer: None,
-            screen: ScreenModel::new(screen_size, settings.scrollback_lines),
+            screen: settings
+                .screen_model
+                .then(|| ScreenModel::new(screen_size, settings.scrollback_lines)),
             screen_size,
             redraw_on_resize: false,
             output_in_flight: false,
@@ -400,7 +401,9 @@ impl SessionActor {
         });
         if size != self.screen_size {
             self.screen_size = size;
-            self.screen.resize(size);
+            if let Some(screen) = &self.screen {
+                screen.resize(size);
+            }
         }
     }
 
@@ -412,13 +415,22 @@ impl SessionActor {
             return;
         }
         self.redraw_due = false;
-        let snapshot = self.screen.snapshot();
+        let snapshot = self.snapshot();
         log::debug!(
             "session {}: screen redrawn ({} bytes)",
             short(self.id),
             snapshot.len()
         );
         self.send_client(ToClient::Output(snapshot));
+    }
+
+    /// What a client that comes back is drawn: the screen, or without a model a cleared
+    /// terminal (so that nothing it showed before appears twice).
+    fn snapshot(&self) -> Bytes {
+        match &self.screen {
+            Some(screen) => screen.snapshot(),
+            None => Bytes::from_static(CLEAR.as_bytes()),
+        }
     }
 }
 
@@ -618,10 +630,8 @@ impl Handler<Attach> for SessionActor {
             });
             // The new socket's mailbox is empty: the snapshot comes right after
             // `connected`, and output fed from now on after it.
-            client
-                .recipient
-                .do_send(ToClient::Output(self.screen.snapshot()));
-            self.redraw_on_resize = true;
+            client.recipient.do_send(ToClient::Output(self.snapshot()));
+            self.redraw_on_resize = self.screen.is_some();
             self.redraw_due = false;
         } else {
             self.set_state(SessionState::Starting);
@@ -762,8 +772,8 @@ impl Handler<ContainerOutput> for SessionActor {
         // waits for it too (bounded memory, and the TTY pauses as for a slow client).
         let model = self
             .screen
-            .feed(data.clone())
-            .then(|| self.screen.caught_up());
+            .as_ref()
+            .and_then(|screen| screen.feed(data.clone()).then(|| screen.caught_up()));
         let Some(client) = self.client.clone() else {
             return Box::pin(
                 async move {

@@ -125,11 +125,8 @@ impl Client {
                     data.starts_with(b"\x1bc"),
                     "a snapshot starts by clearing the terminal: {data:?}"
                 );
-                let mut terminal = vt100::Parser::new(
-                    rows.try_into().unwrap(),
-                    cols.try_into().unwrap(),
-                    0,
-                );
+                let mut terminal =
+                    vt100::Parser::new(rows.try_into().unwrap(), cols.try_into().unwrap(), 0);
                 terminal.process(&data);
                 terminal.screen().contents()
             }

@@ -385,6 +385,7 @@ fn session(
             "warn-before",
             s.warn_before.unwrap_or(d.warn_before.as_secs()),
         )?,
+        screen_model: s.screen_model.unwrap_or(d.screen_model),
         scrollback_lines: s.scrollback_lines.unwrap_or(d.scrollback_lines),
         default_cols,
         default_rows,

@@ -28,6 +28,7 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(c.session.idle_timeout, Duration::from_secs(600));
     assert_eq!(c.session.max_duration, Duration::from_secs(1800));
     assert_eq!(c.session.resume_grace, Duration::from_secs(300));
+    assert!(c.session.screen_model);
     assert_eq!(c.session.scrollback_lines, 80);
     assert_eq!(c.session.profile.memory_bytes, 256 * 1024 * 1024);
     assert_eq!(c.session.profile.pids_limit, 50);

@@ -51,7 +51,11 @@ fn expected(size: Size, scrollback: usize, output: &[&[u8]]) -> vt100::Parser {
 /// it against a terminal that saw the whole output.
 fn assert_round_trip(size: Size, scrollback: usize, output: &[&[u8]]) -> Bytes {
     let snapshot = model(size, scrollback, output).snapshot();
-    let mut client = terminal(size, scrollback, b"\x1b[31mstale text\r\nmore\x1b[?1h\x1b[?25l");
+    let mut client = terminal(
+        size,
+        scrollback,
+        b"\x1b[31mstale text\r\nmore\x1b[?1h\x1b[?25l",
+    );
     client.process(&snapshot);
     let want = expected(size, scrollback, output);
     assert_eq!(
@@ -84,7 +88,9 @@ fn wide_characters_and_colours_round_trip() {
 
 #[test]
 fn scrollback_comes_before_the_screen_and_is_bounded() {
-    let lines: Vec<Vec<u8>> = (1..=500).map(|n| format!("line {n}\r\n").into_bytes()).collect();
+    let lines: Vec<Vec<u8>> = (1..=500)
+        .map(|n| format!("line {n}\r\n").into_bytes())
+        .collect();
     let output: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
     assert_round_trip(SIZE, 50, &output);
     let screen = model(SIZE, 50, &output);
@@ -185,7 +191,11 @@ fn the_title_comes_back_as_text() {
     // Control characters in a title are not kept (the terminal drops them too).
     let screen = model(SIZE, 100, &[b"\x1b]0;build\x08 log\x07$ "]);
     let snapshot = String::from_utf8(screen.snapshot().to_vec()).unwrap();
-    assert_eq!(snapshot.matches("\x1b]2;build log\x07").count(), 1, "{snapshot:?}");
+    assert_eq!(
+        snapshot.matches("\x1b]2;build log\x07").count(),
+        1,
+        "{snapshot:?}"
+    );
 }
 
 #[test]
@@ -241,7 +251,13 @@ fn what_comes_after_a_snapshot_is_not_in_it() {
 
 #[actix_rt::test]
 async fn output_fed_faster_than_it_is_parsed_waits_for_the_model() {
-    let screen = ScreenModel::new(Size { cols: 100, rows: 30 }, 1000);
+    let screen = ScreenModel::new(
+        Size {
+            cols: 100,
+            rows: 30,
+        },
+        1000,
+    );
     let chunk = Bytes::from("0123456789abcdef\r\n".repeat(1024));
     let mut waited = false;
     for _ in 0..128 {

@@ -535,7 +535,9 @@ async fn the_first_resize_after_a_resume_redraws_at_the_new_size() {
     let world = World::new(settings());
     let mut first = Client::new(1);
     let (mut session, mut shell) = connected(&world, &mut first).await;
-    shell.output(b"a line that is longer than forty columns, wrapped\r\n$ ").await;
+    shell
+        .output(b"a line that is longer than forty columns, wrapped\r\n$ ")
+        .await;
     first
         .expect_output(b"a line that is longer than forty columns, wrapped\r\n$ ")
         .await;
@@ -565,11 +567,18 @@ async fn the_first_resize_after_a_resume_redraws_at_the_new_size() {
     );
     within(
         "the TTY resize",
-        world
-            .fake
-            .wait_for_calls(|calls| calls.iter().any(|c| {
-                matches!(c, Call::Resize { cols: 40, rows: 10, .. })
-            })),
+        world.fake.wait_for_calls(|calls| {
+            calls.iter().any(|c| {
+                matches!(
+                    c,
+                    Call::Resize {
+                        cols: 40,
+                        rows: 10,
+                        ..
+                    }
+                )
+            })
+        }),
     )
     .await;
     // Only the first resize after the snapshot redraws, and output carries on after it.
@@ -597,6 +606,36 @@ async fn the_first_resize_after_a_resume_redraws_at_the_new_size() {
         .await;
     shell.output(b"!").await;
     third.expect_output(b"!").await;
+    session.send(End(EndCause::AdminKill)).await;
+    session
+        .ended(&world, Some(&shell.container_id), "admin_kill")
+        .await;
+}
+
+#[actix_rt::test]
+async fn without_a_screen_model_a_resumed_client_is_only_cleared() {
+    let world = World::new(SessionSettings {
+        screen_model: false,
+        ..settings()
+    });
+    let mut first = Client::new(1);
+    let (mut session, mut shell) = connected(&world, &mut first).await;
+    shell.output(b"before").await;
+    first.expect_output(b"before").await;
+    let mut second = Client::new(2);
+    session.send(Attach(second.handle.clone())).await;
+    assert!(matches!(first.next().await, ToClient::TakenOver));
+    second.expect_connected(session.id).await;
+    second.expect_output(CLEAR.as_bytes()).await;
+    session
+        .send(Resize {
+            cols: 40,
+            rows: 10,
+            credit: Credit::none(),
+        })
+        .await;
+    shell.output(b"after").await;
+    second.expect_output(b"after").await;
     session.send(End(EndCause::AdminKill)).await;
     session
         .ended(&world, Some(&shell.container_id), "admin_kill")
