@@ -1,19 +1,58 @@
 //! Session benchmarks against the real server and the real Docker engine. Prints figures;
 //! asserts nothing about speed. Run: `cargo bench --bench session` (builds in release).
 //!
+//! Two servers run side by side, one with the screen model (the default) and one without
+//! (`--screen-model false`), and every figure that the model could change is printed for
+//! both, measured in turns in the same run:
 //! - time from WebSocket open to the first prompt byte (new session), median of 10
-//! - time to resume a session on a new socket (auth to replayed output), median of 10
-//! - output throughput through the WebSocket (`head -c 64 MiB /dev/zero` in the session)
-//! - server RSS: idle, with 10 live sessions, and peak while one session prints flat out
+//! - time from a resume's auth frame to the snapshot received, median of 10
+//! - output throughput through the WebSocket: `head -c 64 MiB /dev/zero | tr '\0' x` and
+//!   `seq` (short lines, every one scrolls), three turns each
+//! - server RSS: idle, with 10 sessions that filled their scrollback, and peak while one
+//!   session prints flat out
+//!
+//! and, in this process with a counting allocator, the memory of one screen model at the
+//! default size and scrollback: new, after a shell session, and at its worst (every
+//! scrollback row full width and coloured, the alternate screen in use).
 
 #[allow(dead_code)]
 #[path = "../tests/it/support.rs"]
 mod support;
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use serde_json::json;
 use support::{Client, Event, Server};
+use termcell_actors::screen::{ScreenModel, Size};
+use termcell_actors::{SessionSettings, DEFAULT_SCROLLBACK_LINES};
+
+/// Counts the bytes allocated and not yet freed by this process.
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, size: usize) -> *mut u8 {
+        LIVE.fetch_add(size as isize - layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+const KEY: &str = "bench.key:secret";
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -27,72 +66,49 @@ fn ms(d: Duration) -> String {
 async fn first_prompt(server: &Server) -> (Duration, Client, String) {
     let t0 = Instant::now();
     let mut c = Client::connect(server).await;
-    c.auth(json!({"apiKey": "bench.key:secret", "client": "bench"}))
-        .await;
+    c.auth(json!({"apiKey": KEY, "client": "bench"})).await;
     let id = c.wait_hello().await;
     c.wait_output("$ ", Duration::from_secs(30)).await;
     (t0.elapsed(), c, id)
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() {
-    let server = Server::start(&["--max-sessions", "100"]);
-    println!("termcell session benchmarks (server pid {})", server.pid());
-    println!("server RSS idle: {} KiB", server.rss_kib());
+/// A session that printed `lines` numbered lines and a marker, dropped without a close.
+async fn dropped_session(server: &Server, lines: u32) -> String {
+    let (_, mut c, id) = first_prompt(server).await;
+    c.run(
+        &format!("seq 1 {lines}; echo mark-$((20+1))"),
+        "mark-21\r\n",
+    )
+    .await;
+    c.reset();
+    id
+}
 
-    // Warm the engine's caches once.
-    let (_, mut warm, _) = first_prompt(&server).await;
-    warm.close(1000, "user-closed-bench").await;
-
-    let mut opens = Vec::new();
-    for _ in 0..10 {
-        let (took, mut c, _) = first_prompt(&server).await;
-        opens.push(took);
-        c.close(1000, "user-closed-bench").await;
-    }
-    println!(
-        "open to first prompt byte: median {} (min {}, max {}, n=10)",
-        ms(median(opens.clone())),
-        ms(*opens.iter().min().unwrap()),
-        ms(*opens.iter().max().unwrap())
-    );
-
-    let mut resumes = Vec::new();
-    for _ in 0..10 {
-        let (_, mut c, id) = first_prompt(&server).await;
-        c.run("echo mark-$((20+1))", "mark-21").await;
-        c.reset();
-        let t0 = Instant::now();
-        let mut r = Client::connect(&server).await;
-        r.auth(json!({"apiKey": "bench.key:secret", "client": "bench", "sessionId": id}))
-            .await;
-        r.wait_output("mark-21", Duration::from_secs(30)).await;
-        resumes.push(t0.elapsed());
-        r.close(1000, "user-closed-bench").await;
-    }
-    println!(
-        "resume on a new socket to replayed output: median {}",
-        ms(median(resumes))
-    );
-
-    let mut live = Vec::new();
-    for _ in 0..10 {
-        live.push(first_prompt(&server).await.1);
-    }
-    println!("server RSS with 10 live sessions: {} KiB", server.rss_kib());
-    for mut c in live {
-        c.close(1000, "user-closed-bench").await;
-    }
-
-    let (_, mut c, _) = first_prompt(&server).await;
-    let total: usize = 64 * 1024 * 1024;
-    c.send_text("head -c 67108864 /dev/zero | tr '\\0' x; echo; echo done-$((1+1))\r")
+/// From the resume's auth frame to the snapshot (holding the marker) received.
+async fn resume_time(server: &Server, id: &str) -> Duration {
+    let mut r = Client::connect(server).await;
+    let t0 = Instant::now();
+    r.auth(json!({"apiKey": KEY, "client": "bench", "sessionId": id}))
         .await;
+    r.wait_output("mark-21", Duration::from_secs(30)).await;
+    let took = t0.elapsed();
+    r.close(1000, "user-closed-bench").await;
+    took
+}
+
+/// Runs `command` in a new session and reads its output as fast as possible until
+/// `done`; returns MiB/s and the server's peak RSS meanwhile.
+async fn throughput(server: &Server, command: &str, done: &str) -> (f64, u64) {
+    let (_, mut c, _) = first_prompt(server).await;
+    c.send_text(&format!("{command}; echo {done}-$((1+1))\r"))
+        .await;
+    let marker = format!("{done}-2");
     let t0 = Instant::now();
     let mut bytes = 0usize;
     let mut peak = 0u64;
     let mut tail = String::new();
-    while !tail.contains("done-2") {
+    let mut next_rss = 0usize;
+    while !tail.contains(&marker) {
         match c.next(Duration::from_secs(60)).await {
             Some(Event::Output(data)) => {
                 bytes += data.len();
@@ -102,17 +118,185 @@ async fn main() {
             Some(_) => {}
             None => break,
         }
-        if bytes % (4 << 20) < 16 * 1024 {
+        if bytes >= next_rss {
             peak = peak.max(server.rss_kib());
+            next_rss = bytes + (4 << 20);
         }
     }
     let secs = t0.elapsed().as_secs_f64();
-    println!(
-        "output throughput: {:.1} MiB/s ({} MiB in {:.2} s)",
-        bytes as f64 / secs / (1024.0 * 1024.0),
-        total >> 20,
-        secs
-    );
-    println!("server RSS peak while printing: {peak} KiB");
     c.close(1000, "user-closed-bench").await;
+    (bytes as f64 / secs / (1024.0 * 1024.0), peak)
+}
+
+/// Bytes a closure leaves allocated (run on this thread, without a runtime, so the model
+/// parses in place).
+fn allocated_by<T>(make: impl FnOnce() -> T) -> (isize, T) {
+    let before = LIVE.load(Ordering::Relaxed);
+    let value = make();
+    (LIVE.load(Ordering::Relaxed) - before, value)
+}
+
+fn model_memory() {
+    let d = SessionSettings::default();
+    let size = Size {
+        cols: d.default_cols,
+        rows: d.default_rows,
+    };
+    let kib = |n: isize| format!("{:.0} KiB", n as f64 / 1024.0);
+    let (fresh, model) = allocated_by(|| ScreenModel::new(size, DEFAULT_SCROLLBACK_LINES));
+    // A shell session: prompts, a coloured listing, numbered lines.
+    let (shell, _) = allocated_by(|| {
+        for n in 0..300 {
+            model.feed(Bytes::from(format!(
+                "~ $ ls\r\n\x1b[1;34mbin\x1b[m  \x1b[1;32mrun.sh\x1b[m  notes.txt  {n}\r\n"
+            )));
+        }
+        model.snapshot()
+    });
+    drop(model);
+    // The worst: every row of scrollback full and each cell coloured, then the alternate
+    // screen filled too.
+    let mut row = String::new();
+    for col in 0..size.cols {
+        row.push_str(&format!("\x1b[38;5;{}m{}", col % 256, (b'a' + (col % 26) as u8) as char));
+    }
+    row.push_str("\r\n");
+    let (worst, model) = allocated_by(|| {
+        let model = ScreenModel::new(size, DEFAULT_SCROLLBACK_LINES);
+        for _ in 0..(DEFAULT_SCROLLBACK_LINES + 2 * size.rows as usize) {
+            model.feed(Bytes::from(row.clone()));
+        }
+        model.feed(Bytes::from_static(b"\x1b[?1049h"));
+        for _ in 0..size.rows {
+            model.feed(Bytes::from(row.clone()));
+        }
+        model.contents();
+        model
+    });
+    let (snapshot_bytes, took) = {
+        let t0 = Instant::now();
+        let snapshot = model.snapshot();
+        (snapshot.len(), t0.elapsed())
+    };
+    println!(
+        "screen model memory ({}x{}, {} rows of scrollback): new {}, after a shell session {}, worst {} (full-width coloured rows, alternate screen in use)",
+        size.cols,
+        size.rows,
+        DEFAULT_SCROLLBACK_LINES,
+        kib(fresh),
+        kib(fresh + shell),
+        kib(worst)
+    );
+    println!(
+        "snapshot of the worst case: {} KiB drawn in {:.2} ms",
+        snapshot_bytes / 1024,
+        took.as_secs_f64() * 1000.0
+    );
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    model_memory();
+
+    let plain = Server::start(&["--max-sessions", "100", "--screen-model", "false"]);
+    let model = Server::start(&["--max-sessions", "100"]);
+    let servers = [("without model", &plain), ("with model", &model)];
+    println!(
+        "termcell session benchmarks (server pids {} without the model, {} with it)",
+        plain.pid(),
+        model.pid()
+    );
+    for (name, server) in servers {
+        println!("server RSS idle, {name}: {} KiB", server.rss_kib());
+        // Warm the engine's caches once.
+        let (_, mut warm, _) = first_prompt(server).await;
+        warm.close(1000, "user-closed-bench").await;
+    }
+
+    for (name, server) in servers {
+        let mut opens = Vec::new();
+        for _ in 0..10 {
+            let (took, mut c, _) = first_prompt(server).await;
+            opens.push(took);
+            c.close(1000, "user-closed-bench").await;
+        }
+        println!(
+            "open to first prompt byte, {name}: median {} (min {}, max {}, n=10)",
+            ms(median(opens.clone())),
+            ms(*opens.iter().min().unwrap()),
+            ms(*opens.iter().max().unwrap())
+        );
+    }
+
+    for lines in [10, 1000] {
+        for (name, server) in servers {
+            let mut resumes = Vec::new();
+            for _ in 0..10 {
+                let id = dropped_session(server, lines).await;
+                resumes.push(resume_time(server, &id).await);
+            }
+            println!(
+                "resume auth frame to snapshot received (after {lines} lines), {name}: median {} (max {})",
+                ms(median(resumes.clone())),
+                ms(*resumes.iter().max().unwrap())
+            );
+        }
+    }
+
+    for (name, server) in servers {
+        let mut ids = Vec::new();
+        let before = server.rss_kib();
+        for _ in 0..10 {
+            ids.push(dropped_session(server, 1000).await);
+        }
+        let after = server.rss_kib();
+        println!(
+            "server RSS with 10 detached sessions that printed 1000 lines, {name}: {after} KiB ({:+} KiB per session)",
+            (after as i64 - before as i64) / 10
+        );
+        for id in ids {
+            let mut r = Client::connect(server).await;
+            r.auth(json!({"apiKey": KEY, "client": "bench", "sessionId": id}))
+                .await;
+            r.wait_hello().await;
+            r.close(1000, "user-closed-bench").await;
+        }
+    }
+
+    let workloads = [
+        (
+            "64 MiB of x",
+            "head -c 67108864 /dev/zero | tr '\\0' x",
+            "done",
+        ),
+        ("seq 1 4000000 (30 MB of lines)", "seq 1 4000000", "seqdone"),
+    ];
+    for (what, command, done) in workloads {
+        let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+        let mut peaks = [0u64; 2];
+        for _ in 0..3 {
+            for (i, (_, server)) in servers.iter().enumerate() {
+                let (rate, peak) = throughput(server, command, done).await;
+                rates[i].push(rate);
+                peaks[i] = peaks[i].max(peak);
+            }
+        }
+        for (i, (name, _)) in servers.iter().enumerate() {
+            let r = &rates[i];
+            println!(
+                "output throughput, {what}, {name}: {:.1} MiB/s (turns {}), server RSS peak {} KiB",
+                r.iter().sum::<f64>() / r.len() as f64,
+                r.iter()
+                    .map(|x| format!("{x:.1}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                peaks[i]
+            );
+        }
+        let mean = |r: &Vec<f64>| r.iter().sum::<f64>() / r.len() as f64;
+        println!(
+            "output throughput, {what}: with the model {:.2}x without it",
+            mean(&rates[1]) / mean(&rates[0])
+        );
+    }
 }
