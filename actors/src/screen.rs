@@ -8,6 +8,7 @@
 
 use std::collections::VecDeque;
 use std::num::NonZeroU16;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -73,6 +74,8 @@ enum Item {
 
 struct Emulator {
     parser: vt100::Parser<Title>,
+    size: Size,
+    scrollback: usize,
     /// The last `TAIL` bytes of output.
     tail: VecDeque<u8>,
 }
@@ -98,18 +101,9 @@ fn dimension(n: u16) -> NonZeroU16 {
 impl ScreenModel {
     /// An empty screen of `size` that keeps at most `scrollback` rows above it.
     pub fn new(size: Size, scrollback: usize) -> ScreenModel {
-        let parser = vt100::Parser::new_with_callbacks(
-            dimension(size.rows),
-            dimension(size.cols),
-            scrollback,
-            Title::default(),
-        );
         ScreenModel {
             inner: Arc::new(Inner {
-                emulator: Mutex::new(Emulator {
-                    parser,
-                    tail: VecDeque::with_capacity(TAIL),
-                }),
+                emulator: Mutex::new(Emulator::new(size, scrollback)),
                 pending: Mutex::new(Pending::default()),
                 scheduled: AtomicBool::new(false),
                 caught_up: Notify::new(),
@@ -226,9 +220,7 @@ impl Inner {
         match item {
             None => return false,
             Some(Item::Output(data)) => emulator.feed(&data),
-            Some(Item::Resize(size)) => emulator
-                .parser
-                .set_size(dimension(size.rows), dimension(size.cols)),
+            Some(Item::Resize(size)) => emulator.resize(size),
         }
         if !behind {
             self.caught_up.notify_waiters();
@@ -238,15 +230,56 @@ impl Inner {
 }
 
 impl Emulator {
+    fn new(size: Size, scrollback: usize) -> Emulator {
+        Emulator {
+            parser: vt100::Parser::new_with_callbacks(
+                dimension(size.rows),
+                dimension(size.cols),
+                scrollback,
+                Title::default(),
+            ),
+            size,
+            scrollback,
+            tail: VecDeque::with_capacity(TAIL),
+        }
+    }
+
+    /// Runs `f` on the emulator. The output comes from the sandbox: should the emulator
+    /// fail on it (a bug of the crate), the screen starts again blank rather than taking
+    /// the session or the parsing worker down.
+    fn guarded<T>(&mut self, what: &str, f: impl FnOnce(&mut Self) -> T) -> Option<T> {
+        match catch_unwind(AssertUnwindSafe(|| f(self))) {
+            Ok(value) => Some(value),
+            Err(_) => {
+                log::warn!("the screen model failed ({what}); it starts again blank");
+                *self = Emulator::new(self.size, self.scrollback);
+                None
+            }
+        }
+    }
+
+    fn resize(&mut self, size: Size) {
+        self.size = size;
+        self.guarded("resize", |e| {
+            e.parser
+                .set_size(dimension(size.rows), dimension(size.cols))
+        });
+    }
+
     fn feed(&mut self, data: &[u8]) {
-        self.parser.process(data);
+        self.guarded("output", |e| e.parser.process(data));
         let keep = &data[data.len().saturating_sub(TAIL)..];
         let overflow = (self.tail.len() + keep.len()).saturating_sub(TAIL);
         self.tail.drain(..overflow);
         self.tail.extend(keep);
     }
 
-    fn snapshot(&self) -> Bytes {
+    fn snapshot(&mut self) -> Bytes {
+        self.guarded("snapshot", |e| e.draw())
+            .unwrap_or_else(|| Bytes::from_static(CLEAR.as_bytes()))
+    }
+
+    fn draw(&self) -> Bytes {
         let screen = self.parser.screen();
         let mut out = String::with_capacity(16 * 1024);
         out.push_str(CLEAR);
@@ -313,18 +346,36 @@ impl Emulator {
     }
 }
 
-/// Scrollback and primary screen. The scrollback goes out as lines (SGR and text), so the
-/// client lays them out itself and keeps them above the screen; the visible rows are then
-/// drawn again in place, with the cursor and attributes.
+/// Scrollback and primary screen. The scrollback rows go out one after the other, each
+/// ending with a line break, so that the client scrolls exactly them above its screen; a
+/// row that the model has soft-wrapped runs on into the next instead when both are full at
+/// the seam, so that a client can still reflow it. The visible rows are then drawn in
+/// place, with the cursor and attributes.
 fn write_primary(screen: &vt100::Screen, out: &mut String) {
-    let mut lines = String::new();
-    // Writing to a String cannot fail.
-    let _ = screen.write_contents_formatted_basic(
-        &mut lines,
-        vt100::capture::BasicFormattedCaptureRange::Full(&mut Default::default()),
-    );
-    // The only control character of the basic format is '\n' between rows.
-    out.push_str(&lines.replace('\n', "\r\n"));
-    out.push_str("\x1b[m");
+    let (rows, cols) = screen.size();
+    let last = cols.get() - 1;
+    let scrollback = screen.scrollback_len();
+    // The model's view scrolled back so that a scrollback row is its top row.
+    let mut view = screen.clone();
+    for n in 0..scrollback {
+        view.set_scrollback(scrollback - n);
+        if let Some(row) = view.rows_formatted(0, cols.get()).next() {
+            out.push_str(&row);
+        }
+        out.push_str("\x1b[m");
+        let runs_on = n + 1 < scrollback
+            && view.row_wrapped(0)
+            && view.cell(0, last).is_some_and(vt100::Cell::has_contents)
+            && view.cell(1, 0).is_some_and(vt100::Cell::has_contents);
+        if !runs_on {
+            out.push_str("\r\n");
+        }
+    }
+    if scrollback > 0 {
+        // Down to the last row, so that the client has scrolled exactly the scrollback.
+        for _ in 1..rows.get() {
+            out.push_str("\r\n");
+        }
+    }
     out.push_str(&screen.contents_formatted());
 }

@@ -153,7 +153,10 @@ async fn numbered_lines_come_back_once_and_nothing_is_typed_for_the_client() {
     b.send_text("\x04").await;
     b.run("echo done-$((2+2))", "done-4").await;
     let after = String::from_utf8_lossy(&b.output[snapshot.len()..]).to_string();
-    assert!(!after.contains("^["), "stray input reached the shell: {after:?}");
+    assert!(
+        !after.contains("^["),
+        "stray input reached the shell: {after:?}"
+    );
 }
 
 /// Opens busybox vi on a file, drops, resumes: the screen matches cell for cell, and `:q`
@@ -162,7 +165,8 @@ async fn vi_comes_back(first: &str) {
     let server = Server::start(&[]);
     let (mut a, id) = open(&server).await;
     if !first.is_empty() {
-        a.send_text(&format!("{first}; echo first-$((1+1))\r")).await;
+        a.send_text(&format!("{first}; echo first-$((1+1))\r"))
+            .await;
         let mut read = 0usize;
         while !String::from_utf8_lossy(&a.output[a.output.len().saturating_sub(4096)..])
             .contains("first-2")
@@ -235,11 +239,7 @@ async fn a_client_that_resumes_at_another_size_is_drawn_at_that_size() {
     b.send_text(r#"{"type":"resize","cols":60,"rows":20}"#)
         .await;
     b.wait_count("\x1bc", 2, T).await;
-    let second = b
-        .output
-        .windows(2)
-        .rposition(|w| w == b"\x1bc")
-        .unwrap();
+    let second = b.output.windows(2).rposition(|w| w == b"\x1bc").unwrap();
     b.wait_count("row-40.", 2, T).await;
     assert_eq!(b.tty_size().await, (20, 60));
 
@@ -249,7 +249,11 @@ async fn a_client_that_resumes_at_another_size_is_drawn_at_that_size() {
     let lines = all_lines(&t);
     for n in 1..=40 {
         let line = format!("row-{n}.");
-        assert_eq!(lines.iter().filter(|l| **l == line).count(), 1, "{lines:#?}");
+        assert_eq!(
+            lines.iter().filter(|l| **l == line).count(),
+            1,
+            "{lines:#?}"
+        );
     }
     assert_eq!(
         picture(&t),

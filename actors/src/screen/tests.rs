@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use proptest::prelude::*;
+
 use super::*;
 
 const SIZE: Size = Size { cols: 40, rows: 8 };
@@ -272,4 +274,143 @@ async fn output_fed_faster_than_it_is_parsed_waits_for_the_model() {
     eprintln!("the output path waited for the model: {waited}");
     assert!(screen.contents().contains("0123456789abcdef\n"));
     assert_eq!(screen.inner.pending.lock().bytes, 0, "all of it was parsed");
+}
+
+#[test]
+fn an_emulator_that_fails_starts_again_blank() {
+    let screen = model(SIZE, 100, &[b"before"]);
+    let failed = screen
+        .inner
+        .emulator
+        .lock()
+        .guarded("a test", |_| panic!("the emulator failed"));
+    assert!(failed.is_none());
+    assert_eq!(screen.contents(), "");
+    screen.feed(Bytes::from_static(b"after"));
+    assert_eq!(screen.contents(), "after");
+}
+
+/// Pieces of terminal output: text (wide, combining), line ends, colours and attributes,
+/// cursor moves, erasing, scrolling and scroll regions, modes, both screens, titles and
+/// queries.
+fn piece() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(vec![
+        "word ",
+        "漢字",
+        "🦀",
+        "e\u{301}",
+        "\r\n",
+        "\r",
+        "\n",
+        "\t",
+        "\x08",
+        "\x1b[31m",
+        "\x1b[1;4m",
+        "\x1b[38;5;200m",
+        "\x1b[48;2;1;2;3m",
+        "\x1b[7m",
+        "\x1b[m",
+        "\x1b[H",
+        "\x1b[5;10H",
+        "\x1b[3A",
+        "\x1b[2C",
+        "\x1b[K",
+        "\x1b[1K",
+        "\x1b[2J",
+        "\x1b[J",
+        "\x1b[3J",
+        "\x1b[2L",
+        "\x1b[M",
+        "\x1b[3P",
+        "\x1b[2@",
+        "\x1b[S",
+        "\x1b[T",
+        "\x1bM",
+        "\x1b7",
+        "\x1b8",
+        "\x1b[?25l",
+        "\x1b[?25h",
+        "\x1b[?1h",
+        "\x1b=",
+        "\x1b[?2004h",
+        "\x1b[?1000h",
+        "\x1b[?1006h",
+        "\x1b[?1049h",
+        "\x1b[?1049l",
+        "\x1b[?47h",
+        "\x1b[?47l",
+        "\x1b]2;t\x07",
+        "\x1b[6n",
+        "\x1b[c",
+        "\x1b[2;5r",
+        "\x1b[r",
+        "\x1b[?6h",
+        "\x1b[?6l",
+        "\x1b(0",
+        "\x1b(B",
+        "\x1b[4h",
+        "\x1b[?7l",
+        "\x1b[?7h",
+        "a long line of text that wraps past the end of the row ",
+    ])
+}
+
+/// Every row, scrollback first, cell by cell (contents and attributes; an empty cell and a
+/// space look the same), then the cursor and the modes. Unlike `picture`, blind to whether
+/// a row is marked soft-wrapped, which the emulator's redraw does not always carry for a
+/// row that ends blank (it matters only when a client reflows that row).
+fn cells(screen: &vt100::Screen) -> Vec<String> {
+    let mut screen = screen.clone();
+    let (rows, cols) = screen.size();
+    let row = |screen: &vt100::Screen, r: u16| -> String {
+        (0..cols.get())
+            .map(|c| match screen.cell(r, c) {
+                Some(cell) => format!(
+                    "{}{:?}{:?}{}{}{}{}{}|",
+                    if cell.has_contents() {
+                        cell.contents()
+                    } else {
+                        " "
+                    },
+                    cell.fgcolor(),
+                    cell.bgcolor(),
+                    u8::from(cell.bold()),
+                    u8::from(cell.dim()),
+                    u8::from(cell.italic()),
+                    u8::from(cell.underline()),
+                    u8::from(cell.inverse()),
+                ),
+                None => format!(
+                    " {:?}{:?}00000|",
+                    vt100::Color::Default,
+                    vt100::Color::Default
+                ),
+            })
+            .collect()
+    };
+    let mut out = Vec::new();
+    for offset in (1..=screen.scrollback_len()).rev() {
+        screen.set_scrollback(offset);
+        out.push(row(&screen, 0));
+    }
+    screen.set_scrollback(0);
+    out.extend((0..rows.get()).map(|r| row(&screen, r)));
+    out.push(picture(&screen).lines().last().unwrap().to_string());
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Whatever the output, a client drawn the snapshot shows what a terminal shown the
+    /// whole output shows, cell for cell.
+    #[test]
+    fn any_output_round_trips(pieces in prop::collection::vec(piece(), 0..120)) {
+        let output = pieces.concat();
+        let size = Size { cols: 20, rows: 6 };
+        let snapshot = model(size, 30, &[output.as_bytes()]).snapshot();
+        let client = terminal(size, 30, &snapshot);
+        let want = expected(size, 30, &[output.as_bytes()]);
+        prop_assert_eq!(cells(client.screen()), cells(want.screen()), "output {:?}", output);
+    }
 }
