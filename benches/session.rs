@@ -23,7 +23,6 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use serde_json::json;
 use support::{Client, Event, Server};
 use termcell_actors::screen::{ScreenModel, Size};
@@ -136,8 +135,7 @@ async fn throughput(server: &Server, command: &str, done: &str) -> (f64, u64) {
     (bytes as f64 / secs / (1024.0 * 1024.0), peak)
 }
 
-/// Bytes a closure leaves allocated. Run on a thread without a runtime: the model then
-/// parses in place, and nothing of an earlier model is freed by a worker meanwhile.
+/// Bytes a closure leaves allocated.
 fn allocated_by<T>(make: impl FnOnce() -> T) -> (isize, T) {
     let before = LIVE.load(Ordering::Relaxed);
     let value = make();
@@ -153,11 +151,15 @@ fn model_memory() {
     let kib = |n: isize| format!("{:.0} KiB", n as f64 / 1024.0);
     let (fresh, model) = allocated_by(|| ScreenModel::new(size, DEFAULT_SCROLLBACK_LINES));
     // A shell session: prompts, a coloured listing, numbered lines.
+    let mut model = model;
     let (shell, _) = allocated_by(|| {
         for n in 0..300 {
-            model.feed(Bytes::from(format!(
-                "~ $ ls\r\n\x1b[1;34mbin\x1b[m  \x1b[1;32mrun.sh\x1b[m  notes.txt  {n}\r\n"
-            )));
+            model.feed(
+                format!(
+                    "~ $ ls\r\n\x1b[1;34mbin\x1b[m  \x1b[1;32mrun.sh\x1b[m  notes.txt  {n}\r\n"
+                )
+                .as_bytes(),
+            );
         }
         model.snapshot()
     });
@@ -173,16 +175,15 @@ fn model_memory() {
         ));
     }
     row.push_str("\r\n");
-    let (worst, model) = allocated_by(|| {
-        let model = ScreenModel::new(size, DEFAULT_SCROLLBACK_LINES);
+    let (worst, mut model) = allocated_by(|| {
+        let mut model = ScreenModel::new(size, DEFAULT_SCROLLBACK_LINES);
         for _ in 0..(DEFAULT_SCROLLBACK_LINES + 2 * size.rows as usize) {
-            model.feed(Bytes::from(row.clone()));
+            model.feed(row.as_bytes());
         }
-        model.feed(Bytes::from_static(b"\x1b[?1049h"));
+        model.feed(b"\x1b[?1049h");
         for _ in 0..size.rows {
-            model.feed(Bytes::from(row.clone()));
+            model.feed(row.as_bytes());
         }
-        model.contents();
         model
     });
     let (snapshot_bytes, took) = {
@@ -208,7 +209,7 @@ fn model_memory() {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    std::thread::spawn(model_memory).join().unwrap();
+    model_memory();
 
     let plain = Server::start(&["--max-sessions", "100", "--screen-model", "false"]);
     let model = Server::start(&["--max-sessions", "100"]);

@@ -4,24 +4,21 @@
 //! comes back gets the screen redrawn from it (`snapshot`) instead of a replay of raw
 //! bytes. Invariant: a snapshot reflects exactly the output and resizes fed before it,
 //! and holds no terminal query; memory is bounded by the grids (rows × cols, twice when
-//! the alternate screen was used), `scrollback` rows and `LAG_LIMIT` bytes not yet parsed.
+//! the alternate screen was used) and `scrollback` rows.
+//!
+//! Output is parsed in place, on the session's thread, after the chunk has been handed to
+//! the client: the session waits for its client anyway, and a worker thread cost more in
+//! hand-offs than the parsing itself (docs/benchmarks.md).
 
 use std::collections::VecDeque;
 use std::num::NonZeroU16;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use bytes::Bytes;
-use parking_lot::Mutex;
-use tokio::sync::Notify;
 
 #[cfg(test)]
 mod tests;
 
-/// Output fed but not parsed yet past which the output path waits for the model (the
-/// model is parsed off the session's thread; this bounds how far it may fall behind).
-pub const LAG_LIMIT: usize = 256 * 1024;
 /// Raw output kept to find an escape sequence or a character cut by the end of the output
 /// so far: the snapshot ends with it, so that the live bytes after it complete it.
 const TAIL: usize = 512;
@@ -44,32 +41,9 @@ pub struct Size {
     pub rows: u16,
 }
 
-/// One session's screen. Cloning shares the model.
-#[derive(Clone)]
+/// One session's screen.
 pub struct ScreenModel {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    /// Lock order: `emulator`, then `pending`. Items are taken from `pending` only with
-    /// `emulator` held, so they are applied in the order they were fed.
-    emulator: Mutex<Emulator>,
-    pending: Mutex<Pending>,
-    /// A worker is applying `pending` (at most one at a time).
-    scheduled: AtomicBool,
-    /// Wakes output paths waiting for the model to fall under `LAG_LIMIT`.
-    caught_up: Notify,
-}
-
-#[derive(Default)]
-struct Pending {
-    items: VecDeque<Item>,
-    bytes: usize,
-}
-
-enum Item {
-    Output(Bytes),
-    Resize(Size),
+    emulator: Emulator,
 }
 
 struct Emulator {
@@ -102,130 +76,31 @@ impl ScreenModel {
     /// An empty screen of `size` that keeps at most `scrollback` rows above it.
     pub fn new(size: Size, scrollback: usize) -> ScreenModel {
         ScreenModel {
-            inner: Arc::new(Inner {
-                emulator: Mutex::new(Emulator::new(size, scrollback)),
-                pending: Mutex::new(Pending::default()),
-                scheduled: AtomicBool::new(false),
-                caught_up: Notify::new(),
-            }),
+            emulator: Emulator::new(size, scrollback),
         }
     }
 
-    /// Output as the client is given it. Parsed off the caller's thread; returns whether
-    /// the model is now more than `LAG_LIMIT` behind (then wait for `caught_up`).
-    pub fn feed(&self, data: Bytes) -> bool {
-        let behind = {
-            let mut pending = self.inner.pending.lock();
-            pending.bytes += data.len();
-            pending.items.push_back(Item::Output(data));
-            pending.bytes > LAG_LIMIT
-        };
-        self.schedule();
-        behind
+    /// Output, in the order the client is given it.
+    pub fn feed(&mut self, data: &[u8]) {
+        self.emulator.feed(data);
     }
 
     /// The TTY's new size, between the output before and after it.
-    pub fn resize(&self, size: Size) {
-        self.inner
-            .pending
-            .lock()
-            .items
-            .push_back(Item::Resize(size));
-        self.schedule();
-    }
-
-    /// Resolves once at most `LAG_LIMIT` bytes wait to be parsed.
-    pub fn caught_up(&self) -> impl std::future::Future<Output = ()> + 'static {
-        let inner = self.inner.clone();
-        async move {
-            loop {
-                let notified = inner.caught_up.notified();
-                tokio::pin!(notified);
-                // Registered before the check, so a wake-up in between is not lost.
-                notified.as_mut().enable();
-                let behind = inner.pending.lock().bytes > LAG_LIMIT;
-                if !behind {
-                    return;
-                }
-                notified.await;
-            }
-        }
+    pub fn resize(&mut self, size: Size) {
+        self.emulator.resize(size);
     }
 
     /// Bytes that redraw a terminal as this screen is, after everything fed so far:
     /// clear, window title, scrollback and primary screen, then the alternate screen if
     /// it is in use, cursor, attributes and input modes, then the start of an escape
     /// sequence or character that the output so far left unfinished.
-    pub fn snapshot(&self) -> Bytes {
-        let mut emulator = self.inner.emulator.lock();
-        self.inner.apply_pending(&mut emulator);
-        emulator.snapshot()
+    pub fn snapshot(&mut self) -> Bytes {
+        self.emulator.snapshot()
     }
 
     /// The plain text of the visible screen (for tests and the benchmark).
     pub fn contents(&self) -> String {
-        let mut emulator = self.inner.emulator.lock();
-        self.inner.apply_pending(&mut emulator);
-        emulator.parser.screen().contents()
-    }
-
-    fn schedule(&self) {
-        if self.inner.scheduled.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let inner = self.inner.clone();
-        // Parsing is CPU work: the blocking pool keeps it off the session's thread.
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn_blocking(move || inner.work());
-            }
-            Err(_) => inner.work(),
-        }
-    }
-}
-
-impl Inner {
-    /// The worker: applies what is pending, then stands down unless more came meanwhile.
-    fn work(&self) {
-        loop {
-            loop {
-                // One item per lock, so that a snapshot waits for at most one chunk.
-                let mut emulator = self.emulator.lock();
-                if !self.apply_one(&mut emulator) {
-                    break;
-                }
-            }
-            self.scheduled.store(false, Ordering::Release);
-            let more = !self.pending.lock().items.is_empty();
-            if !more || self.scheduled.swap(true, Ordering::AcqRel) {
-                return;
-            }
-        }
-    }
-
-    fn apply_pending(&self, emulator: &mut Emulator) {
-        while self.apply_one(emulator) {}
-    }
-
-    /// Applies the oldest pending item; false when there was none.
-    fn apply_one(&self, emulator: &mut Emulator) -> bool {
-        let (item, behind) = {
-            let mut pending = self.pending.lock();
-            let item = pending.items.pop_front();
-            if let Some(Item::Output(data)) = &item {
-                pending.bytes -= data.len();
-            }
-            (item, pending.bytes > LAG_LIMIT)
-        };
-        match item {
-            None => return false,
-            Some(Item::Output(data)) => emulator.feed(&data),
-            Some(Item::Resize(size)) => emulator.resize(size),
-        }
-        if !behind {
-            self.caught_up.notify_waiters();
-        }
-        true
+        self.emulator.parser.screen().contents()
     }
 }
 

@@ -217,9 +217,9 @@ pub struct SessionActor {
     /// The client was just drawn a snapshot: if its first resize changes the size, it is
     /// drawn again at the new size (a window resized while its socket was down).
     redraw_on_resize: bool,
-    /// An output chunk is on its way to the client; a snapshot waits for it, so that it
-    /// reaches the client after it.
-    output_in_flight: bool,
+    /// The connection an output chunk is on its way to; a snapshot for that client waits
+    /// for it, so that it reaches the client after the chunk.
+    output_in_flight: Option<u64>,
     redraw_due: bool,
     /// Input that arrived before the TTY was attached; delivered once it is.
     pending_input: Vec<Bytes>,
@@ -281,7 +281,7 @@ impl SessionActor {
                 .then(|| ScreenModel::new(screen_size, settings.scrollback_lines)),
             screen_size,
             redraw_on_resize: false,
-            output_in_flight: false,
+            output_in_flight: None,
             redraw_due: false,
             pending_input: Vec::new(),
             pending_input_bytes: 0,
@@ -401,7 +401,7 @@ impl SessionActor {
         });
         if size != self.screen_size {
             self.screen_size = size;
-            if let Some(screen) = &self.screen {
+            if let Some(screen) = &mut self.screen {
                 screen.resize(size);
             }
         }
@@ -410,7 +410,8 @@ impl SessionActor {
     /// Sends the attached client a snapshot of the screen, after the output chunk on its
     /// way to it (if any).
     fn redraw(&mut self) {
-        if self.output_in_flight {
+        let client = self.client.as_ref().map(|c| c.conn_id);
+        if client.is_some() && self.output_in_flight == client {
             self.redraw_due = true;
             return;
         }
@@ -426,8 +427,8 @@ impl SessionActor {
 
     /// What a client that comes back is drawn: the screen, or without a model a cleared
     /// terminal (so that nothing it showed before appears twice).
-    fn snapshot(&self) -> Bytes {
-        match &self.screen {
+    fn snapshot(&mut self) -> Bytes {
+        match &mut self.screen {
             Some(screen) => screen.snapshot(),
             None => Bytes::from_static(CLEAR.as_bytes()),
         }
@@ -768,44 +769,30 @@ impl Handler<ContainerOutput> for SessionActor {
         }
         self.bytes_out += data.len() as u64;
         self.shared.metrics.bytes_out.inc_by(data.len() as u64);
-        // The model is parsed off this thread; when it falls too far behind, the reader
-        // waits for it too (bounded memory, and the TTY pauses as for a slow client).
-        let model = self
-            .screen
-            .as_ref()
-            .and_then(|screen| screen.feed(data.clone()).then(|| screen.caught_up()));
         let Some(client) = self.client.clone() else {
-            return Box::pin(
-                async move {
-                    if let Some(model) = model {
-                        model.await;
-                    }
-                }
-                .into_actor(self),
-            );
+            if let Some(screen) = &mut self.screen {
+                screen.feed(&data);
+            }
+            return Box::pin(actix::fut::ready(()));
         };
         // One chunk in flight: the container reader waits for this answer, so a client
         // that does not drain its socket pauses the reader (and so the TTY).
         let stall = self.shared.settings.client_stall_timeout;
-        let send = client.recipient.send(ToClient::Output(data));
-        self.output_in_flight = true;
+        let send = client.recipient.send(ToClient::Output(data.clone()));
+        // Parsed while the client takes the chunk: before any later message (a resume's
+        // snapshot) is handled.
+        if let Some(screen) = &mut self.screen {
+            screen.feed(&data);
+        }
+        self.output_in_flight = Some(client.conn_id);
         Box::pin(
             async move { tokio::time::timeout(stall, send).await }
                 .into_actor(self)
-                .then(move |result, act, _| {
-                    act.output_in_flight = false;
+                .map(move |result, act, ctx| {
+                    act.output_in_flight = None;
                     if act.redraw_due {
                         act.redraw();
                     }
-                    async move {
-                        if let Some(model) = model {
-                            model.await;
-                        }
-                        result
-                    }
-                    .into_actor(act)
-                })
-                .map(move |result, act, ctx| {
                     let delivered = matches!(result, Ok(Ok(())));
                     let still_attached =
                         act.client.as_ref().map(|c| c.conn_id) == Some(client.conn_id);

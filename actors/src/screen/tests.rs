@@ -2,8 +2,6 @@
 //! knows nothing of the first) and comparing what that client shows with the model:
 //! every cell with its attributes, the scrollback, the cursor and the modes.
 
-use std::time::Duration;
-
 use proptest::prelude::*;
 
 use super::*;
@@ -11,9 +9,9 @@ use super::*;
 const SIZE: Size = Size { cols: 40, rows: 8 };
 
 fn model(size: Size, scrollback: usize, output: &[&[u8]]) -> ScreenModel {
-    let screen = ScreenModel::new(size, scrollback);
+    let mut screen = ScreenModel::new(size, scrollback);
     for chunk in output {
-        screen.feed(Bytes::copy_from_slice(chunk));
+        screen.feed(chunk);
     }
     screen
 }
@@ -95,7 +93,7 @@ fn scrollback_comes_before_the_screen_and_is_bounded() {
         .collect();
     let output: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
     assert_round_trip(SIZE, 50, &output);
-    let screen = model(SIZE, 50, &output);
+    let mut screen = model(SIZE, 50, &output);
     let mut client = terminal(SIZE, 1000, &screen.snapshot());
     assert_eq!(client.screen().scrollback(), 0);
     client.screen_mut().set_scrollback(usize::MAX);
@@ -128,7 +126,7 @@ fn modes_that_matter_for_redraw_come_back() {
         100,
         &[b"\x1b[?25l\x1b[?1h\x1b=\x1b[?2004h\x1b[?1002h\x1b[?1006h\x1b[5 qtext"],
     );
-    let screen = model(SIZE, 100, &[b"\x1b[?25l\x1b[?1000h\x1b[?1006h"]);
+    let mut screen = model(SIZE, 100, &[b"\x1b[?25l\x1b[?1000h\x1b[?1006h"]);
     let client = terminal(SIZE, 100, &screen.snapshot());
     assert!(client.screen().hide_cursor());
     assert_eq!(
@@ -191,7 +189,7 @@ fn a_snapshot_asks_the_terminal_nothing() {
 #[test]
 fn the_title_comes_back_as_text() {
     // Control characters in a title are not kept (the terminal drops them too).
-    let screen = model(SIZE, 100, &[b"\x1b]0;build\x08 log\x07$ "]);
+    let mut screen = model(SIZE, 100, &[b"\x1b]0;build\x08 log\x07$ "]);
     let snapshot = String::from_utf8(screen.snapshot().to_vec()).unwrap();
     assert_eq!(
         snapshot.matches("\x1b]2;build log\x07").count(),
@@ -208,7 +206,7 @@ fn an_unfinished_sequence_is_finished_by_the_live_output() {
         (&b"title \x1b]2;ab"[..], &b"c\x07done"[..]),
         (&b"esc \x1b"[..], &b"[1mbold"[..]),
     ] {
-        let screen = model(SIZE, 100, &[before]);
+        let mut screen = model(SIZE, 100, &[before]);
         let mut client = terminal(SIZE, 100, &screen.snapshot());
         client.process(after);
         let want = expected(SIZE, 100, &[before, after]);
@@ -220,16 +218,15 @@ fn an_unfinished_sequence_is_finished_by_the_live_output() {
     }
     // Complete output leaves nothing unfinished.
     let screen = model(SIZE, 100, &[b"done \x1b[1m\xe6\xbc\xa2\r\n"]);
-    screen.snapshot();
-    assert_eq!(screen.inner.emulator.lock().unfinished(), b"");
+    assert_eq!(screen.emulator.unfinished(), b"");
 }
 
 #[test]
 fn a_resize_applies_between_the_output_before_and_after_it() {
     let small = Size { cols: 20, rows: 5 };
-    let screen = model(SIZE, 100, &[b"before the resize, a long line\r\n"]);
+    let mut screen = model(SIZE, 100, &[b"before the resize, a long line\r\n"]);
     screen.resize(small);
-    screen.feed(Bytes::from_static(b"after\r\n$ "));
+    screen.feed(b"after\r\n$ ");
     let mut want = terminal(SIZE, 100, b"before the resize, a long line\r\n");
     want.set_size(dimension(small.rows), dimension(small.cols));
     want.process(b"after\r\n$ ");
@@ -239,9 +236,9 @@ fn a_resize_applies_between_the_output_before_and_after_it() {
 
 #[test]
 fn what_comes_after_a_snapshot_is_not_in_it() {
-    let screen = model(SIZE, 100, &[b"one\r\n"]);
+    let mut screen = model(SIZE, 100, &[b"one\r\n"]);
     let first = screen.snapshot();
-    screen.feed(Bytes::from_static(b"two\r\n"));
+    screen.feed(b"two\r\n");
     let mut client = terminal(SIZE, 100, &first);
     client.process(b"two\r\n");
     assert_eq!(
@@ -251,42 +248,15 @@ fn what_comes_after_a_snapshot_is_not_in_it() {
     assert_eq!(client.screen().contents().matches("one").count(), 1);
 }
 
-#[actix_rt::test]
-async fn output_fed_faster_than_it_is_parsed_waits_for_the_model() {
-    let screen = ScreenModel::new(
-        Size {
-            cols: 100,
-            rows: 30,
-        },
-        1000,
-    );
-    let chunk = Bytes::from("0123456789abcdef\r\n".repeat(1024));
-    let mut waited = false;
-    for _ in 0..128 {
-        if screen.feed(chunk.clone()) {
-            waited = true;
-            tokio::time::timeout(Duration::from_secs(10), screen.caught_up())
-                .await
-                .expect("the model catches up");
-        }
-        assert!(screen.inner.pending.lock().bytes <= LAG_LIMIT + chunk.len());
-    }
-    eprintln!("the output path waited for the model: {waited}");
-    assert!(screen.contents().contains("0123456789abcdef\n"));
-    assert_eq!(screen.inner.pending.lock().bytes, 0, "all of it was parsed");
-}
-
 #[test]
 fn an_emulator_that_fails_starts_again_blank() {
-    let screen = model(SIZE, 100, &[b"before"]);
+    let mut screen = model(SIZE, 100, &[b"before"]);
     let failed = screen
-        .inner
         .emulator
-        .lock()
         .guarded("a test", |_| panic!("the emulator failed"));
     assert!(failed.is_none());
     assert_eq!(screen.contents(), "");
-    screen.feed(Bytes::from_static(b"after"));
+    screen.feed(b"after");
     assert_eq!(screen.contents(), "after");
 }
 
