@@ -7,7 +7,7 @@
 //! - time from WebSocket open to the first prompt byte (new session), median of 10
 //! - time from a resume's auth frame to the snapshot received, median of 10
 //! - output throughput through the WebSocket: `head -c 64 MiB /dev/zero | tr '\0' x` and
-//!   `seq` (short lines, every one scrolls), three turns each
+//!   `seq 1 1000000` (short lines, every one scrolls), five turns each, the servers alternating
 //! - server RSS: idle, with 10 sessions that filled their scrollback, and peak while one
 //!   session prints flat out
 //!
@@ -58,6 +58,15 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+fn median_f(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Turns of each throughput workload per server.
+const TURNS: usize = 5;
+
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
@@ -103,13 +112,27 @@ async fn resume_time(server: &Server, id: &str, model: bool) -> Duration {
     took
 }
 
+/// CPU seconds (user and system) the process has used.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
 /// Runs `command` in a new session and reads its output as fast as possible until
-/// `done`; returns MiB/s and the server's peak RSS meanwhile.
-async fn throughput(server: &Server, command: &str, done: &str) -> (f64, u64) {
+/// `done`; returns MiB/s, the server's CPU milliseconds per MiB, and its peak RSS.
+async fn throughput(server: &Server, command: &str, done: &str) -> (f64, f64, u64) {
     let (_, mut c, _) = first_prompt(server).await;
     c.send_text(&format!("{command}; echo {done}-$((1+1))\r"))
         .await;
     let marker = format!("{done}-2");
+    let cpu0 = cpu_seconds(server.pid());
     let t0 = Instant::now();
     let mut bytes = 0usize;
     let mut peak = 0u64;
@@ -131,8 +154,10 @@ async fn throughput(server: &Server, command: &str, done: &str) -> (f64, u64) {
         }
     }
     let secs = t0.elapsed().as_secs_f64();
+    let mib = bytes as f64 / (1024.0 * 1024.0);
+    let cpu_ms_per_mib = (cpu_seconds(server.pid()) - cpu0) * 1000.0 / mib;
     c.close(1000, "user-closed-bench").await;
-    (bytes as f64 / secs / (1024.0 * 1024.0), peak)
+    (mib / secs, cpu_ms_per_mib, peak)
 }
 
 /// Bytes a closure leaves allocated.
@@ -289,34 +314,46 @@ async fn main() {
             "head -c 67108864 /dev/zero | tr '\\0' x",
             "done",
         ),
-        ("seq 1 4000000 (30 MB of lines)", "seq 1 4000000", "seqdone"),
+        (
+            "seq 1 1000000 (6.9 MB of lines)",
+            "seq 1 1000000",
+            "seqdone",
+        ),
     ];
     for (what, command, done) in workloads {
         let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+        let mut cpu: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
         let mut peaks = [0u64; 2];
-        for _ in 0..3 {
-            for (i, (_, server)) in servers.iter().enumerate() {
-                let (rate, peak) = throughput(server, command, done).await;
+        for turn in 0..TURNS {
+            // Alternate which server goes first.
+            for k in 0..2 {
+                let i = (k + turn) % 2;
+                let (rate, ms, peak) = throughput(servers[i].1, command, done).await;
                 rates[i].push(rate);
+                cpu[i].push(ms);
                 peaks[i] = peaks[i].max(peak);
             }
         }
+        let mean = |r: &Vec<f64>| r.iter().sum::<f64>() / r.len() as f64;
         for (i, (name, _)) in servers.iter().enumerate() {
             let r = &rates[i];
             println!(
-                "output throughput, {what}, {name}: {:.1} MiB/s (turns {}), server RSS peak {} KiB",
-                r.iter().sum::<f64>() / r.len() as f64,
+                "output throughput, {what}, {name}: mean {:.1} MiB/s, median {:.1} (turns {}); server CPU {:.1} ms per MiB; server RSS peak {} KiB",
+                mean(r),
+                median_f(r),
                 r.iter()
                     .map(|x| format!("{x:.1}"))
                     .collect::<Vec<_>>()
                     .join(", "),
+                mean(&cpu[i]),
                 peaks[i]
             );
         }
-        let mean = |r: &Vec<f64>| r.iter().sum::<f64>() / r.len() as f64;
         println!(
-            "output throughput, {what}: with the model {:.2}x without it",
-            mean(&rates[1]) / mean(&rates[0])
+            "output throughput, {what}: with the model {:.2}x without it (medians {:.2}x); server CPU per MiB {:.2}x",
+            mean(&rates[1]) / mean(&rates[0]),
+            median_f(&rates[1]) / median_f(&rates[0]),
+            mean(&cpu[1]) / mean(&cpu[0])
         );
     }
 }

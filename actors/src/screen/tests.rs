@@ -153,12 +153,14 @@ fn a_snapshot_asks_the_terminal_nothing() {
         fn csi_dispatch(&mut self, params: &vte::Params, inter: &[u8], _: bool, action: char) {
             let params: Vec<Vec<u16>> = params.iter().map(<[u16]>::to_vec).collect();
             self.0.push(format!("CSI {inter:?} {params:?} {action}"));
-            let allowed = match (inter, action) {
-                ([], 'm' | 'H' | 'J' | 'K' | 'X' | 'A' | 'B' | 'C' | 'D' | 'G' | 'd') => true,
-                ([b'?'], 'h' | 'l') => true,
-                ([b' '], 'q') => true,
-                _ => false,
-            };
+            let allowed = matches!(
+                (inter, action),
+                (
+                    [],
+                    'm' | 'H' | 'J' | 'K' | 'X' | 'A' | 'B' | 'C' | 'D' | 'G' | 'd'
+                ) | ([b'?'], 'h' | 'l')
+                    | ([b' '], 'q')
+            );
             assert!(allowed, "not a drawing sequence: {:?}", self.0.last());
         }
         fn osc_dispatch(&mut self, params: &[&[u8]], _: bool) {
