@@ -11,9 +11,10 @@
 //! - server RSS: idle, with 10 sessions that filled their scrollback, and peak while one
 //!   session prints flat out
 //!
-//! and, in this process with a counting allocator, the memory of one screen model at the
-//! default size and scrollback: new, after a shell session, and at its worst (every
-//! scrollback row full width and coloured, the alternate screen in use).
+//! and, in this process, the memory of one screen model at the default size and scrollback
+//! (a counting allocator): new, after a shell session, and at its worst (every scrollback
+//! row full width and coloured, the alternate screen in use); and how fast one model
+//! parses plain text and short lines on one thread.
 
 #[allow(dead_code)]
 #[path = "../tests/it/support.rs"]
@@ -232,9 +233,42 @@ fn model_memory() {
     );
 }
 
+/// Parsing speed of one model on one thread: the CPU the model adds per MiB of output.
+fn model_speed() {
+    let d = SessionSettings::default();
+    let size = Size {
+        cols: d.default_cols,
+        rows: d.default_rows,
+    };
+    let plain = vec![b'x'; 64 << 20];
+    let mut lines = Vec::with_capacity(64 << 20);
+    let mut n = 0u64;
+    while lines.len() < 64 << 20 {
+        n += 1;
+        lines.extend_from_slice(format!("{n}\r\n").as_bytes());
+    }
+    for (what, output) in [
+        ("64 MiB of x", &plain),
+        ("64 MiB of numbered lines", &lines),
+    ] {
+        let mut model = ScreenModel::new(size, DEFAULT_SCROLLBACK_LINES);
+        let t0 = Instant::now();
+        for chunk in output.chunks(16 * 1024) {
+            model.feed(chunk);
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        println!(
+            "screen model parsing, {what}: {:.1} MiB/s on one thread ({:.1} ms per MiB)",
+            64.0 / secs,
+            secs * 1000.0 / 64.0
+        );
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     model_memory();
+    model_speed();
 
     let plain = Server::start(&["--max-sessions", "100", "--screen-model", "false"]);
     let model = Server::start(&["--max-sessions", "100"]);
