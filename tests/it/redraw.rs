@@ -261,3 +261,61 @@ async fn a_client_that_resumes_at_another_size_is_drawn_at_that_size() {
         "the first snapshot leaves no trace"
     );
 }
+
+/// The old replay ring kept the last 256 KiB of output: once a full-screen program had
+/// printed more, the switch to the alternate screen was gone from it.
+#[tokio::test]
+async fn a_full_screen_program_that_printed_more_than_the_old_ring_comes_back() {
+    let server = Server::start(&[]);
+    let (mut a, id) = open(&server).await;
+    a.send_text("seq 1 200000 > /tmp/s; vi /tmp/s\r").await;
+    until_drawn(&mut a, b"", "vi", |t| {
+        t.screen().alternate_screen() && t.screen().contents().contains("/200000")
+    })
+    .await;
+    // Page forward, one page at a time (vi draws once for keys that arrive together),
+    // until vi has printed more than the old ring held. The client's terminal is fed as
+    // output arrives.
+    let mut t = terminal(COLS, ROWS, &[&a.output]);
+    let start = a.output.len();
+    let first_line = |t: &vt100::Parser| -> u32 {
+        let contents = t.screen().contents();
+        contents
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let mut shown = first_line(&t);
+    while a.output.len() - start < 300 * 1024 {
+        a.send_text("\x06").await;
+        while first_line(&t) == shown {
+            let fed = a.output.len();
+            assert!(
+                a.next(T).await.is_some(),
+                "vi stopped paging at line {shown}"
+            );
+            t.process(&a.output[fed..]);
+        }
+        shown = first_line(&t);
+    }
+    let read = a.output.len() - start;
+    // The status line after the last page.
+    a.send_text("\x07").await;
+    let before_drop = until_drawn(&mut a, b"", "the status line", |t| {
+        t.screen().contents().contains(&format!("{shown}/200000"))
+    })
+    .await;
+    eprintln!("vi printed {read} bytes");
+    assert!(shown > 1000, "vi paged forward: line {shown}");
+    a.reset();
+
+    let mut b = resume(&server, &id).await;
+    let t = until_drawn(&mut b, b"", "the snapshot", |t| {
+        t.screen().alternate_screen()
+    })
+    .await;
+    assert_eq!(picture(&t), picture(&before_drop));
+    b.send_text(":q\r").await;
+    b.run("echo after-vi-$((4*4))", "after-vi-16").await;
+}
