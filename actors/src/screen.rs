@@ -8,7 +8,10 @@
 //!
 //! Output is parsed in place, on the session's thread, after the chunk has been handed to
 //! the client: the session waits for its client anyway, and a worker thread cost more in
-//! hand-offs than the parsing itself (docs/benchmarks.md).
+//! hand-offs than the parsing itself (docs/benchmarks.md). A flood of plain text (printable
+//! ASCII and nothing else, as `yes`-like output without line ends) is not parsed whole: only
+//! its last rows can still be seen, so it is held back and only enough of its end to fill
+//! the screen and scrollback is parsed (`Run`).
 
 use std::collections::VecDeque;
 use std::num::NonZeroU16;
@@ -29,6 +32,14 @@ const TITLE_MAX: usize = 256;
 /// xterm.js the scrollback), then screen and scrollback erased for terminals whose reset
 /// keeps them.
 pub const CLEAR: &str = "\x1bc\x1b[H\x1b[2J\x1b[3J";
+/// Rows of a flood of plain text parsed beyond the screen and the scrollback. Above the
+/// scrollback, what the emulator remembers of rows gone by is their number, used when the
+/// screen grows (up to 500 rows) to pull rows back: more than that many are parsed.
+const RUN_MARGIN_ROWS: usize = 502;
+/// Puts two marks in the top rows of a copy of the model (origin mode off, so that they
+/// land there) and a line feed on its last row: the first row then holds the second mark
+/// only if the scroll region is the whole screen.
+const REGION_PROBE: &[u8] = b"\x1b[?6l\x1b[1;1HA\x1b[2;1HB\x1b[999;1H\n";
 /// Leaves the alternate screen of a copy of the model, to read the primary one.
 const LEAVE_ALTERNATE: &[u8] = b"\x1b[?47l";
 /// Saves the cursor and switches the client to a cleared alternate screen.
@@ -52,6 +63,13 @@ struct Emulator {
     scrollback: usize,
     /// The last `TAIL` bytes of output.
     tail: VecDeque<u8>,
+    /// Plain text at the end of the output so far, not parsed yet.
+    run: Vec<u8>,
+}
+
+/// Printable ASCII: each byte takes one cell, and nothing but the cursor changes.
+fn plain(byte: &u8) -> bool {
+    (0x20..0x7f).contains(byte)
 }
 
 /// The window title the session's programs set (OSC 0 or 2), as printable text.
@@ -98,8 +116,9 @@ impl ScreenModel {
         self.emulator.snapshot()
     }
 
-    /// The plain text of the visible screen (for tests and the benchmark).
-    pub fn contents(&self) -> String {
+    /// The plain text of the visible screen (for tests).
+    pub fn contents(&mut self) -> String {
+        self.emulator.flush_run();
         self.emulator.parser.screen().contents()
     }
 }
@@ -116,6 +135,7 @@ impl Emulator {
             size,
             scrollback,
             tail: VecDeque::with_capacity(TAIL),
+            run: Vec::new(),
         }
     }
 
@@ -134,6 +154,7 @@ impl Emulator {
     }
 
     fn resize(&mut self, size: Size) {
+        self.flush_run();
         self.size = size;
         self.guarded("resize", |e| {
             e.parser
@@ -142,14 +163,80 @@ impl Emulator {
     }
 
     fn feed(&mut self, data: &[u8]) {
+        let mut data = data;
+        if !self.run.is_empty() {
+            let more = data.iter().take_while(|b| plain(b)).count();
+            self.hold(&data[..more]);
+            data = &data[more..];
+            if data.is_empty() {
+                return;
+            }
+            self.flush_run();
+        }
+        // Plain text at the end of this chunk may be the start of a flood.
+        let text = data.iter().rev().take_while(|b| plain(b)).count();
+        let (head, text) = data.split_at(data.len() - text);
+        self.parse(head);
+        if text.len() >= usize::from(self.size.cols) && self.may_hold() {
+            self.hold(text);
+        } else {
+            self.parse(text);
+        }
+    }
+
+    fn parse(&mut self, data: &[u8]) {
         self.guarded("output", |e| e.parser.process(data));
+        self.remember(data);
+    }
+
+    fn remember(&mut self, data: &[u8]) {
         let keep = &data[data.len().saturating_sub(TAIL)..];
         let overflow = (self.tail.len() + keep.len()).saturating_sub(TAIL);
         self.tail.drain(..overflow);
         self.tail.extend(keep);
     }
 
+    /// Plain text may be held back only where it would print from the first byte on (no
+    /// sequence or character is unfinished) and scroll the whole screen into the
+    /// scrollback (the scroll region is the whole screen).
+    fn may_hold(&self) -> bool {
+        if !self.unfinished().is_empty() {
+            return false;
+        }
+        let mut probe = vt100::Parser::default();
+        *probe.screen_mut() = self.parser.screen().clone();
+        probe.process(REGION_PROBE);
+        probe
+            .screen()
+            .cell(0, 0)
+            .is_some_and(|c| c.contents() == "B")
+    }
+
+    /// Holds plain text back. Of a long run, whole rows' worth are dropped from the front:
+    /// each byte takes one cell, so what is kept lands in the same columns, and once the
+    /// kept text alone fills the screen, the scrollback and `RUN_MARGIN_ROWS` more, the
+    /// rows it would have pushed out are gone either way.
+    fn hold(&mut self, text: &[u8]) {
+        self.run.extend_from_slice(text);
+        self.remember(text);
+        let cols = usize::from(self.size.cols);
+        let keep = (self.scrollback.max(RUN_MARGIN_ROWS) + usize::from(self.size.rows) + 2) * cols;
+        if self.run.len() > keep + cols {
+            let drop = (self.run.len() - keep) / cols * cols;
+            self.run.drain(..drop);
+        }
+    }
+
+    /// Parses what is held back.
+    fn flush_run(&mut self) {
+        if !self.run.is_empty() {
+            let run = std::mem::take(&mut self.run);
+            self.guarded("output", |e| e.parser.process(&run));
+        }
+    }
+
     fn snapshot(&mut self) -> Bytes {
+        self.flush_run();
         self.guarded("snapshot", |e| e.draw())
             .unwrap_or_else(|| Bytes::from_static(CLEAR.as_bytes()))
     }

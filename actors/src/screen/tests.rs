@@ -324,8 +324,25 @@ fn piece() -> impl Strategy<Value = &'static str> {
         "\x1b[?7l",
         "\x1b[?7h",
         "a long line of text that wraps past the end of the row ",
+        FLOOD,
+        // Longer than what is kept of a run at 20 × 6 with 30 rows of scrollback.
+        Box::leak(FLOOD.repeat(14).into_boxed_str()),
     ])
 }
+
+/// Plain text long enough that a run of it is not parsed whole (see `hold`).
+const FLOOD: &str = concat!(
+    "flood of plain text without line ends, held back and dropped from the front; ",
+    "flood of plain text without line ends, held back and dropped from the front; ",
+    "flood of plain text without line ends, held back and dropped from the front; ",
+    "flood of plain text without line ends, held back and dropped from the front; ",
+    "flood of plain text without line ends, held back and dropped from the front; ",
+    "flood of plain text without line ends, held back and dropped from the front; ",
+    "flood of plain text without line ends, held back and dropped from the front; ",
+    "flood of plain text without line ends, held back and dropped from the front; ",
+    "flood of plain text without line ends, held back and dropped from the front; ",
+    "flood of plain text without line ends, held back and dropped from the front; ",
+);
 
 /// Every row, scrollback first, cell by cell (contents and attributes; an empty cell and a
 /// space look the same), then the cursor and the modes. Unlike `picture`, blind to whether
@@ -371,8 +388,61 @@ fn cells(screen: &vt100::Screen) -> Vec<String> {
     out
 }
 
+#[test]
+fn a_flood_of_plain_text_is_parsed_only_for_its_last_rows() {
+    let size = Size { cols: 20, rows: 6 };
+    let mut screen = ScreenModel::new(size, 30);
+    let flood = FLOOD.repeat(200);
+    for chunk in flood.as_bytes().chunks(4096) {
+        screen.feed(chunk);
+    }
+    let kept = screen.emulator.run.len();
+    assert!(
+        (10_200..=10_220).contains(&kept),
+        "about 510 rows of 20 columns held back, not {kept} bytes"
+    );
+    screen.feed(b"\r\n$ ");
+    assert!(screen.emulator.run.is_empty());
+    let want = expected(size, 30, &[flood.as_bytes(), b"\r\n$ "]);
+    assert_eq!(cells(screen.emulator.parser.screen()), cells(want.screen()));
+
+    // Not while the scroll region is not the whole screen, nor inside a sequence.
+    for before in [&b"\x1b[2;5r"[..], b"\x1b]2;"] {
+        let mut screen = ScreenModel::new(size, 30);
+        screen.feed(before);
+        screen.feed(flood.as_bytes());
+        assert!(screen.emulator.run.is_empty(), "{before:?}");
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Holding plain text back and dropping rows' worth of it changes nothing: after any
+    /// output, fed in chunks of any size, and then the tallest screen, the model is what a
+    /// terminal shown all of it is.
+    #[test]
+    fn floods_of_plain_text_end_as_if_parsed_whole(
+        pieces in prop::collection::vec(piece(), 0..200),
+        chunk in 1usize..5000,
+    ) {
+        let output = pieces.concat();
+        let size = Size { cols: 20, rows: 6 };
+        let mut screen = ScreenModel::new(size, 30);
+        for part in output.as_bytes().chunks(chunk) {
+            screen.feed(part);
+        }
+        let mut want = expected(size, 30, &[output.as_bytes()]);
+        screen.resize(Size { cols: 20, rows: 500 });
+        want.set_size(dimension(500), dimension(20));
+        screen.emulator.flush_run();
+        prop_assert_eq!(
+            cells(screen.emulator.parser.screen()),
+            cells(want.screen()),
+            "output {:?}",
+            output
+        );
+    }
 
     /// Whatever the output, a client drawn the snapshot shows what a terminal shown the
     /// whole output shows, cell for cell.
