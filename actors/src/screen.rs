@@ -9,9 +9,9 @@
 //! Output is parsed in place, on the session's thread, after the chunk has been handed to
 //! the client: the session waits for its client anyway, and a worker thread cost more in
 //! hand-offs than the parsing itself (docs/benchmarks.md). A flood of plain text (printable
-//! ASCII and nothing else, as `yes`-like output without line ends) is not parsed whole: only
-//! its last rows can still be seen, so it is held back and only enough of its end to fill
-//! the screen and scrollback is parsed (`Run`).
+//! ASCII, carriage returns and line feeds: `cat` of a log, `seq`, `yes`) is not parsed
+//! whole: only its last rows can still be seen, so it is held back and only enough of its
+//! end to fill the screen, the scrollback and a margin is parsed (`hold`).
 
 use std::collections::VecDeque;
 use std::num::NonZeroU16;
@@ -32,6 +32,8 @@ const TITLE_MAX: usize = 256;
 /// xterm.js the scrollback), then screen and scrollback erased for terminals whose reset
 /// keeps them.
 pub const CLEAR: &str = "\x1bc\x1b[H\x1b[2J\x1b[3J";
+/// Plain text held back at most; past it, its front is parsed.
+const RUN_CAP: usize = 128 * 1024;
 /// Rows of a flood of plain text parsed beyond the screen and the scrollback. Above the
 /// scrollback, what the emulator remembers of rows gone by is their number, used when the
 /// screen grows (up to 500 rows) to pull rows back: more than that many are parsed.
@@ -67,9 +69,10 @@ struct Emulator {
     run: Vec<u8>,
 }
 
-/// Printable ASCII: each byte takes one cell, and nothing but the cursor changes.
+/// Printable ASCII, carriage return and line feed: a printable byte takes one cell, and
+/// nothing changes but the cells written and the cursor.
 fn plain(byte: &u8) -> bool {
-    (0x20..0x7f).contains(byte)
+    matches!(byte, 0x20..=0x7e | b'\r' | b'\n')
 }
 
 /// The window title the session's programs set (OSC 0 or 2), as printable text.
@@ -114,6 +117,17 @@ impl ScreenModel {
     /// sequence or character that the output so far left unfinished.
     pub fn snapshot(&mut self) -> Bytes {
         self.emulator.snapshot()
+    }
+
+    /// Whether output is held back unparsed: the session settles the model once output
+    /// pauses, so that an idle session holds nothing but its screen.
+    pub fn holds_output(&self) -> bool {
+        self.emulator.holds()
+    }
+
+    /// Parses the output held back.
+    pub fn settle(&mut self) {
+        self.emulator.flush_run();
     }
 
     /// The plain text of the visible screen (for tests).
@@ -212,19 +226,49 @@ impl Emulator {
             .is_some_and(|c| c.contents() == "B")
     }
 
-    /// Holds plain text back. Of a long run, whole rows' worth are dropped from the front:
-    /// each byte takes one cell, so what is kept lands in the same columns, and once the
-    /// kept text alone fills the screen, the scrollback and `RUN_MARGIN_ROWS` more, the
-    /// rows it would have pushed out are gone either way.
+    /// Holds plain text back, and drops from its front what cannot be seen any more once
+    /// the rest is parsed: the rest writes the whole screen, the scrollback and
+    /// `RUN_MARGIN_ROWS` more rows from where the dropped part would have left the cursor.
+    /// - Text alone: whole rows' worth are dropped. Each byte takes one cell, so what is
+    ///   kept lands in the same columns, and once it alone scrolls the screen, the
+    ///   scrollback and the margin out, the rows that differ are gone either way.
+    /// - Lines: what is kept starts with a carriage return (after it the cursor is in the
+    ///   first column either way) followed by enough line feeds to reach the last row from
+    ///   anywhere, then to scroll out the screen, the scrollback and the margin.
     fn hold(&mut self, text: &[u8]) {
         self.run.extend_from_slice(text);
         self.remember(text);
         let cols = usize::from(self.size.cols);
-        let keep = (self.scrollback.max(RUN_MARGIN_ROWS) + usize::from(self.size.rows) + 2) * cols;
-        if self.run.len() > keep + cols {
-            let drop = (self.run.len() - keep) / cols * cols;
-            self.run.drain(..drop);
+        let rows = usize::from(self.size.rows);
+        let beyond = self.scrollback.max(RUN_MARGIN_ROWS);
+        let drop = if self.run.iter().any(|b| matches!(b, b'\r' | b'\n')) {
+            let wanted = 2 * rows + beyond + 2;
+            let mut feeds = 0;
+            let mut from = 0;
+            for (i, byte) in self.run.iter().enumerate().rev() {
+                if *byte == b'\n' {
+                    feeds += 1;
+                } else if *byte == b'\r' && feeds >= wanted {
+                    from = i;
+                    break;
+                }
+            }
+            from
+        } else {
+            let keep = (beyond + rows + 2) * cols;
+            self.run.len().saturating_sub(keep) / cols * cols
+        };
+        self.run.drain(..drop);
+        // Long lines with few line feeds: parsing the front keeps what is held bounded.
+        if self.run.len() > RUN_CAP {
+            let front: Vec<u8> = self.run.drain(..self.run.len() - RUN_CAP / 2).collect();
+            self.guarded("output", |e| e.parser.process(&front));
         }
+    }
+
+    /// Whether plain text is held back (parsed by `settle` or the next snapshot).
+    fn holds(&self) -> bool {
+        !self.run.is_empty()
     }
 
     /// Parses what is held back.

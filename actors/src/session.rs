@@ -221,6 +221,8 @@ pub struct SessionActor {
     /// for it, so that it reaches the client after the chunk.
     output_in_flight: Option<u64>,
     redraw_due: bool,
+    /// The screen model is to parse what it holds back once output pauses.
+    settle_due: bool,
     /// Input that arrived before the TTY was attached; delivered once it is.
     pending_input: Vec<Bytes>,
     pending_input_bytes: usize,
@@ -248,6 +250,9 @@ pub struct SessionActor {
 const REFUSAL_AUDIT_EVERY: Duration = Duration::from_secs(60);
 /// The user is told of refused input at most once per this period.
 const NOTICE_EVERY: Duration = Duration::from_secs(1);
+
+/// How long output must pause before the screen model parses what it holds back.
+const SETTLE_AFTER: Duration = Duration::from_millis(200);
 
 /// Input kept while the container starts; more than this is refused.
 const PENDING_INPUT_LIMIT: usize = 64 * 1024;
@@ -283,6 +288,7 @@ impl SessionActor {
             redraw_on_resize: false,
             output_in_flight: None,
             redraw_due: false,
+            settle_due: false,
             pending_input: Vec::new(),
             pending_input_bytes: 0,
             pending_resize: None,
@@ -423,6 +429,24 @@ impl SessionActor {
             snapshot.len()
         );
         self.send_client(ToClient::Output(snapshot));
+    }
+
+    /// Feeds output to the screen model; if it holds some back, it parses it once output
+    /// has paused, so that an idle session keeps no more than its screen.
+    fn feed_screen(&mut self, data: &[u8], ctx: &mut Context<Self>) {
+        let Some(screen) = &mut self.screen else {
+            return;
+        };
+        screen.feed(data);
+        if screen.holds_output() && !self.settle_due {
+            self.settle_due = true;
+            ctx.run_later(SETTLE_AFTER, |act, _| {
+                act.settle_due = false;
+                if let Some(screen) = &mut act.screen {
+                    screen.settle();
+                }
+            });
+        }
     }
 
     /// What a client that comes back is drawn: the screen, or without a model a cleared
@@ -758,7 +782,7 @@ impl Handler<ContainerOutput> for SessionActor {
     fn handle(
         &mut self,
         ContainerOutput(data): ContainerOutput,
-        _ctx: &mut Context<Self>,
+        ctx: &mut Context<Self>,
     ) -> Self::Result {
         if !self.first_output_seen {
             self.first_output_seen = true;
@@ -770,9 +794,7 @@ impl Handler<ContainerOutput> for SessionActor {
         self.bytes_out += data.len() as u64;
         self.shared.metrics.bytes_out.inc_by(data.len() as u64);
         let Some(client) = self.client.clone() else {
-            if let Some(screen) = &mut self.screen {
-                screen.feed(&data);
-            }
+            self.feed_screen(&data, ctx);
             return Box::pin(actix::fut::ready(()));
         };
         // One chunk in flight: the container reader waits for this answer, so a client
@@ -781,9 +803,7 @@ impl Handler<ContainerOutput> for SessionActor {
         let send = client.recipient.send(ToClient::Output(data.clone()));
         // Parsed while the client takes the chunk: before any later message (a resume's
         // snapshot) is handled.
-        if let Some(screen) = &mut self.screen {
-            screen.feed(&data);
-        }
+        self.feed_screen(&data, ctx);
         self.output_in_flight = Some(client.conn_id);
         Box::pin(
             async move { tokio::time::timeout(stall, send).await }

@@ -327,6 +327,13 @@ fn piece() -> impl Strategy<Value = &'static str> {
         FLOOD,
         // Longer than what is kept of a run at 20 × 6 with 30 rows of scrollback.
         Box::leak(FLOOD.repeat(14).into_boxed_str()),
+        Box::leak("numbered\r\n".repeat(600).into_boxed_str()),
+        Box::leak(
+            "a line longer than the row\r\n"
+                .repeat(600)
+                .into_boxed_str(),
+        ),
+        Box::leak("feeds\n".repeat(600).into_boxed_str()),
     ])
 }
 
@@ -389,7 +396,7 @@ fn cells(screen: &vt100::Screen) -> Vec<String> {
 }
 
 #[test]
-fn a_flood_of_plain_text_is_parsed_only_for_its_last_rows() {
+fn floods_of_plain_text_are_parsed_only_for_their_last_rows() {
     let size = Size { cols: 20, rows: 6 };
     let mut screen = ScreenModel::new(size, 30);
     let flood = FLOOD.repeat(200);
@@ -398,12 +405,28 @@ fn a_flood_of_plain_text_is_parsed_only_for_its_last_rows() {
     }
     let kept = screen.emulator.run.len();
     assert!(
-        (10_200..=10_220).contains(&kept),
+        (10_200..=10_220 + 4096).contains(&kept),
         "about 510 rows of 20 columns held back, not {kept} bytes"
     );
-    screen.feed(b"\r\n$ ");
+    // A prompt with a colour ends the run: it is parsed, then the prompt.
+    screen.feed(b"\r\n\x1b[1m$ ");
     assert!(screen.emulator.run.is_empty());
-    let want = expected(size, 30, &[flood.as_bytes(), b"\r\n$ "]);
+    let want = expected(size, 30, &[flood.as_bytes(), b"\r\n\x1b[1m$ "]);
+    assert_eq!(cells(screen.emulator.parser.screen()), cells(want.screen()));
+
+    // Lines: what is kept starts with a carriage return followed by 2 × 6 + 502 + 2 line
+    // feeds.
+    let mut screen = ScreenModel::new(size, 30);
+    let lines: String = (0..5000).map(|n| format!("{n}\r\n")).collect();
+    for chunk in lines.as_bytes().chunks(1000) {
+        screen.feed(chunk);
+    }
+    let held = &screen.emulator.run;
+    assert_eq!(held[0], b'\r');
+    assert_eq!(held.iter().filter(|b| **b == b'\n').count(), 516);
+    screen.settle();
+    assert!(!screen.holds_output());
+    let want = expected(size, 30, &[lines.as_bytes()]);
     assert_eq!(cells(screen.emulator.parser.screen()), cells(want.screen()));
 
     // Not while the scroll region is not the whole screen, nor inside a sequence.
