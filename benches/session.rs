@@ -14,7 +14,8 @@
 //! and, in this process, the memory of one screen model at the default size and scrollback
 //! (a counting allocator): new, after a shell session, and at its worst (every scrollback
 //! row full width and coloured, the alternate screen in use); and how fast one model
-//! parses plain text and short lines on one thread.
+//! takes plain text, short lines (both floods it parses only the end of) and coloured
+//! lines (parsed whole) on one thread.
 
 #[allow(dead_code)]
 #[path = "../tests/it/support.rs"]
@@ -247,9 +248,17 @@ fn model_speed() {
         n += 1;
         lines.extend_from_slice(format!("{n}\r\n").as_bytes());
     }
+    // Colour makes every line more than plain text: parsed whole.
+    let mut coloured = Vec::with_capacity(64 << 20);
+    while coloured.len() < 64 << 20 {
+        coloured.extend_from_slice(
+            b"\x1b[1;34mbin\x1b[m  \x1b[1;32mrun.sh\x1b[m  notes.txt  \x1b[33msrc\x1b[m\r\n",
+        );
+    }
     for (what, output) in [
         ("64 MiB of x", &plain),
         ("64 MiB of numbered lines", &lines),
+        ("64 MiB of coloured lines", &coloured),
     ] {
         let mut model = ScreenModel::new(size, DEFAULT_SCROLLBACK_LINES);
         let t0 = Instant::now();

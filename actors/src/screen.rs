@@ -67,6 +67,9 @@ struct Emulator {
     tail: VecDeque<u8>,
     /// Plain text at the end of the output so far, not parsed yet.
     run: Vec<u8>,
+    /// The length of `run` at which its front is next looked at: twice what was kept the
+    /// last time, so that dropping costs a constant per byte.
+    trim_at: usize,
 }
 
 /// Printable ASCII, carriage return and line feed: a printable byte takes one cell, and
@@ -150,6 +153,7 @@ impl Emulator {
             scrollback,
             tail: VecDeque::with_capacity(TAIL),
             run: Vec::new(),
+            trim_at: 0,
         }
     }
 
@@ -238,6 +242,9 @@ impl Emulator {
     fn hold(&mut self, text: &[u8]) {
         self.run.extend_from_slice(text);
         self.remember(text);
+        if self.run.len() < self.trim_at {
+            return;
+        }
         let cols = usize::from(self.size.cols);
         let rows = usize::from(self.size.rows);
         let beyond = self.scrollback.max(RUN_MARGIN_ROWS);
@@ -260,10 +267,11 @@ impl Emulator {
         };
         self.run.drain(..drop);
         // Long lines with few line feeds: parsing the front keeps what is held bounded.
-        if self.run.len() > RUN_CAP {
-            let front: Vec<u8> = self.run.drain(..self.run.len() - RUN_CAP / 2).collect();
+        if self.run.len() > RUN_CAP / 2 {
+            let front: Vec<u8> = self.run.drain(..self.run.len() - RUN_CAP / 4).collect();
             self.guarded("output", |e| e.parser.process(&front));
         }
+        self.trim_at = (2 * self.run.len()).max(16 * 1024);
     }
 
     /// Whether plain text is held back (parsed by `settle` or the next snapshot).
@@ -273,6 +281,7 @@ impl Emulator {
 
     /// Parses what is held back.
     fn flush_run(&mut self) {
+        self.trim_at = 0;
         if !self.run.is_empty() {
             let run = std::mem::take(&mut self.run);
             self.guarded("output", |e| e.parser.process(&run));

@@ -403,9 +403,10 @@ fn floods_of_plain_text_are_parsed_only_for_their_last_rows() {
     for chunk in flood.as_bytes().chunks(4096) {
         screen.feed(chunk);
     }
+    // 510 rows of 20 columns are kept; the front is looked at again once that doubled.
     let kept = screen.emulator.run.len();
     assert!(
-        (10_200..=10_220 + 4096).contains(&kept),
+        (10_200..=2 * 10_220 + 4096).contains(&kept),
         "about 510 rows of 20 columns held back, not {kept} bytes"
     );
     // A prompt with a colour ends the run: it is parsed, then the prompt.
@@ -423,7 +424,9 @@ fn floods_of_plain_text_are_parsed_only_for_their_last_rows() {
     }
     let held = &screen.emulator.run;
     assert_eq!(held[0], b'\r');
-    assert_eq!(held.iter().filter(|b| **b == b'\n').count(), 516);
+    let feeds = held.iter().filter(|b| **b == b'\n').count();
+    assert!(feeds >= 516, "{feeds} line feeds held");
+    assert!(held.len() <= 16 * 1024 + 1000, "{} bytes held", held.len());
     screen.settle();
     assert!(!screen.holds_output());
     let want = expected(size, 30, &[lines.as_bytes()]);
