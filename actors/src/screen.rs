@@ -159,7 +159,7 @@ impl Emulator {
 
     /// Runs `f` on the emulator. The output comes from the sandbox: should the emulator
     /// fail on it (a bug of the crate), the screen starts again blank rather than taking
-    /// the session or the parsing worker down.
+    /// the session down.
     fn guarded<T>(&mut self, what: &str, f: impl FnOnce(&mut Self) -> T) -> Option<T> {
         match catch_unwind(AssertUnwindSafe(|| f(self))) {
             Ok(value) => Some(value),
