@@ -184,9 +184,15 @@ pub struct Settings {
     /// Seconds of warning before an idle or max-duration end. Default 60.
     #[arg(long, env = "TERMCELL_WARN_BEFORE", global = true)]
     pub warn_before: Option<u64>,
-    /// Bytes of output kept per session for replay on resume. Default 262144.
-    #[arg(long, env = "TERMCELL_REPLAY_BYTES", global = true)]
-    pub replay_bytes: Option<usize>,
+    /// Keep a model of each session's screen and draw it again on a client that resumes
+    /// (false: a resumed client is only cleared, and each session saves the model's
+    /// memory). Default true.
+    #[arg(long, env = "TERMCELL_SCREEN_MODEL", global = true, num_args = 0..=1, default_missing_value = "true")]
+    pub screen_model: Option<bool>,
+    /// Rows of scrollback kept per session above its screen, drawn again when a client
+    /// resumes (each row costs up to 32 bytes per column). Default 80, at most 10000.
+    #[arg(long, env = "TERMCELL_SCROLLBACK_LINES", global = true)]
+    pub scrollback_lines: Option<usize>,
     /// Seconds between WebSocket pings. Default 15.
     #[arg(long, env = "TERMCELL_HEARTBEAT_INTERVAL", global = true)]
     pub heartbeat_interval: Option<u64>,
@@ -481,7 +487,8 @@ impl Settings {
             max_session_duration,
             resume_grace,
             warn_before,
-            replay_bytes,
+            screen_model,
+            scrollback_lines,
             heartbeat_interval,
             client_timeout,
             default_size,

@@ -15,14 +15,18 @@ pub mod profile;
 pub mod ratelimit;
 pub mod registry;
 pub mod rejection;
-pub mod replay;
 pub mod runtime;
+pub mod screen;
 pub mod session;
 #[cfg(test)]
 mod testing;
 pub mod timeout;
 
 use std::time::Duration;
+
+/// Rows of scrollback a session's screen model keeps by default: with the default size,
+/// the model stays under 512 KiB even with every row full (docs/benchmarks.md).
+pub const DEFAULT_SCROLLBACK_LINES: usize = 80;
 
 /// Session behaviour settings, fixed at start.
 #[derive(Debug, Clone)]
@@ -39,7 +43,10 @@ pub struct SessionSettings {
     pub max_duration: Duration,
     pub resume_grace: Duration,
     pub warn_before: Duration,
-    pub replay_bytes: usize,
+    /// Keep a model of each session's screen to draw a resumed client (screen.rs).
+    pub screen_model: bool,
+    /// Rows of scrollback the screen model keeps above the screen (drawn on resume).
+    pub scrollback_lines: usize,
     pub default_cols: u16,
     pub default_rows: u16,
     /// A client that takes no output for this long counts as dropped.
@@ -63,7 +70,8 @@ impl Default for SessionSettings {
             max_duration: Duration::from_secs(1800),
             resume_grace: Duration::from_secs(300),
             warn_before: Duration::from_secs(60),
-            replay_bytes: 256 * 1024,
+            screen_model: true,
+            scrollback_lines: DEFAULT_SCROLLBACK_LINES,
             default_cols: 100,
             default_rows: 30,
             client_stall_timeout: Duration::from_secs(45),

@@ -1,6 +1,8 @@
 //! SessionActor: one per terminal session. Owns the session's container and timers (its
-//! children), the replay ring and the attached client, and decides the single end cause.
-//! It never sees the wire format: clients receive `ToClient` events.
+//! children), the model of its screen and the attached client, and decides the single end
+//! cause. It never sees the wire format: clients receive `ToClient` events. Every byte of
+//! output is fed to the screen model before it is handed to a client, so a client that
+//! attaches later is drawn the screen as the output so far left it, then live output.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -23,7 +25,7 @@ use crate::notice::{Notice, WarningKind};
 use crate::ratelimit::{SessionLimiter, Slot};
 use crate::registry::Unregister;
 use crate::rejection::Rejection;
-use crate::replay::ReplayRing;
+use crate::screen::{ScreenModel, Size, CLEAR};
 use crate::timeout::{TimeoutActor, TimerEvent, TimerKind, TimerUpdate};
 use crate::Shared;
 
@@ -72,9 +74,8 @@ impl EndCause {
 #[rtype(result = "()")]
 pub enum ToClient {
     /// The TTY is attached (new session or resume): `connected`, `hello`, then output.
-    Connected {
-        session_id: Uuid,
-    },
+    Connected { session_id: Uuid },
+    /// Terminal output: the shell's, or a snapshot that redraws the screen on resume.
     Output(Bytes),
     Warning {
         kind: WarningKind,
@@ -209,7 +210,19 @@ pub struct SessionActor {
     container: Option<Addr<ContainerActor>>,
     container_id: Option<String>,
     timer: Option<Addr<TimeoutActor>>,
-    replay: ReplayRing,
+    /// `None` when the server keeps no screen models (`--screen-model false`).
+    screen: Option<ScreenModel>,
+    /// The size the screen model has (the TTY's, once the container is ready).
+    screen_size: Size,
+    /// The client was just drawn a snapshot: if its first resize changes the size, it is
+    /// drawn again at the new size (a window resized while its socket was down).
+    redraw_on_resize: bool,
+    /// The connection an output chunk is on its way to; a snapshot for that client waits
+    /// for it, so that it reaches the client after the chunk.
+    output_in_flight: Option<u64>,
+    redraw_due: bool,
+    /// The screen model is to parse what it holds back once output pauses.
+    settle_due: bool,
     /// Input that arrived before the TTY was attached; delivered once it is.
     pending_input: Vec<Bytes>,
     pending_input_bytes: usize,
@@ -238,6 +251,9 @@ const REFUSAL_AUDIT_EVERY: Duration = Duration::from_secs(60);
 /// The user is told of refused input at most once per this period.
 const NOTICE_EVERY: Duration = Duration::from_secs(1);
 
+/// How long output must pause before the screen model parses what it holds back.
+const SETTLE_AFTER: Duration = Duration::from_millis(200);
+
 /// Input kept while the container starts; more than this is refused.
 const PENDING_INPUT_LIMIT: usize = 64 * 1024;
 
@@ -250,6 +266,10 @@ impl SessionActor {
     ) -> SessionActor {
         let settings = &shared.settings;
         let setup = ContainerSetup::new(&shared, id, &request);
+        let screen_size = Size {
+            cols: settings.default_cols,
+            rows: settings.default_rows,
+        };
         SessionActor {
             id,
             registry,
@@ -261,7 +281,14 @@ impl SessionActor {
             container: None,
             container_id: None,
             timer: None,
-            replay: ReplayRing::new(settings.replay_bytes),
+            screen: settings
+                .screen_model
+                .then(|| ScreenModel::new(screen_size, settings.scrollback_lines)),
+            screen_size,
+            redraw_on_resize: false,
+            output_in_flight: None,
+            redraw_due: false,
+            settle_due: false,
             pending_input: Vec::new(),
             pending_input_bytes: 0,
             pending_resize: None,
@@ -369,6 +396,65 @@ impl SessionActor {
             if self.shared.settings.resume_grace.is_zero() {
                 self.finish(EndCause::GraceExpired, ctx);
             }
+        }
+    }
+
+    /// Resizes the TTY and the screen model together.
+    fn resize_tty(&mut self, container: &Addr<ContainerActor>, size: Size) {
+        container.do_send(ContainerResize {
+            cols: size.cols,
+            rows: size.rows,
+        });
+        if size != self.screen_size {
+            self.screen_size = size;
+            if let Some(screen) = &mut self.screen {
+                screen.resize(size);
+            }
+        }
+    }
+
+    /// Sends the attached client a snapshot of the screen, after the output chunk on its
+    /// way to it (if any).
+    fn redraw(&mut self) {
+        let client = self.client.as_ref().map(|c| c.conn_id);
+        if client.is_some() && self.output_in_flight == client {
+            self.redraw_due = true;
+            return;
+        }
+        self.redraw_due = false;
+        let snapshot = self.snapshot();
+        log::debug!(
+            "session {}: screen redrawn ({} bytes)",
+            short(self.id),
+            snapshot.len()
+        );
+        self.send_client(ToClient::Output(snapshot));
+    }
+
+    /// Feeds output to the screen model; if it holds some back, it parses it once output
+    /// has paused, so that an idle session keeps no more than its screen.
+    fn feed_screen(&mut self, data: &[u8], ctx: &mut Context<Self>) {
+        let Some(screen) = &mut self.screen else {
+            return;
+        };
+        screen.feed(data);
+        if screen.holds_output() && !self.settle_due {
+            self.settle_due = true;
+            ctx.run_later(SETTLE_AFTER, |act, _| {
+                act.settle_due = false;
+                if let Some(screen) = &mut act.screen {
+                    screen.settle();
+                }
+            });
+        }
+    }
+
+    /// What a client that comes back is drawn: the screen, or without a model a cleared
+    /// terminal (so that nothing it showed before appears twice).
+    fn snapshot(&mut self) -> Bytes {
+        match &mut self.screen {
+            Some(screen) => screen.snapshot(),
+            None => Bytes::from_static(CLEAR.as_bytes()),
         }
     }
 }
@@ -492,6 +578,8 @@ impl Handler<Input> for SessionActor {
         if decision.forward.is_empty() {
             return;
         }
+        // The client draws on what it was sent: a later resize is the user's.
+        self.redraw_on_resize = false;
         self.last_input = Some(Utc::now());
         self.notify_timer(TimerUpdate::Activity);
         self.deliver_input(Bytes::from(decision.forward));
@@ -506,11 +594,18 @@ impl Handler<Resize> for SessionActor {
             self.refused(Rejection::Resizes);
             return;
         }
-        match &self.container {
-            Some(container) if self.announced_ready => container.do_send(ContainerResize {
-                cols: msg.cols,
-                rows: msg.rows,
-            }),
+        let size = Size {
+            cols: msg.cols,
+            rows: msg.rows,
+        };
+        match self.container.clone() {
+            Some(container) if self.announced_ready => {
+                let changed = size != self.screen_size;
+                self.resize_tty(&container, size);
+                if std::mem::take(&mut self.redraw_on_resize) && changed {
+                    self.redraw();
+                }
+            }
             _ => self.pending_resize = Some((msg.cols, msg.rows)),
         }
     }
@@ -558,10 +653,11 @@ impl Handler<Attach> for SessionActor {
             client.recipient.do_send(ToClient::Connected {
                 session_id: self.id,
             });
-            let replay = self.replay.snapshot();
-            if !replay.is_empty() {
-                client.recipient.do_send(ToClient::Output(replay));
-            }
+            // The new socket's mailbox is empty: the snapshot comes right after
+            // `connected`, and output fed from now on after it.
+            client.recipient.do_send(ToClient::Output(self.snapshot()));
+            self.redraw_on_resize = self.screen.is_some();
+            self.redraw_due = false;
         } else {
             self.set_state(SessionState::Starting);
         }
@@ -638,7 +734,7 @@ impl Handler<ContainerStatus> for SessionActor {
                     .clone()
                     .expect("ready comes from the container");
                 if let Some((cols, rows)) = self.pending_resize.take() {
-                    container.do_send(ContainerResize { cols, rows });
+                    self.resize_tty(&container, Size { cols, rows });
                 }
                 for data in self.pending_input.drain(..) {
                     container.do_send(ContainerInput(data));
@@ -686,7 +782,7 @@ impl Handler<ContainerOutput> for SessionActor {
     fn handle(
         &mut self,
         ContainerOutput(data): ContainerOutput,
-        _ctx: &mut Context<Self>,
+        ctx: &mut Context<Self>,
     ) -> Self::Result {
         if !self.first_output_seen {
             self.first_output_seen = true;
@@ -697,18 +793,26 @@ impl Handler<ContainerOutput> for SessionActor {
         }
         self.bytes_out += data.len() as u64;
         self.shared.metrics.bytes_out.inc_by(data.len() as u64);
-        self.replay.push(&data);
         let Some(client) = self.client.clone() else {
+            self.feed_screen(&data, ctx);
             return Box::pin(actix::fut::ready(()));
         };
         // One chunk in flight: the container reader waits for this answer, so a client
         // that does not drain its socket pauses the reader (and so the TTY).
         let stall = self.shared.settings.client_stall_timeout;
-        let send = client.recipient.send(ToClient::Output(data));
+        let send = client.recipient.send(ToClient::Output(data.clone()));
+        // Parsed while the client takes the chunk: before any later message (a resume's
+        // snapshot) is handled.
+        self.feed_screen(&data, ctx);
+        self.output_in_flight = Some(client.conn_id);
         Box::pin(
             async move { tokio::time::timeout(stall, send).await }
                 .into_actor(self)
                 .map(move |result, act, ctx| {
+                    act.output_in_flight = None;
+                    if act.redraw_due {
+                        act.redraw();
+                    }
                     let delivered = matches!(result, Ok(Ok(())));
                     let still_attached =
                         act.client.as_ref().map(|c| c.conn_id) == Some(client.conn_id);

@@ -116,6 +116,24 @@ impl Client {
         );
     }
 
+    /// Takes the snapshot a resumed client is drawn first and returns the screen it shows
+    /// on a terminal of `cols` × `rows`, one line per row.
+    pub async fn expect_redraw(&mut self, cols: u16, rows: u16) -> String {
+        match self.next().await {
+            ToClient::Output(data) => {
+                assert!(
+                    data.starts_with(b"\x1bc"),
+                    "a snapshot starts by clearing the terminal: {data:?}"
+                );
+                let mut terminal =
+                    vt100::Parser::new(rows.try_into().unwrap(), cols.try_into().unwrap(), 0);
+                terminal.process(&data);
+                terminal.screen().contents()
+            }
+            other => panic!("expected a snapshot, got {other:?}"),
+        }
+    }
+
     /// Takes output, notices and warnings until the session ends; returns them and the cause.
     pub async fn until_end(&mut self) -> (Vec<ToClient>, EndCause) {
         let mut before = Vec::new();

@@ -15,6 +15,10 @@ use termcell_actors::SessionSettings;
 use super::{invalid, Config, ConfigError, Settings, DEFAULT_IMAGE};
 use crate::protocol::AuthPolicy;
 
+/// Scrollback rows a session may keep: at the largest terminal (1000 columns) a row costs
+/// up to 32 KB, so this bounds the model of one session to about 320 MB at worst.
+const MAX_SCROLLBACK_LINES: usize = 10_000;
+
 pub(super) fn config(s: &Settings) -> Result<Config, ConfigError> {
     let (listen, admin_listen, admin_token) = listeners(s)?;
     let (image, deployment, mut profile) = sandbox(s)?;
@@ -390,7 +394,8 @@ fn session(
             "warn-before",
             s.warn_before.unwrap_or(d.warn_before.as_secs()),
         )?,
-        replay_bytes: s.replay_bytes.unwrap_or(d.replay_bytes),
+        screen_model: s.screen_model.unwrap_or(d.screen_model),
+        scrollback_lines: s.scrollback_lines.unwrap_or(d.scrollback_lines),
         default_cols,
         default_rows,
         client_stall_timeout: client_timeout,
@@ -405,8 +410,11 @@ fn session(
         limits,
         ..SessionSettings::default()
     };
-    if session.replay_bytes > 64 * 1024 * 1024 {
-        return Err(invalid("replay-bytes", "at most 64 MiB"));
+    if session.scrollback_lines > MAX_SCROLLBACK_LINES {
+        return Err(invalid(
+            "scrollback-lines",
+            format!("at most {MAX_SCROLLBACK_LINES} rows"),
+        ));
     }
 
     Ok((session, client_timeout))

@@ -29,6 +29,8 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(c.session.idle_timeout, Duration::from_secs(600));
     assert_eq!(c.session.max_duration, Duration::from_secs(1800));
     assert_eq!(c.session.resume_grace, Duration::from_secs(300));
+    assert!(c.session.screen_model);
+    assert_eq!(c.session.scrollback_lines, 80);
     assert_eq!(c.session.profile.memory_bytes, 256 * 1024 * 1024);
     assert_eq!(c.session.profile.pids_limit, 50);
     assert_eq!(c.session.limits.max_sessions_per_ip, 5);
@@ -59,6 +61,20 @@ fn bad_values_name_the_setting() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("allowed-origins"), "{err}");
+    let err = parse(&["--scrollback-lines", "10001"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("scrollback-lines") && err.contains("10000"),
+        "{err}"
+    );
+    assert_eq!(
+        parse(&["--scrollback-lines", "0"])
+            .unwrap()
+            .session
+            .scrollback_lines,
+        0
+    );
 }
 
 #[test]

@@ -123,7 +123,7 @@ describe('terminal page', () => {
     await endSession(page);
   });
 
-  it('resumes the same session after the socket drops and replays its output', async () => {
+  it('resumes the same session after the socket drops and redraws its screen', async () => {
     const { page, sockets } = await openTerminal();
     await run(page, 'echo before-drop-$((3*5))');
     await waitForLine(page, 'before-drop-15');
@@ -131,7 +131,7 @@ describe('terminal page', () => {
 
     await page.evaluate(() => window.termcell.dropForTest());
     // Wipe the screen while the page waits to reconnect, so whatever shows up afterwards came
-    // from the server's replay.
+    // from the server's snapshot.
     await page.waitForFunction(
       () => {
         if (window.termcell.state !== 'reconnecting') return false;

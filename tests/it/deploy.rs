@@ -462,11 +462,11 @@ async fn session_and_resume_through_caddy_with_tls_and_headers() {
         "the client address from X-Forwarded-For: {created}"
     );
 
-    // Dropped without a close: resumed through Caddy with the replay, then live again.
+    // Dropped without a close: resumed through Caddy with the screen drawn again, then live.
     a.reset();
     let mut b = Wss::open(&caddy, CLIENT_A, json!({"apiKey": KEY, "sessionId": id})).await;
     assert_eq!(b.hello().await, id, "the same session");
-    b.until("the replay", |c| {
+    b.until("the snapshot", |c| {
         String::from_utf8_lossy(&c.output).contains("via-caddy-42")
     })
     .await;

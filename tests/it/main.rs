@@ -10,6 +10,7 @@ mod image;
 mod limits;
 mod ops;
 mod protocol;
+mod redraw;
 mod resume;
 mod rsh;
 mod security;

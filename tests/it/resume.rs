@@ -1,6 +1,7 @@
 //! Resume through the real server: after a drop, with other credentials, by guessing ids,
-//! after the grace period, by takeover; the replay bound; a client that stops reading; a
-//! client that drops while its session prints at full speed.
+//! after the grace period, by takeover; the snapshot's bound; a client that stops reading;
+//! a client that drops while its session prints at full speed. (What the snapshot draws is
+//! tested cell for cell in redraw.rs.)
 
 use std::time::{Duration, Instant};
 
@@ -49,7 +50,7 @@ async fn drain_until(c: &mut Client, needle: &str, within: Duration) -> usize {
 }
 
 #[tokio::test]
-async fn resume_after_a_drop_replays_output_and_takes_input() {
+async fn resume_after_a_drop_redraws_the_screen_and_takes_input() {
     let server = Server::start(&[]);
     let (mut a, id) = Client::session(&server).await;
     a.run("echo mark-$((5*5))", "mark-25").await;
@@ -73,11 +74,15 @@ async fn resume_after_a_drop_replays_output_and_takes_input() {
     let out = b.wait_output("mark-25", T).await;
     assert!(
         out.starts_with(HANDSHAKE),
-        "the handshake line comes first, then the replay: {out:?}"
+        "the handshake line comes first, then the snapshot: {out:?}"
+    );
+    assert!(
+        out[HANDSHAKE.len()..].starts_with("\x1bc"),
+        "the snapshot clears the client's terminal first: {out:?}"
     );
     assert!(
         out[HANDSHAKE.len()..].contains("mark-25"),
-        "the replay holds the output from before the drop"
+        "the snapshot holds the output from before the drop"
     );
     b.run("echo after-$((6*7))", "after-42").await;
     assert_eq!(container_of(&id), Some(container), "the same container");
@@ -100,7 +105,7 @@ async fn resume_with_other_credentials_closes_4001() {
     .await;
     assert!(
         !String::from_utf8_lossy(&thief.output).contains("mine-2"),
-        "no replay for other credentials"
+        "no snapshot for other credentials"
     );
     // The owner still gets the session back.
     let mut b = resume(&server, &id, KEY).await;
@@ -196,14 +201,14 @@ async fn takeover_closes_the_first_socket_with_4002() {
 }
 
 #[tokio::test]
-async fn replay_is_bounded_and_ends_with_the_latest_output() {
+async fn the_snapshot_is_bounded_and_ends_with_the_latest_output() {
     let server = Server::start(&[]);
     let (mut a, id) = Client::session(&server).await;
     a.wait_output("$ ", T).await;
     a.send_text("head -c 1048576 /dev/zero | tr '\\0' a; echo end-$((1+1))\r")
         .await;
     // The prompt after the marker, and busybox's cursor-position query after the prompt,
-    // are the last output: in the replay too.
+    // are the last output.
     let end = "end-2\r\n~ $ \x1b[6n";
     let read = drain_until(&mut a, end, Duration::from_secs(60)).await;
     assert!(read >= 1 << 20, "the whole MiB arrived live: {read}");
@@ -211,30 +216,31 @@ async fn replay_is_bounded_and_ends_with_the_latest_output() {
 
     let mut b = resume(&server, &id, KEY).await;
     b.wait_hello().await;
-    b.wait_output(end, T).await;
+    b.wait_output("~ $ ", T).await;
     let out = &b.output;
     assert!(out.starts_with(HANDSHAKE.as_bytes()));
-    let replay = &out[HANDSHAKE.len()..];
+    let snapshot = String::from_utf8_lossy(&out[HANDSHAKE.len()..]).to_string();
+    // 80 rows of scrollback and 30 of screen, 100 columns each, the screen drawn twice
+    // (once to push the scrollback up, once in place): about 14 KB of a's.
     assert!(
-        replay.len() <= 262_144,
-        "replay is at most 256 KiB: {} bytes",
-        replay.len()
+        snapshot.len() < 32 * 1024,
+        "the snapshot holds the screen and scrollback, not the raw output: {} bytes",
+        snapshot.len()
     );
     assert!(
-        replay.len() > 200 * 1024,
-        "the ring was full: {} bytes",
-        replay.len()
+        snapshot.matches(&"a".repeat(100)).count() >= 100,
+        "full rows of a's above the marker: {snapshot:?}"
     );
-    let text = String::from_utf8_lossy(replay);
-    let end_at = text.rfind("end-2").unwrap();
+    let end_at = snapshot.rfind("end-2").expect("the marker");
     assert!(
-        text.len() - end_at < 100,
-        "the replay ends with the latest output: {:?}",
-        &text[end_at..]
+        snapshot[end_at..].contains("~ $ "),
+        "the prompt after the marker: {:?}",
+        &snapshot[end_at..]
     );
     assert!(
-        text[..end_at].ends_with(&"a".repeat(1000)),
-        "the a's are just before it"
+        !snapshot.contains("\x1b[6n"),
+        "the prompt's query is not asked again: {:?}",
+        &snapshot[end_at..]
     );
 }
 

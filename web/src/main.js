@@ -82,8 +82,8 @@ const connection = new Connection({
     state: showState,
     output: (data) => term.write(data),
     hello: () => {
-      // The server replays the session's output after hello: start from a clean screen so
-      // a resumed session is not drawn twice.
+      // A resumed session is drawn again by the server after hello (its snapshot clears the
+      // terminal first too): start from a clean screen.
       term.reset();
       if (ui.banner.dataset.kind === 'warning') hideBanner();
       term.focus();

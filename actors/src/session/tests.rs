@@ -4,6 +4,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::*;
+use crate::budget::Credit;
 use crate::container::EngineFailure;
 use crate::docker::fake::{Call, Op, Shell};
 use crate::notice::{Notice, WarningKind};
@@ -458,7 +459,7 @@ fn created_container(world: &World) -> String {
 }
 
 #[actix_rt::test]
-async fn resume_replays_the_output_and_carries_on() {
+async fn resume_redraws_the_screen_and_carries_on() {
     let world = World::new(settings());
     let mut first = Client::new(1);
     let (mut session, mut shell) = connected(&world, &mut first).await;
@@ -476,7 +477,7 @@ async fn resume_replays_the_output_and_carries_on() {
     let mut second = Client::new(2);
     session.send(Attach(second.handle.clone())).await;
     second.expect_connected(session.id).await;
-    second.expect_output(b"hello ").await;
+    assert_eq!(second.expect_redraw(100, 30).await, "hello ");
     let info = session.describe().await;
     assert_eq!(info.state, SessionState::Attached);
     assert_eq!(info.client_address, second.handle.ip);
@@ -506,7 +507,7 @@ async fn attach_while_attached_takes_the_session_over() {
     session.send(Attach(second.handle.clone())).await;
     assert!(matches!(first.next().await, ToClient::TakenOver));
     second.expect_connected(session.id).await;
-    second.expect_output(b"a").await;
+    assert_eq!(second.expect_redraw(100, 30).await, "a");
 
     // The old socket closing afterwards is not the session's client closing.
     session
@@ -526,6 +527,118 @@ async fn attach_while_attached_takes_the_session_over() {
     assert_eq!(second.expect_end().await, EndCause::ShellExited);
     session
         .ended(&world, Some(&container), "shell_exited")
+        .await;
+}
+
+#[actix_rt::test]
+async fn the_first_resize_after_a_resume_redraws_at_the_new_size() {
+    let world = World::new(settings());
+    let mut first = Client::new(1);
+    let (mut session, mut shell) = connected(&world, &mut first).await;
+    shell
+        .output(b"a line that is longer than forty columns, wrapped\r\n$ ")
+        .await;
+    first
+        .expect_output(b"a line that is longer than forty columns, wrapped\r\n$ ")
+        .await;
+    session
+        .send(Detach {
+            conn_id: 1,
+            user_closed: false,
+        })
+        .await;
+
+    // The window changed while the socket was down: the client resumes, then says its size.
+    let mut second = Client::new(2);
+    session.send(Attach(second.handle.clone())).await;
+    second.expect_connected(session.id).await;
+    second.expect_redraw(100, 30).await;
+    session
+        .send(Resize {
+            cols: 40,
+            rows: 10,
+            credit: Credit::none(),
+        })
+        .await;
+    // The model narrows as vt100 does: rows are cut at the new width (no reflow).
+    assert_eq!(
+        second.expect_redraw(40, 10).await,
+        "a line that is longer than forty columns\n$ "
+    );
+    within(
+        "the TTY resize",
+        world.fake.wait_for_calls(|calls| {
+            calls.iter().any(|c| {
+                matches!(
+                    c,
+                    Call::Resize {
+                        cols: 40,
+                        rows: 10,
+                        ..
+                    }
+                )
+            })
+        }),
+    )
+    .await;
+    // Only the first resize after the snapshot redraws, and output carries on after it.
+    session
+        .send(Resize {
+            cols: 50,
+            rows: 10,
+            credit: Credit::none(),
+        })
+        .await;
+    shell.output(b"live").await;
+    second.expect_output(b"live").await;
+
+    // A client that resumes at the size the TTY has is drawn once.
+    let mut third = Client::new(3);
+    session.send(Attach(third.handle.clone())).await;
+    third.expect_connected(session.id).await;
+    third.expect_redraw(50, 10).await;
+    session
+        .send(Resize {
+            cols: 50,
+            rows: 10,
+            credit: Credit::none(),
+        })
+        .await;
+    shell.output(b"!").await;
+    third.expect_output(b"!").await;
+    session.send(End(EndCause::AdminKill)).await;
+    session
+        .ended(&world, Some(&shell.container_id), "admin_kill")
+        .await;
+}
+
+#[actix_rt::test]
+async fn without_a_screen_model_a_resumed_client_is_only_cleared() {
+    let world = World::new(SessionSettings {
+        screen_model: false,
+        ..settings()
+    });
+    let mut first = Client::new(1);
+    let (mut session, mut shell) = connected(&world, &mut first).await;
+    shell.output(b"before").await;
+    first.expect_output(b"before").await;
+    let mut second = Client::new(2);
+    session.send(Attach(second.handle.clone())).await;
+    assert!(matches!(first.next().await, ToClient::TakenOver));
+    second.expect_connected(session.id).await;
+    second.expect_output(CLEAR.as_bytes()).await;
+    session
+        .send(Resize {
+            cols: 40,
+            rows: 10,
+            credit: Credit::none(),
+        })
+        .await;
+    shell.output(b"after").await;
+    second.expect_output(b"after").await;
+    session.send(End(EndCause::AdminKill)).await;
+    session
+        .ended(&world, Some(&shell.container_id), "admin_kill")
         .await;
 }
 
