@@ -63,6 +63,9 @@ pub struct WsBridge {
     pongs: PongAllowance,
 }
 
+/// How long a close the server started waits for the client's close frame.
+const CLOSE_REPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Pongs answered per second: the outgoing queue is unbounded, so a client that floods
 /// pings and reads nothing must not fill it.
 const PONGS_PER_SECOND: u32 = 10;
@@ -166,7 +169,9 @@ impl WsBridge {
             description: Some(reason),
         }));
         self.dropped(false);
-        ctx.stop();
+        // The handshake completes when the client's close frame arrives (then the actor
+        // stops and the TCP connection goes at once); a client that never answers is cut off.
+        ctx.run_later(CLOSE_REPLY_WAIT, |_, ctx| ctx.stop());
     }
 
     /// A refusal before or instead of a session: counted, audited, closed.
@@ -405,7 +410,7 @@ impl Actor for WsBridge {
                 );
                 act.dropped(false);
                 ctx.stop();
-            } else {
+            } else if !matches!(act.phase, Phase::Closing) {
                 ctx.ping(b"");
             }
         });
@@ -419,6 +424,14 @@ impl Actor for WsBridge {
 impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsBridge {
     fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
         self.last_seen = Instant::now();
+        if matches!(self.phase, Phase::Closing) {
+            // Our close frame is out: the client's close (or a broken stream) completes the
+            // handshake, and nothing else may be answered.
+            if matches!(msg, Ok(ws::Message::Close(_)) | Err(_)) {
+                ctx.stop();
+            }
+            return;
+        }
         let msg = match msg {
             Ok(msg) => {
                 self.inbound.frame_handled();
