@@ -105,6 +105,11 @@ pub struct Settings {
     /// all leftovers of this deployment).
     #[arg(long, env = "TERMCELL_REAP_OLDER_THAN", global = true)]
     pub reap_older_than: Option<u64>,
+    /// Directory of the deployment locks (one live server per deployment and host).
+    /// Default /run/termcell for root or where writable, else $XDG_RUNTIME_DIR/termcell,
+    /// else /tmp/termcell-UID.
+    #[arg(long, env = "TERMCELL_LOCK_DIR", global = true)]
+    pub lock_dir: Option<PathBuf>,
     /// Seconds between sweeps for containers that no live session owns. Default 60.
     #[arg(long, env = "TERMCELL_REAP_INTERVAL", global = true)]
     pub reap_interval: Option<u64>,
@@ -309,6 +314,8 @@ pub struct Config {
     pub busybox: PathBuf,
     pub default_image: bool,
     pub reap_older_than: Option<Duration>,
+    /// Where the deployment lock is taken (`deployment_lock`).
+    pub lock_dir: PathBuf,
     pub auth_policy: AuthPolicy,
     pub auth_timeout: Duration,
     pub max_auth_bytes: usize,
@@ -442,6 +449,7 @@ impl Settings {
             busybox,
             deployment,
             reap_older_than,
+            lock_dir,
             reap_interval,
             require_credentials,
             env_allow,

@@ -123,7 +123,9 @@ impl Registry {
 }
 
 /// Removes the containers that earlier runs of this deployment left behind (all of them,
-/// or only those older than `older_than`). Returns how many were removed.
+/// or only those older than `older_than`). Returns how many were removed. Only for a
+/// caller that holds the deployment's lock: then no other instance of it is alive here,
+/// and every container of another instance is a leftover.
 pub async fn reap_previous_runs(
     engine: &DockerEngine,
     deployment: &str,
