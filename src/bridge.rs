@@ -18,8 +18,10 @@ use termcell_actors::credentials::Fingerprint;
 use termcell_actors::ratelimit::{AcquireSessionSlot, CheckResume, RateLimiter, ResumeFailed};
 use termcell_actors::registry::{OpenSession, Refusal, Registry, ResumeSession};
 use termcell_actors::rejection::Rejection;
+use termcell_actors::fault::contain;
 use termcell_actors::session::{
-    Attach, ClientHandle, Detach, EndCause, Input, Resize, SessionActor, SessionRequest, ToClient,
+    Attach, ClientHandle, Detach, End, EndCause, Input, Resize, SessionActor, SessionRequest,
+    ToClient,
 };
 use uuid::Uuid;
 
@@ -96,9 +98,10 @@ pub fn close_for(cause: &EndCause) -> (Close, bool) {
         EndCause::AdminKill => (Close::admin_kill(), false),
         EndCause::Shutdown => (Close::shutting_down(), false),
         EndCause::RateLimited => (Close::rate_limited(), true),
+        EndCause::CreateFailed(e) if e.engine_unavailable() => (Close::engine_unavailable(), true),
         EndCause::CreateFailed(_) => (Close::create_failed(), true),
         EndCause::ContainerDied(why) => (Close::internal(format!("Container died: {why}")), false),
-        EndCause::Crashed => (Close::internal("Server error"), true),
+        EndCause::Crashed | EndCause::Vanished => (Close::server_error(), true),
         // No socket is attached when these happen; a late one is told the session is gone.
         EndCause::GraceExpired | EndCause::ClientClosed => (Close::resume_rejected(), true),
     }
@@ -304,7 +307,7 @@ impl WsBridge {
                 {
                     Ok(Ok(())) => {}
                     Ok(Err(rejected)) => return Err((Close::rate_limited(), rejected.kind)),
-                    Err(_) => return Err((Close::internal("Server error"), Rejection::Internal)),
+                    Err(_) => return Err((Close::server_error(), Rejection::Internal)),
                 }
                 let found = o
                     .registry
@@ -322,6 +325,7 @@ impl WsBridge {
                             Refusal::CredentialsMismatch => {
                                 (Close::credentials_mismatch(), Rejection::ResumeCredentials)
                             }
+                            Refusal::Internal => (Close::server_error(), Rejection::Internal),
                             _ => (Close::resume_rejected(), Rejection::ResumeUnknown),
                         });
                     }
@@ -346,7 +350,7 @@ impl WsBridge {
                 let slot = match o.limiter.send(AcquireSessionSlot { ip: o.ip }).await {
                     Ok(Some(slot)) => slot,
                     Ok(None) => return Err((Close::rate_limited(), Rejection::Concurrency)),
-                    Err(_) => return Err((Close::internal("Server error"), Rejection::Internal)),
+                    Err(_) => return Err((Close::server_error(), Rejection::Internal)),
                 };
                 let request = SessionRequest {
                     env: auth.env,
@@ -362,8 +366,11 @@ impl WsBridge {
                     Ok(Err(Refusal::Draining)) => {
                         Err((Close::shutting_down(), Rejection::Draining))
                     }
+                    Ok(Err(Refusal::Internal)) => {
+                        Err((Close::server_error(), Rejection::Internal))
+                    }
                     Ok(Err(_)) => Err((Close::at_capacity(), Rejection::Capacity)),
-                    Err(_) => Err((Close::internal("Server error"), Rejection::Internal)),
+                    Err(_) => Err((Close::server_error(), Rejection::Internal)),
                 }
             }
             .into_actor(self)
@@ -423,6 +430,39 @@ impl Actor for WsBridge {
 
 impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsBridge {
     fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        let handled = contain("bridge::frame", || {
+            fail::fail_point!("bridge::frame");
+            self.on_message(msg, ctx)
+        });
+        if handled.is_none() {
+            self.crashed(ctx);
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        // The socket is gone (reset or EOF) without a close frame: a drop, not an end.
+        self.dropped(false);
+        ctx.stop();
+    }
+}
+
+impl WsBridge {
+    /// A handler of this bridge failed (a panic, caught): its session ends, and the client
+    /// is told 1011 `Server error`.
+    fn crashed(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        if let Phase::Attached(session) = &self.phase {
+            session.do_send(End(EndCause::Crashed));
+        }
+        if !matches!(self.phase, Phase::Closing) {
+            self.close_with(ctx, Close::server_error(), true);
+        }
+    }
+
+    fn on_message(
+        &mut self,
+        msg: Result<ws::Message, ws::ProtocolError>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
         self.last_seen = Instant::now();
         if matches!(self.phase, Phase::Closing) {
             // Our close frame is out: the client's close (or a broken stream) completes the
@@ -481,12 +521,6 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsBridge {
             ws::Message::Nop => {}
         }
     }
-
-    fn finished(&mut self, ctx: &mut Self::Context) {
-        // The socket is gone (reset or EOF) without a close frame: a drop, not an end.
-        self.dropped(false);
-        ctx.stop();
-    }
 }
 
 impl WsBridge {
@@ -520,6 +554,18 @@ impl Handler<ToClient> for WsBridge {
     type Result = ();
 
     fn handle(&mut self, msg: ToClient, ctx: &mut Self::Context) {
+        let handled = contain("bridge::to_client", || {
+            fail::fail_point!("bridge::to_client");
+            self.to_client(msg, ctx)
+        });
+        if handled.is_none() {
+            self.crashed(ctx);
+        }
+    }
+}
+
+impl WsBridge {
+    fn to_client(&mut self, msg: ToClient, ctx: &mut ws::WebsocketContext<Self>) {
         if matches!(self.phase, Phase::Closing) {
             return;
         }

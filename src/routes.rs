@@ -212,13 +212,36 @@ impl ReadyCache {
 
 async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let EngineCheck { docker, image, at } = state.ready.engine(&state).await;
-    let capacity = state.registry.send(GetCapacity).await.ok();
+    let capacity = state
+        .registry
+        .send(GetCapacity)
+        .await
+        .ok()
+        .and_then(Result::ok);
     let capacity_left = capacity
         .map(|c| !c.draining && c.active < c.max)
         .unwrap_or(false);
     let ok = docker && image && capacity_left;
+    // Why not ready, in words an operator can act on.
+    let reasons: Vec<&str> = [
+        (!docker, "the Docker engine does not answer"),
+        (docker && !image, "the sandbox image is missing"),
+        (
+            capacity.is_some_and(|c| c.draining),
+            "the server is draining",
+        ),
+        (
+            capacity.is_some_and(|c| !c.draining && c.active >= c.max),
+            "the server is at capacity",
+        ),
+        (capacity.is_none(), "the registry does not answer"),
+    ]
+    .into_iter()
+    .filter_map(|(failing, reason)| failing.then_some(reason))
+    .collect();
     let body = json!({
         "ready": ok,
+        "reasons": reasons,
         "docker": docker,
         "image": { "name": state.shared.settings.image, "present": image },
         "checked_at": at.to_rfc3339_opts(SecondsFormat::Millis, true),

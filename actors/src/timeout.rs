@@ -21,6 +21,8 @@ pub enum TimerKind {
 pub enum TimerEvent {
     Warn { kind: TimerKind, seconds_left: u64 },
     Expired(TimerKind),
+    /// The timers failed (a panic): the session cannot keep its limits, so it ends.
+    Failed,
 }
 
 /// What the session tells its timers.
@@ -150,6 +152,8 @@ pub struct TimeoutActor {
     session: Recipient<TimerEvent>,
     schedule: Schedule,
     armed: Option<(Instant, SpawnHandle)>,
+    /// `stopped()` ran: the actor ended cleanly, not by a panic.
+    stopped: bool,
 }
 
 impl TimeoutActor {
@@ -158,6 +162,7 @@ impl TimeoutActor {
             session,
             schedule: Schedule::new(settings, Instant::now()),
             armed: None,
+            stopped: false,
         }
     }
 
@@ -179,6 +184,12 @@ impl TimeoutActor {
     }
 
     fn fire(&mut self, ctx: &mut Context<Self>) {
+        fail::fail_point!("timer::fire");
+        // A session that vanished takes its timers with it.
+        if !self.session.connected() {
+            ctx.stop();
+            return;
+        }
         let now = Instant::now();
         while let Some(event) = self.schedule.due(now) {
             let expired = matches!(event, TimerEvent::Expired(_));
@@ -198,12 +209,28 @@ impl Actor for TimeoutActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.arm(ctx);
     }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.stopped = true;
+    }
+}
+
+/// Timers that panicked vanish without `stopped()`, but they are dropped: their session
+/// is told, and ends (1011, cause `crashed`) rather than run without its limits.
+impl Drop for TimeoutActor {
+    fn drop(&mut self) {
+        if !self.stopped {
+            log::error!("a session's timers failed; ending the session");
+            self.session.do_send(TimerEvent::Failed);
+        }
+    }
 }
 
 impl Handler<TimerUpdate> for TimeoutActor {
     type Result = ();
 
     fn handle(&mut self, msg: TimerUpdate, ctx: &mut Context<Self>) {
+        fail::fail_point!("timer::update");
         if matches!(msg, TimerUpdate::Stop) {
             ctx.stop();
             return;
