@@ -196,8 +196,10 @@ pub struct ContainerActor {
     id: Arc<parking_lot::Mutex<Option<String>>>,
     input: Option<mpsc::Sender<Bytes>>,
     pids_hits: u64,
-    /// `stopped()` ran: the actor ended cleanly, not by a panic.
-    stopped: bool,
+    /// The session asked for this end (`StopContainer`) or was told of it (a launch
+    /// failure, its own disappearance). Otherwise the actor failed: after a panic actix may
+    /// still run `stopped()` as it drops the actor, or only `drop` runs.
+    session_knows: bool,
 }
 
 impl ContainerActor {
@@ -214,8 +216,20 @@ impl ContainerActor {
             id: Arc::default(),
             input: None,
             pids_hits: 0,
-            stopped: false,
+            session_knows: false,
         }
+    }
+
+    /// An end the session did not ask for: it ends too (1011, cause `crashed`).
+    fn tell_session_of_failure(&mut self) {
+        if std::mem::replace(&mut self.session_knows, true) {
+            return;
+        }
+        log::error!(
+            "session {}: its container actor failed; ending the session",
+            short(self.session_id)
+        );
+        self.session.do_send(End(EndCause::Crashed));
     }
 
     fn container_id(&self) -> Option<String> {
@@ -444,6 +458,7 @@ impl Actor for ContainerActor {
                             ctx.run_interval(PIDS_CHECK, move |act, ctx| {
                                 // A session that vanished takes its sandbox with it.
                                 if !act.session.connected() {
+                                    act.session_knows = true;
                                     ctx.stop();
                                     return;
                                 }
@@ -453,6 +468,7 @@ impl Actor for ContainerActor {
                         Err(error) => {
                             act.shared.metrics.docker_error(error.operation());
                             act.session.do_send(ContainerStatus::LaunchFailed(error));
+                            act.session_knows = true;
                             ctx.stop();
                         }
                     }
@@ -461,7 +477,7 @@ impl Actor for ContainerActor {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.stopped = true;
+        self.tell_session_of_failure();
         self.input = None;
         if let Some(id) = self.container_id() {
             self.check_pids(&id);
@@ -470,18 +486,11 @@ impl Actor for ContainerActor {
     }
 }
 
-/// A container actor that panicked vanishes without `stopped()`, but it is dropped: its
-/// session ends (1011, cause `crashed`) and its container is removed.
+/// A container actor that panicked may vanish without `stopped()`, but it is dropped:
+/// its session ends (1011, cause `crashed`) and its container is removed.
 impl Drop for ContainerActor {
     fn drop(&mut self) {
-        if self.stopped {
-            return;
-        }
-        log::error!(
-            "session {}: its container actor failed; ending the session",
-            short(self.session_id)
-        );
-        self.session.do_send(End(EndCause::Crashed));
+        self.tell_session_of_failure();
         self.remove_container();
     }
 }
@@ -530,6 +539,7 @@ impl Handler<StopContainer> for ContainerActor {
     type Result = ();
 
     fn handle(&mut self, _: StopContainer, ctx: &mut Context<Self>) {
+        self.session_knows = true;
         fail::fail_point!("container::stop");
         ctx.stop();
     }

@@ -152,8 +152,9 @@ pub struct TimeoutActor {
     session: Recipient<TimerEvent>,
     schedule: Schedule,
     armed: Option<(Instant, SpawnHandle)>,
-    /// `stopped()` ran: the actor ended cleanly, not by a panic.
-    stopped: bool,
+    /// The session asked for this end (`Stop`), was told of it (an expiry), or is gone.
+    /// Otherwise the timers failed (actix may still run `stopped()` after a panic).
+    session_knows: bool,
 }
 
 impl TimeoutActor {
@@ -162,7 +163,7 @@ impl TimeoutActor {
             session,
             schedule: Schedule::new(settings, Instant::now()),
             armed: None,
-            stopped: false,
+            session_knows: false,
         }
     }
 
@@ -187,6 +188,7 @@ impl TimeoutActor {
         fail::fail_point!("timer::fire");
         // A session that vanished takes its timers with it.
         if !self.session.connected() {
+            self.session_knows = true;
             ctx.stop();
             return;
         }
@@ -195,6 +197,7 @@ impl TimeoutActor {
             let expired = matches!(event, TimerEvent::Expired(_));
             self.session.do_send(event);
             if expired {
+                self.session_knows = true;
                 ctx.stop();
                 return;
             }
@@ -211,18 +214,25 @@ impl Actor for TimeoutActor {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.stopped = true;
+        self.tell_session_of_failure();
     }
 }
 
-/// Timers that panicked vanish without `stopped()`, but they are dropped: their session
-/// is told, and ends (1011, cause `crashed`) rather than run without its limits.
-impl Drop for TimeoutActor {
-    fn drop(&mut self) {
-        if !self.stopped {
+impl TimeoutActor {
+    /// An end the session did not ask for: it ends (1011, cause `crashed`) rather than
+    /// run without its limits.
+    fn tell_session_of_failure(&mut self) {
+        if !std::mem::replace(&mut self.session_knows, true) {
             log::error!("a session's timers failed; ending the session");
             self.session.do_send(TimerEvent::Failed);
         }
+    }
+}
+
+/// Timers that panicked may vanish without `stopped()`, but they are dropped.
+impl Drop for TimeoutActor {
+    fn drop(&mut self) {
+        self.tell_session_of_failure();
     }
 }
 
@@ -232,6 +242,7 @@ impl Handler<TimerUpdate> for TimeoutActor {
     fn handle(&mut self, msg: TimerUpdate, ctx: &mut Context<Self>) {
         fail::fail_point!("timer::update");
         if matches!(msg, TimerUpdate::Stop) {
+            self.session_knows = true;
             ctx.stop();
             return;
         }
