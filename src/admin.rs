@@ -24,7 +24,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     if termcell_actors::fault::ENABLED {
         cfg.route("/admin/failpoints", web::get().to(failpoints))
             .route("/admin/failpoints/{name}", web::put().to(set_failpoint))
-            .route("/admin/failpoints/{name}", web::delete().to(clear_failpoint));
+            .route(
+                "/admin/failpoints/{name}",
+                web::delete().to(clear_failpoint),
+            );
     }
     cfg.default_service(web::to(not_found));
 }

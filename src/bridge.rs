@@ -15,10 +15,10 @@ use actix_web_actors::ws;
 use bytes::{Bytes, BytesMut};
 use termcell_actors::audit::{cut_at_char, AuditEvent};
 use termcell_actors::credentials::Fingerprint;
+use termcell_actors::fault::contain;
 use termcell_actors::ratelimit::{AcquireSessionSlot, CheckResume, RateLimiter, ResumeFailed};
 use termcell_actors::registry::{OpenSession, Refusal, Registry, ResumeSession};
 use termcell_actors::rejection::Rejection;
-use termcell_actors::fault::contain;
 use termcell_actors::session::{
     Attach, ClientHandle, Detach, End, EndCause, Input, Resize, SessionActor, SessionRequest,
     ToClient,
@@ -366,9 +366,7 @@ impl WsBridge {
                     Ok(Err(Refusal::Draining)) => {
                         Err((Close::shutting_down(), Rejection::Draining))
                     }
-                    Ok(Err(Refusal::Internal)) => {
-                        Err((Close::server_error(), Rejection::Internal))
-                    }
+                    Ok(Err(Refusal::Internal)) => Err((Close::server_error(), Rejection::Internal)),
                     Ok(Err(_)) => Err((Close::at_capacity(), Rejection::Capacity)),
                     Err(_) => Err((Close::server_error(), Rejection::Internal)),
                 }
@@ -556,7 +554,7 @@ impl Handler<ToClient> for WsBridge {
     fn handle(&mut self, msg: ToClient, ctx: &mut Self::Context) {
         let handled = contain("bridge::to_client", || {
             fail::fail_point!("bridge::to_client");
-            self.to_client(msg, ctx)
+            self.deliver(msg, ctx)
         });
         if handled.is_none() {
             self.crashed(ctx);
@@ -565,7 +563,7 @@ impl Handler<ToClient> for WsBridge {
 }
 
 impl WsBridge {
-    fn to_client(&mut self, msg: ToClient, ctx: &mut ws::WebsocketContext<Self>) {
+    fn deliver(&mut self, msg: ToClient, ctx: &mut ws::WebsocketContext<Self>) {
         if matches!(self.phase, Phase::Closing) {
             return;
         }

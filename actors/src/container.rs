@@ -17,8 +17,8 @@ use uuid::Uuid;
 
 use crate::audit::AuditEvent;
 use crate::docker::{DockerEngine, DockerError, RawTty};
-use crate::profile::{labels, ContainerSpec};
 use crate::fault;
+use crate::profile::{labels, ContainerSpec};
 use crate::session::{
     short, ContainerOutput, ContainerStatus, End, EndCause, SessionActor, SessionRequest,
 };

@@ -96,9 +96,9 @@ impl DockerError {
 /// An engine call's failpoint: `return` fails the call, `panic` panics in it.
 macro_rules! engine_failpoint {
     ($call:literal) => {
-        fail::fail_point!(concat!("docker::", $call), |_| Err(
-            DockerError::Injected($call)
-        ))
+        fail::fail_point!(concat!("docker::", $call), |_| Err(DockerError::Injected(
+            $call
+        )))
     };
 }
 

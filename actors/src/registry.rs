@@ -76,10 +76,7 @@ impl Registry {
     fn watch_events(&self, ctx: &mut Context<Self>) {
         // A panic while reading the stream ends the stream (then it is watched again), not
         // the registry.
-        let events = self
-            .shared
-            .engine
-            .events(&self.shared.settings.deployment);
+        let events = self.shared.engine.events(&self.shared.settings.deployment);
         let events = std::panic::AssertUnwindSafe(events)
             .catch_unwind()
             .filter_map(|item| {

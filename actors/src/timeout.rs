@@ -19,7 +19,10 @@ pub enum TimerKind {
 #[derive(Debug, Message, PartialEq, Eq)]
 #[rtype(result = "()")]
 pub enum TimerEvent {
-    Warn { kind: TimerKind, seconds_left: u64 },
+    Warn {
+        kind: TimerKind,
+        seconds_left: u64,
+    },
     Expired(TimerKind),
     /// The timers failed (a panic): the session cannot keep its limits, so it ends.
     Failed,

@@ -212,8 +212,9 @@ async fn run_case(server: &Server, c: &Case) {
         id = newest_session(server);
     }
     let id = id.unwrap();
-    clear_failpoint(server, c.point).await;
+    // Cleared once it has acted (a grace expiry comes seconds after the trigger).
     server.expect_one_end(&id, c.cause).await;
+    clear_failpoint(server, c.point).await;
     assert!(
         wait_gone(&id, T).await,
         "{}: the container of {id} is removed",
@@ -258,11 +259,29 @@ async fn faults_in_the_engine_the_tty_and_a_sessions_actors_end_only_that_sessio
     bystander.wait_output("$ ", T).await;
     let cases = [
         // Engine calls.
-        case("docker::create", "1*return", Open, CREATE_FAILED, "create_failed"),
+        case(
+            "docker::create",
+            "1*return",
+            Open,
+            CREATE_FAILED,
+            "create_failed",
+        ),
         case("docker::create", "1*panic", Open, SERVER_ERROR, "crashed"),
-        case("docker::attach", "1*return", Open, CREATE_FAILED, "create_failed"),
+        case(
+            "docker::attach",
+            "1*return",
+            Open,
+            CREATE_FAILED,
+            "create_failed",
+        ),
         case("docker::attach", "1*panic", Open, SERVER_ERROR, "crashed"),
-        case("docker::start", "1*return", Open, CREATE_FAILED, "create_failed"),
+        case(
+            "docker::start",
+            "1*return",
+            Open,
+            CREATE_FAILED,
+            "create_failed",
+        ),
         case("docker::start", "1*panic", Open, SERVER_ERROR, "crashed"),
         case(
             "docker::inspect",
@@ -274,8 +293,20 @@ async fn faults_in_the_engine_the_tty_and_a_sessions_actors_end_only_that_sessio
         case("docker::inspect", "1*panic", Exit, SERVER_ERROR, "crashed"),
         case("docker::resize", "1*panic", Resize, SERVER_ERROR, "crashed"),
         // A failed removal is retried by the reaper; the user saw a normal end.
-        case("docker::remove", "1*return", Exit, SHELL_EXITED, "shell_exited"),
-        case("docker::remove", "1*panic", Exit, SHELL_EXITED, "shell_exited"),
+        case(
+            "docker::remove",
+            "1*return",
+            Exit,
+            SHELL_EXITED,
+            "shell_exited",
+        ),
+        case(
+            "docker::remove",
+            "1*panic",
+            Exit,
+            SHELL_EXITED,
+            "shell_exited",
+        ),
         // The events stream fails; the TTY still tells the session its container went.
         case(
             "docker::events",
@@ -292,14 +323,38 @@ async fn faults_in_the_engine_the_tty_and_a_sessions_actors_end_only_that_sessio
             "container_died",
         ),
         // The TTY.
-        case("tty::read", "1*return", Input, STREAM_BROKE, "container_died"),
+        case(
+            "tty::read",
+            "1*return",
+            Input,
+            STREAM_BROKE,
+            "container_died",
+        ),
         case("tty::read", "1*panic", Input, SERVER_ERROR, "crashed"),
-        case("tty::write", "1*return", Input, STREAM_BROKE, "container_died"),
+        case(
+            "tty::write",
+            "1*return",
+            Input,
+            STREAM_BROKE,
+            "container_died",
+        ),
         case("tty::write", "1*panic", Input, SERVER_ERROR, "crashed"),
         // The session actor's handlers.
         case("session::input", "1*panic", Input, SERVER_ERROR, "crashed"),
-        case("session::resize", "1*panic", Resize, SERVER_ERROR, "crashed"),
-        case("session::detach", "panic", GraceExpiry, Told::Nobody, "crashed"),
+        case(
+            "session::resize",
+            "1*panic",
+            Resize,
+            SERVER_ERROR,
+            "crashed",
+        ),
+        case(
+            "session::detach",
+            "1*panic",
+            GraceExpiry,
+            Told::Nobody,
+            "crashed",
+        ),
         case(
             "session::attach",
             "1*panic",
@@ -307,25 +362,103 @@ async fn faults_in_the_engine_the_tty_and_a_sessions_actors_end_only_that_sessio
             Told::Close(4002, "Session resume rejected"),
             "crashed",
         ),
-        case("session::end", "1*panic", AdminKill, SERVER_ERROR, "crashed"),
-        case("session::describe", "1*panic", AdminShow, SERVER_ERROR, "crashed"),
-        case("session::container_status", "1*panic", Open, SERVER_ERROR, "crashed"),
-        case("session::container_event", "1*panic", Signal, SERVER_ERROR, "crashed"),
-        case("session::container_output", "1*panic", Input, SERVER_ERROR, "crashed"),
-        case("session::timer_event", "1*panic", GraceExpiry, Told::Nobody, "crashed"),
+        case(
+            "session::end",
+            "1*panic",
+            AdminKill,
+            SERVER_ERROR,
+            "crashed",
+        ),
+        case(
+            "session::describe",
+            "1*panic",
+            AdminShow,
+            SERVER_ERROR,
+            "crashed",
+        ),
+        case(
+            "session::container_status",
+            "1*panic",
+            Open,
+            SERVER_ERROR,
+            "crashed",
+        ),
+        case(
+            "session::container_event",
+            "1*panic",
+            Signal,
+            SERVER_ERROR,
+            "crashed",
+        ),
+        case(
+            "session::container_output",
+            "1*panic",
+            Input,
+            SERVER_ERROR,
+            "crashed",
+        ),
+        case(
+            "session::timer_event",
+            "1*panic",
+            GraceExpiry,
+            Told::Nobody,
+            "crashed",
+        ),
         // The session vanishes without ending: the reaper ends it.
-        case("session::vanish", "1*return", Exit, SHELL_EXITED, "vanished"),
+        case(
+            "session::vanish",
+            "1*return",
+            Exit,
+            SHELL_EXITED,
+            "vanished",
+        ),
         // The container actor's.
-        case("container::launched", "1*panic", Open, SERVER_ERROR, "crashed"),
-        case("container::input", "1*panic", Input, SERVER_ERROR, "crashed"),
-        case("container::resize", "1*panic", Resize, SERVER_ERROR, "crashed"),
-        case("container::stop", "1*panic", Exit, SHELL_EXITED, "shell_exited"),
+        case(
+            "container::launched",
+            "1*panic",
+            Open,
+            SERVER_ERROR,
+            "crashed",
+        ),
+        case(
+            "container::input",
+            "1*panic",
+            Input,
+            SERVER_ERROR,
+            "crashed",
+        ),
+        case(
+            "container::resize",
+            "1*panic",
+            Resize,
+            SERVER_ERROR,
+            "crashed",
+        ),
+        case(
+            "container::stop",
+            "1*panic",
+            Exit,
+            SHELL_EXITED,
+            "shell_exited",
+        ),
         // The timers'.
         case("timer::update", "1*panic", Input, SERVER_ERROR, "crashed"),
-        case("timer::fire", "1*panic", GraceExpiry, Told::Nobody, "crashed"),
+        case(
+            "timer::fire",
+            "1*panic",
+            GraceExpiry,
+            Told::Nobody,
+            "crashed",
+        ),
         // The bridge's.
         case("bridge::frame", "1*panic", Input, SERVER_ERROR, "crashed"),
-        case("bridge::to_client", "1*panic", Input, SERVER_ERROR, "crashed"),
+        case(
+            "bridge::to_client",
+            "1*panic",
+            Input,
+            SERVER_ERROR,
+            "crashed",
+        ),
     ];
     for c in &cases {
         run_case(&server, c).await;
@@ -356,7 +489,13 @@ async fn faults_in_the_engine_the_tty_and_a_sessions_actors_end_only_that_sessio
     // Last, because it drains the server: the registry's warning round fails (contained);
     // the drain goes on and ends the session as a drain does.
     set_failpoint(&server, "registry::warn_all", "1*panic").await;
-    let resp = admin(&server, Method::POST, "/admin/drain?warn=1", Some(ADMIN_TOKEN)).await;
+    let resp = admin(
+        &server,
+        Method::POST,
+        "/admin/drain?warn=1",
+        Some(ADMIN_TOKEN),
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
     expect_announced_close(&mut bystander, 1001, "Server shutting down", T).await;
     server.expect_one_end(&bystander_id, "shutdown").await;
@@ -402,8 +541,16 @@ async fn faults_in_the_server_wide_actors_refuse_one_request_and_leave_the_sessi
     // The admin API answers 503 for what the registry failed on; the session lives.
     for (point, method, path) in [
         ("registry::list", Method::GET, "/admin/sessions".to_string()),
-        ("registry::get", Method::GET, format!("/admin/sessions/{id}")),
-        ("registry::end", Method::DELETE, format!("/admin/sessions/{id}")),
+        (
+            "registry::get",
+            Method::GET,
+            format!("/admin/sessions/{id}"),
+        ),
+        (
+            "registry::end",
+            Method::DELETE,
+            format!("/admin/sessions/{id}"),
+        ),
     ] {
         set_failpoint(&server, point, "1*panic").await;
         let resp = admin(&server, method, &path, Some(ADMIN_TOKEN)).await;
@@ -472,7 +619,13 @@ async fn faults_in_the_server_wide_actors_refuse_one_request_and_leave_the_sessi
     victim.wait_output("$ ", T).await;
     set_failpoint(&server, "registry::drain", "1*panic").await;
     set_failpoint(&server, "session::server_warning", "1*panic").await;
-    let resp = admin(&server, Method::POST, "/admin/drain?warn=1", Some(ADMIN_TOKEN)).await;
+    let resp = admin(
+        &server,
+        Method::POST,
+        "/admin/drain?warn=1",
+        Some(ADMIN_TOKEN),
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
     let mut crashed = 0;
     for (c, id) in [(&mut victim, &victim_id), (&mut bystander, &bystander_id)] {
@@ -490,5 +643,9 @@ async fn faults_in_the_server_wide_actors_refuse_one_request_and_leave_the_sessi
     server.signal("TERM");
     let mut server = server;
     assert_eq!(server.wait_exit(T), Some(0), "{}", server.log());
-    assert!(server.log().contains("audit::flush failed"), "{}", server.log());
+    assert!(
+        server.log().contains("audit::flush failed"),
+        "{}",
+        server.log()
+    );
 }

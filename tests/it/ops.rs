@@ -757,13 +757,18 @@ async fn engine_restart_is_survived() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{ready}");
     let ready: Value = serde_json::from_str(&ready).unwrap();
     assert_eq!(ready["docker"], false, "{ready}");
+    assert_eq!(
+        ready["reasons"],
+        json!(["the Docker engine does not answer"]),
+        "{ready}"
+    );
     let mut refused = Client::connect(&server).await;
     refused.auth(json!({"apiKey": "app.key:secret"})).await;
     expect_close(
         &mut refused,
         "error",
-        1011,
-        "Failed to create session environment",
+        1013,
+        "Container engine unavailable, try again later",
     )
     .await;
     assert!(
@@ -831,8 +836,10 @@ async fn a_second_server_of_the_same_deployment_refuses_to_start() {
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert_eq!(second.status.code(), Some(1), "refused at start: {stderr}");
     assert!(
-        stderr.contains(&format!("deployment {:?} is already served", first.deployment))
-            && stderr.contains(&format!("pid {}", first.pid()))
+        stderr.contains(&format!(
+            "deployment {:?} is already served",
+            first.deployment
+        )) && stderr.contains(&format!("pid {}", first.pid()))
             && stderr.contains("--deployment"),
         "the refusal names the deployment, its holder and the flag: {stderr}"
     );
@@ -844,5 +851,8 @@ async fn a_second_server_of_the_same_deployment_refuses_to_start() {
     // The first server's session lives on, in the same container.
     c.run("echo still-$((4+4))", "still-8").await;
     assert_eq!(container_of(&id).as_deref(), Some(container.as_str()));
-    assert!(first.audit_lines().iter().all(|l| l["event"] != "session.ended"));
+    assert!(first
+        .audit_lines()
+        .iter()
+        .all(|l| l["event"] != "session.ended"));
 }

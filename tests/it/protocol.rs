@@ -311,7 +311,11 @@ async fn tcp_connection_goes_at_once_after_the_close_handshake() {
         })))
         .await
         .unwrap();
-        assert_eq!(close_frame(&mut c).await, 1000, "the server echoes the close");
+        assert_eq!(
+            close_frame(&mut c).await,
+            1000,
+            "the server echoes the close"
+        );
         let client_first = tcp_gone_after(&mut c).await;
         server.expect_one_end(&id, "client_closed").await;
 

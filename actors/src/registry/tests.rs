@@ -85,7 +85,10 @@ async fn operators_see_and_end_sessions_by_id() {
     let listed = ask(&registry, ListSessions).await.unwrap();
     assert_eq!(listed.iter().map(|i| i.id).collect::<Vec<_>>(), vec![id]);
     assert!(ask(&registry, GetSession(id)).await.unwrap().is_some());
-    assert!(ask(&registry, GetSession(Uuid::new_v4())).await.unwrap().is_none());
+    assert!(ask(&registry, GetSession(Uuid::new_v4()))
+        .await
+        .unwrap()
+        .is_none());
     let unknown = EndSession {
         id: Uuid::new_v4(),
         cause: EndCause::AdminKill,
