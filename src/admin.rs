@@ -19,8 +19,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/admin/sessions/{id}", web::get().to(show))
         .route("/admin/sessions/{id}", web::delete().to(kill))
         .route("/admin/drain", web::post().to(drain))
-        .route("/admin/status", web::get().to(status))
-        .default_service(web::to(not_found));
+        .route("/admin/status", web::get().to(status));
+    // Only in a build with failpoints (test builds): set and clear them in this process.
+    if termcell_actors::fault::ENABLED {
+        cfg.route("/admin/failpoints", web::get().to(failpoints))
+            .route("/admin/failpoints/{name}", web::put().to(set_failpoint))
+            .route(
+                "/admin/failpoints/{name}",
+                web::delete().to(clear_failpoint),
+            );
+    }
+    cfg.default_service(web::to(not_found));
 }
 
 /// Every error the admin API answers with, as JSON `{"error": "..."}`.
@@ -36,13 +45,15 @@ pub enum AdminError {
     NoEndpoint,
     #[error("registry unavailable")]
     Unavailable,
+    #[error("{0}")]
+    BadFailpoint(String),
 }
 
 impl actix_web::ResponseError for AdminError {
     fn status_code(&self) -> StatusCode {
         match self {
             AdminError::Unauthorized => StatusCode::UNAUTHORIZED,
-            AdminError::BadId => StatusCode::BAD_REQUEST,
+            AdminError::BadId | AdminError::BadFailpoint(_) => StatusCode::BAD_REQUEST,
             AdminError::NoSession | AdminError::NoEndpoint => StatusCode::NOT_FOUND,
             AdminError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -91,6 +102,7 @@ async fn list(req: HttpRequest, state: web::Data<AppState>) -> Answer {
         .registry
         .send(ListSessions)
         .await
+        .map_err(|_| AdminError::Unavailable)?
         .map_err(|_| AdminError::Unavailable)?;
     Ok(HttpResponse::Ok().json(json!({ "sessions": sessions })))
 }
@@ -99,9 +111,9 @@ async fn show(req: HttpRequest, path: web::Path<String>, state: web::Data<AppSta
     authorize(&req, &state)?;
     let id = session_id(&path)?;
     match state.registry.send(GetSession(id)).await {
-        Ok(Some(info)) => Ok(HttpResponse::Ok().json(info)),
-        Ok(None) => Err(AdminError::NoSession),
-        Err(_) => Err(AdminError::Unavailable),
+        Ok(Ok(Some(info))) => Ok(HttpResponse::Ok().json(info)),
+        Ok(Ok(None)) => Err(AdminError::NoSession),
+        Ok(Err(_)) | Err(_) => Err(AdminError::Unavailable),
     }
 }
 
@@ -115,6 +127,7 @@ async fn kill(req: HttpRequest, path: web::Path<String>, state: web::Data<AppSta
             cause: EndCause::AdminKill,
         })
         .await
+        .map_err(|_| AdminError::Unavailable)?
         .map_err(|_| AdminError::Unavailable)?;
     if !ended {
         return Err(AdminError::NoSession);
@@ -142,7 +155,7 @@ async fn drain(
     let registry = state.registry.clone();
     let deadline = warn + state.config.shutdown_timeout;
     // The drain runs on; the answer says it started.
-    let capacity = registry.send(GetCapacity).await.ok();
+    let capacity = registry.send(GetCapacity).await.ok().and_then(Result::ok);
     registry.do_send(Drain {
         warn,
         cause: EndCause::Shutdown,
@@ -157,7 +170,12 @@ async fn drain(
 
 async fn status(req: HttpRequest, state: web::Data<AppState>) -> Answer {
     authorize(&req, &state)?;
-    let capacity = state.registry.send(GetCapacity).await.ok();
+    let capacity = state
+        .registry
+        .send(GetCapacity)
+        .await
+        .ok()
+        .and_then(Result::ok);
     Ok(HttpResponse::Ok().json(json!({
         "capacity": capacity,
         "image": state.shared.settings.image,
@@ -168,6 +186,40 @@ async fn status(req: HttpRequest, state: web::Data<AppState>) -> Answer {
         "protections": crate::protections::report(&state.host_security, &state.shared.settings.profile, &state.runtime, state.network.as_deref()),
         "audit_write_errors": state.shared.audit.write_errors(),
     })))
+}
+
+/// `GET /admin/failpoints`: the failpoints configured now.
+async fn failpoints(req: HttpRequest, state: web::Data<AppState>) -> Answer {
+    authorize(&req, &state)?;
+    let list: serde_json::Map<String, serde_json::Value> = termcell_actors::fault::list()
+        .into_iter()
+        .map(|(name, actions)| (name, actions.into()))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "failpoints": list })))
+}
+
+/// `PUT /admin/failpoints/{name}` with the actions as the body (`panic`, `1*return`, ...).
+async fn set_failpoint(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: String,
+    state: web::Data<AppState>,
+) -> Answer {
+    authorize(&req, &state)?;
+    termcell_actors::fault::configure(&path, body.trim()).map_err(AdminError::BadFailpoint)?;
+    log::warn!("failpoint {} set to {:?}", path.as_str(), body.trim());
+    Ok(HttpResponse::Ok().json(json!({ "failpoint": path.as_str(), "actions": body.trim() })))
+}
+
+/// `DELETE /admin/failpoints/{name}`.
+async fn clear_failpoint(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Answer {
+    authorize(&req, &state)?;
+    termcell_actors::fault::remove(&path);
+    Ok(HttpResponse::Ok().json(json!({ "failpoint": path.as_str(), "actions": "off" })))
 }
 
 async fn not_found(req: HttpRequest, state: web::Data<AppState>) -> Answer {

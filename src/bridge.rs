@@ -15,11 +15,13 @@ use actix_web_actors::ws;
 use bytes::{Bytes, BytesMut};
 use termcell_actors::audit::{cut_at_char, AuditEvent};
 use termcell_actors::credentials::Fingerprint;
+use termcell_actors::fault::contain;
 use termcell_actors::ratelimit::{AcquireSessionSlot, CheckResume, RateLimiter, ResumeFailed};
 use termcell_actors::registry::{OpenSession, Refusal, Registry, ResumeSession};
 use termcell_actors::rejection::Rejection;
 use termcell_actors::session::{
-    Attach, ClientHandle, Detach, EndCause, Input, Resize, SessionActor, SessionRequest, ToClient,
+    Attach, ClientHandle, Detach, End, EndCause, Input, Resize, SessionActor, SessionRequest,
+    ToClient,
 };
 use uuid::Uuid;
 
@@ -63,6 +65,9 @@ pub struct WsBridge {
     pongs: PongAllowance,
 }
 
+/// How long a close the server started waits for the client's close frame.
+const CLOSE_REPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Pongs answered per second: the outgoing queue is unbounded, so a client that floods
 /// pings and reads nothing must not fill it.
 const PONGS_PER_SECOND: u32 = 10;
@@ -93,9 +98,10 @@ pub fn close_for(cause: &EndCause) -> (Close, bool) {
         EndCause::AdminKill => (Close::admin_kill(), false),
         EndCause::Shutdown => (Close::shutting_down(), false),
         EndCause::RateLimited => (Close::rate_limited(), true),
+        EndCause::CreateFailed(e) if e.engine_unavailable() => (Close::engine_unavailable(), true),
         EndCause::CreateFailed(_) => (Close::create_failed(), true),
         EndCause::ContainerDied(why) => (Close::internal(format!("Container died: {why}")), false),
-        EndCause::Crashed => (Close::internal("Server error"), true),
+        EndCause::Crashed | EndCause::Vanished => (Close::server_error(), true),
         // No socket is attached when these happen; a late one is told the session is gone.
         EndCause::GraceExpired | EndCause::ClientClosed => (Close::resume_rejected(), true),
     }
@@ -166,7 +172,9 @@ impl WsBridge {
             description: Some(reason),
         }));
         self.dropped(false);
-        ctx.stop();
+        // The handshake completes when the client's close frame arrives (then the actor
+        // stops and the TCP connection goes at once); a client that never answers is cut off.
+        ctx.run_later(CLOSE_REPLY_WAIT, |_, ctx| ctx.stop());
     }
 
     /// A refusal before or instead of a session: counted, audited, closed.
@@ -299,7 +307,7 @@ impl WsBridge {
                 {
                     Ok(Ok(())) => {}
                     Ok(Err(rejected)) => return Err((Close::rate_limited(), rejected.kind)),
-                    Err(_) => return Err((Close::internal("Server error"), Rejection::Internal)),
+                    Err(_) => return Err((Close::server_error(), Rejection::Internal)),
                 }
                 let found = o
                     .registry
@@ -317,6 +325,7 @@ impl WsBridge {
                             Refusal::CredentialsMismatch => {
                                 (Close::credentials_mismatch(), Rejection::ResumeCredentials)
                             }
+                            Refusal::Internal => (Close::server_error(), Rejection::Internal),
                             _ => (Close::resume_rejected(), Rejection::ResumeUnknown),
                         });
                     }
@@ -350,7 +359,7 @@ impl WsBridge {
                 let slot = match o.limiter.send(AcquireSessionSlot { ip: o.ip }).await {
                     Ok(Some(slot)) => slot,
                     Ok(None) => return Err((Close::rate_limited(), Rejection::Concurrency)),
-                    Err(_) => return Err((Close::internal("Server error"), Rejection::Internal)),
+                    Err(_) => return Err((Close::server_error(), Rejection::Internal)),
                 };
                 let request = SessionRequest {
                     env: auth.env,
@@ -366,8 +375,9 @@ impl WsBridge {
                     Ok(Err(Refusal::Draining)) => {
                         Err((Close::shutting_down(), Rejection::Draining))
                     }
+                    Ok(Err(Refusal::Internal)) => Err((Close::server_error(), Rejection::Internal)),
                     Ok(Err(_)) => Err((Close::at_capacity(), Rejection::Capacity)),
-                    Err(_) => Err((Close::internal("Server error"), Rejection::Internal)),
+                    Err(_) => Err((Close::server_error(), Rejection::Internal)),
                 }
             }
             .into_actor(self)
@@ -414,7 +424,7 @@ impl Actor for WsBridge {
                 );
                 act.dropped(false);
                 ctx.stop();
-            } else {
+            } else if !matches!(act.phase, Phase::Closing) {
                 ctx.ping(b"");
             }
         });
@@ -427,7 +437,48 @@ impl Actor for WsBridge {
 
 impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsBridge {
     fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        let handled = contain("bridge::frame", || {
+            fail::fail_point!("bridge::frame");
+            self.on_message(msg, ctx)
+        });
+        if handled.is_none() {
+            self.crashed(ctx);
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        // The socket is gone (reset or EOF) without a close frame: a drop, not an end.
+        self.dropped(false);
+        ctx.stop();
+    }
+}
+
+impl WsBridge {
+    /// A handler of this bridge failed (a panic, caught): its session ends, and the client
+    /// is told 1011 `Server error`.
+    fn crashed(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        if let Phase::Attached(session) = &self.phase {
+            session.do_send(End(EndCause::Crashed));
+        }
+        if !matches!(self.phase, Phase::Closing) {
+            self.close_with(ctx, Close::server_error(), true);
+        }
+    }
+
+    fn on_message(
+        &mut self,
+        msg: Result<ws::Message, ws::ProtocolError>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
         self.last_seen = Instant::now();
+        if matches!(self.phase, Phase::Closing) {
+            // Our close frame is out: the client's close (or a broken stream) completes the
+            // handshake, and nothing else may be answered.
+            if matches!(msg, Ok(ws::Message::Close(_)) | Err(_)) {
+                ctx.stop();
+            }
+            return;
+        }
         let msg = match msg {
             Ok(msg) => {
                 self.inbound.frame_handled();
@@ -477,12 +528,6 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsBridge {
             ws::Message::Nop => {}
         }
     }
-
-    fn finished(&mut self, ctx: &mut Self::Context) {
-        // The socket is gone (reset or EOF) without a close frame: a drop, not an end.
-        self.dropped(false);
-        ctx.stop();
-    }
 }
 
 impl WsBridge {
@@ -516,6 +561,18 @@ impl Handler<ToClient> for WsBridge {
     type Result = ();
 
     fn handle(&mut self, msg: ToClient, ctx: &mut Self::Context) {
+        let handled = contain("bridge::to_client", || {
+            fail::fail_point!("bridge::to_client");
+            self.deliver(msg, ctx)
+        });
+        if handled.is_none() {
+            self.crashed(ctx);
+        }
+    }
+}
+
+impl WsBridge {
+    fn deliver(&mut self, msg: ToClient, ctx: &mut ws::WebsocketContext<Self>) {
         if matches!(self.phase, Phase::Closing) {
             return;
         }

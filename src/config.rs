@@ -120,6 +120,11 @@ pub struct Settings {
     /// all leftovers of this deployment).
     #[arg(long, env = "TERMCELL_REAP_OLDER_THAN", global = true)]
     pub reap_older_than: Option<u64>,
+    /// Directory of the deployment locks (one live server per deployment and host).
+    /// Default /run/termcell for root or where writable, else $XDG_RUNTIME_DIR/termcell,
+    /// else /tmp/termcell-UID.
+    #[arg(long, env = "TERMCELL_LOCK_DIR", global = true)]
+    pub lock_dir: Option<PathBuf>,
     /// Seconds between sweeps for containers that no live session owns. Default 60.
     #[arg(long, env = "TERMCELL_REAP_INTERVAL", global = true)]
     pub reap_interval: Option<u64>,
@@ -338,6 +343,8 @@ pub struct Config {
     pub sandbox_programs: Option<PathBuf>,
     pub default_image: bool,
     pub reap_older_than: Option<Duration>,
+    /// Where the deployment lock is taken (`deployment_lock`).
+    pub lock_dir: PathBuf,
     pub auth_policy: AuthPolicy,
     pub auth_timeout: Duration,
     pub max_auth_bytes: usize,
@@ -472,6 +479,7 @@ impl Settings {
             sandbox_programs,
             deployment,
             reap_older_than,
+            lock_dir,
             reap_interval,
             require_credentials,
             env_allow,

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod bridge;
 pub mod config;
 pub mod connections;
+pub mod deployment_lock;
 pub mod image;
 pub mod logging;
 pub mod protections;

@@ -212,7 +212,12 @@ impl ReadyCache {
 
 async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let EngineCheck { docker, image, at } = state.ready.engine(&state).await;
-    let capacity = state.registry.send(GetCapacity).await.ok();
+    let capacity = state
+        .registry
+        .send(GetCapacity)
+        .await
+        .ok()
+        .and_then(Result::ok);
     let capacity_left = capacity
         .map(|c| !c.draining && c.active < c.max)
         .unwrap_or(false);
@@ -220,8 +225,30 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
     // something deletes it; while it cannot, the server is not ready).
     let network_enforced = state.network.as_ref().is_none_or(|net| net.enforced());
     let ok = docker && image && capacity_left && network_enforced;
+    // Why not ready, in words an operator can act on.
+    let reasons: Vec<&str> = [
+        (!docker, "the Docker engine does not answer"),
+        (docker && !image, "the sandbox image is missing"),
+        (
+            capacity.is_some_and(|c| c.draining),
+            "the server is draining",
+        ),
+        (
+            capacity.is_some_and(|c| !c.draining && c.active >= c.max),
+            "the server is at capacity",
+        ),
+        (capacity.is_none(), "the registry does not answer"),
+        (
+            !network_enforced,
+            "the restricted network's firewall table is gone and cannot be put back",
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(failing, reason)| failing.then_some(reason))
+    .collect();
     let body = json!({
         "ready": ok,
+        "reasons": reasons,
         "docker": docker,
         "image": { "name": state.shared.settings.image, "present": image },
         "checked_at": at.to_rfc3339_opts(SecondsFormat::Millis, true),

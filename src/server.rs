@@ -56,6 +56,8 @@ pub enum StartError {
     Network(#[from] NetworkError),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Lock(#[from] crate::deployment_lock::LockError),
 }
 
 impl From<nft::NftError> for StartError {
@@ -175,6 +177,12 @@ async fn remove_instance_containers(
 }
 
 pub async fn serve(config: Config) -> Result<(), StartError> {
+    // Before anything touches the deployment's containers; held until the process exits.
+    let lock = crate::deployment_lock::DeploymentLock::acquire(
+        &config.lock_dir,
+        &config.session.deployment,
+    )?;
+    log::info!("deployment lock {}", lock.path().display());
     let nft = network_preflight(&config).await?;
     let engine = DockerEngine::connect().await?;
     let host = engine.host_security().await?;
@@ -242,7 +250,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     )
     .await
     {
-        Ok(0) => {}
+        Ok(0) => log::info!("no container left by an earlier run of this deployment"),
         Ok(n) => log::warn!(
             "removed {n} container(s) left by an earlier run of deployment {}",
             settings.deployment
@@ -357,6 +365,13 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     // Idle keep-alive sockets and slow request heads are closed quickly; WebSockets are
     // not idle (heartbeats).
     .keep_alive(Duration::from_secs(5))
+    // No linger once a response ends: after a WebSocket close handshake the connection is
+    // shut at once (the client waits for the server to close first, RFC 6455 7.1.1).
+    // actix-http's linger reads until the client closes or the timeout passes, and its
+    // deadline comes from a clock updated every 500 ms: 1 s lingers 0.5-1 s, and a timeout
+    // under 500 ms is often already past when armed, so its timer never wakes the
+    // connection again and it stays open until the client gives up.
+    .client_disconnect_timeout(Duration::ZERO)
     .client_request_timeout(Duration::from_secs(5))
     .workers(threads)
     .disable_signals()

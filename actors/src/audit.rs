@@ -333,7 +333,15 @@ impl Handler<Record> for AuditSink {
     type Result = ();
 
     fn handle(&mut self, Record(ev): Record, _: &mut Self::Context) {
-        self.write(&ev);
+        // A failure loses this event (counted as a write error), not the audit log.
+        if crate::fault::contain("audit::record", || {
+            fail::fail_point!("audit::record");
+            self.write(&ev)
+        })
+        .is_none()
+        {
+            self.failed(format_args!("cannot record {}", ev.event));
+        }
     }
 }
 
@@ -341,8 +349,11 @@ impl Handler<Flush> for AuditSink {
     type Result = ();
 
     fn handle(&mut self, _: Flush, _: &mut Self::Context) {
-        self.write_repeats();
-        self.sync();
+        crate::fault::contain("audit::flush", || {
+            fail::fail_point!("audit::flush");
+            self.write_repeats();
+            self.sync();
+        });
     }
 }
 

@@ -17,8 +17,11 @@ use uuid::Uuid;
 
 use crate::audit::AuditEvent;
 use crate::docker::{DockerEngine, DockerError, RawTty};
+use crate::fault;
 use crate::profile::{labels, ContainerSpec};
-use crate::session::{short, ContainerOutput, ContainerStatus, SessionActor, SessionRequest};
+use crate::session::{
+    short, ContainerOutput, ContainerStatus, End, EndCause, SessionActor, SessionRequest,
+};
 use crate::Shared;
 
 #[cfg(test)]
@@ -43,6 +46,15 @@ pub enum SandboxError {
 }
 
 impl SandboxError {
+    /// The engine did not answer (rather than refused): a later attempt may succeed.
+    pub fn engine_unavailable(&self) -> bool {
+        match self {
+            SandboxError::Create(f) | SandboxError::Attach(f) | SandboxError::Start(f) => {
+                f.unavailable
+            }
+        }
+    }
+
     /// The engine operation that failed, as the `docker_errors_total` label names it.
     pub fn operation(&self) -> &'static str {
         match self {
@@ -60,12 +72,15 @@ impl SandboxError {
 pub struct EngineFailure {
     pub status: Option<u16>,
     pub message: String,
+    /// The engine did not answer at all (`DockerError::is_unavailable`).
+    pub unavailable: bool,
 }
 
 impl From<DockerError> for EngineFailure {
     fn from(e: DockerError) -> EngineFailure {
         EngineFailure {
             status: e.status(),
+            unavailable: e.is_unavailable(),
             message: e.to_string(),
         }
     }
@@ -84,6 +99,9 @@ pub enum ContainerDeath {
     /// the server cannot say the user ended it.
     #[error("the engine did not say how it ended")]
     Unknown,
+    /// Reading or writing the TTY failed while the container ran: the session cannot go on.
+    #[error("the terminal stream broke")]
+    StreamBroken,
 }
 
 impl ContainerDeath {
@@ -173,9 +191,15 @@ pub struct ContainerActor {
     session: Addr<SessionActor>,
     setup: Option<ContainerSetup>,
     session_id: Uuid,
-    id: Option<String>,
+    /// The container, once created (set by `launch` as soon as the engine answers, so that
+    /// a failure later in the launch still removes it).
+    id: Arc<parking_lot::Mutex<Option<String>>>,
     input: Option<mpsc::Sender<Bytes>>,
     pids_hits: u64,
+    /// The session asked for this end (`StopContainer`) or was told of it (a launch
+    /// failure, its own disappearance). Otherwise the actor failed: after a panic actix may
+    /// still run `stopped()` as it drops the actor, or only `drop` runs.
+    session_knows: bool,
 }
 
 impl ContainerActor {
@@ -189,9 +213,56 @@ impl ContainerActor {
             session,
             session_id: setup.session_id,
             setup: Some(setup),
-            id: None,
+            id: Arc::default(),
             input: None,
             pids_hits: 0,
+            session_knows: false,
+        }
+    }
+
+    /// An end the session did not ask for: it ends too (1011, cause `crashed`).
+    fn tell_session_of_failure(&mut self) {
+        if std::mem::replace(&mut self.session_knows, true) {
+            return;
+        }
+        log::error!(
+            "session {}: its container actor failed; ending the session",
+            short(self.session_id)
+        );
+        self.session.do_send(End(EndCause::Crashed));
+    }
+
+    fn container_id(&self) -> Option<String> {
+        self.id.lock().clone()
+    }
+
+    /// Removes the container (once); a failure is left to the reaper.
+    fn remove_container(&mut self) {
+        let Some(id) = self.id.lock().take() else {
+            return;
+        };
+        let engine = self.shared.engine.clone();
+        let shared = self.shared.clone();
+        let session_id = self.session_id;
+        let removal = async move {
+            match engine.remove(&id).await {
+                Ok(()) => shared.audit.record(
+                    AuditEvent::new("container.removed")
+                        .session(session_id)
+                        .field("container_id", &id),
+                ),
+                Err(e) => {
+                    shared.metrics.docker_error("remove");
+                    log::warn!(
+                        "session {}: removing container {id} failed ({e}); the reaper will retry",
+                        short(session_id)
+                    );
+                }
+            }
+        };
+        // Also from `drop` after a panic, where only the runtime's handle is sure to work.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(removal);
         }
     }
 
@@ -214,50 +285,99 @@ impl ContainerActor {
 
     fn run_tty(&mut self, id: String, tty: RawTty) {
         let RawTty {
-            mut reader,
+            reader,
             mut writer,
             initial,
         } = tty;
         let session = self.session.clone();
         let engine = self.shared.engine.clone();
         actix::spawn(async move {
-            if !initial.is_empty() && session.send(ContainerOutput(initial)).await.is_err() {
-                return;
+            match fault::guarded(pump_output(&session, &engine, &id, reader, initial)).await {
+                Ok(Some(status)) => session.do_send(status),
+                // The session is gone; nobody to tell.
+                Ok(None) => {}
+                Err(panic) => crashed(&session, "TTY reader", &panic),
             }
-            let mut buf = BytesMut::with_capacity(READ_CHUNK);
-            loop {
-                buf.reserve(READ_CHUNK);
-                match reader.read_buf(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        // Take what is already buffered too, without waiting: fewer,
-                        // larger chunks per hand-off to the client.
-                        while buf.len() < READ_CHUNK {
-                            match reader.read_buf(&mut buf).now_or_never() {
-                                Some(Ok(n)) if n > 0 => {}
-                                _ => break,
-                            }
-                        }
-                        let chunk = buf.split().freeze();
-                        if session.send(ContainerOutput(chunk)).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-            session.do_send(why_it_ended(&engine, &id).await);
         });
         let (tx, mut rx) = mpsc::channel::<Bytes>(INPUT_QUEUE);
         self.input = Some(tx);
+        let session = self.session.clone();
+        let session_id = self.session_id;
         actix::spawn(async move {
-            while let Some(data) = rx.recv().await {
-                if writer.write_all(&data).await.is_err() {
-                    break;
+            let written = fault::guarded(async move {
+                while let Some(data) = rx.recv().await {
+                    fail::fail_point!("tty::write", |_| Err(std::io::Error::other(
+                        "injected fault at tty::write"
+                    )));
+                    writer.write_all(&data).await?;
                 }
+                let _ = writer.shutdown().await;
+                Ok::<(), std::io::Error>(())
+            })
+            .await;
+            match written {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    log::warn!("session {}: writing the TTY failed: {e}", short(session_id));
+                    session.do_send(ContainerStatus::Died(ContainerDeath::StreamBroken));
+                }
+                Err(panic) => crashed(&session, "TTY writer", &panic),
             }
-            let _ = writer.shutdown().await;
         });
     }
+}
+
+/// A task of the session's sandbox panicked: the session ends (1011, cause `crashed`).
+fn crashed(session: &Addr<SessionActor>, task: &str, panic: &str) {
+    log::error!("{task} failed ({panic}); ending its session");
+    session.do_send(End(EndCause::Crashed));
+}
+
+/// Hands the TTY's output to the session, one chunk in flight, until the stream ends;
+/// then says how the container ended. `None`: the session went away first.
+async fn pump_output(
+    session: &Addr<SessionActor>,
+    engine: &DockerEngine,
+    id: &str,
+    mut reader: Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+    initial: Bytes,
+) -> Option<ContainerStatus> {
+    if !initial.is_empty() && session.send(ContainerOutput(initial)).await.is_err() {
+        return None;
+    }
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    loop {
+        buf.reserve(READ_CHUNK);
+        let read = reader.read_buf(&mut buf).await;
+        let read = (|| {
+            fail::fail_point!("tty::read", |_| Err(std::io::Error::other(
+                "injected fault at tty::read"
+            )));
+            read
+        })();
+        match read {
+            Ok(0) => break,
+            Err(e) => {
+                log::warn!("reading the TTY of {id} failed: {e}");
+                return Some(ContainerStatus::Died(ContainerDeath::StreamBroken));
+            }
+            Ok(_) => {
+                // Take what is already buffered too, without waiting: fewer, larger
+                // chunks per hand-off to the client.
+                while buf.len() < READ_CHUNK {
+                    match reader.read_buf(&mut buf).now_or_never() {
+                        Some(Ok(n)) if n > 0 => {}
+                        _ => break,
+                    }
+                }
+                let chunk = buf.split().freeze();
+                if session.send(ContainerOutput(chunk)).await.is_err() {
+                    return None;
+                }
+            }
+        }
+    }
+    Some(why_it_ended(engine, id).await)
 }
 
 /// The TTY stream ended: the shell exited, or the container was killed, OOM-killed or
@@ -279,12 +399,14 @@ async fn launch(
     engine: DockerEngine,
     shared: Arc<Shared>,
     setup: ContainerSetup,
+    created: Arc<parking_lot::Mutex<Option<String>>>,
 ) -> (Option<String>, Result<RawTty, SandboxError>) {
     let t0 = Instant::now();
     let id = match engine.create(&setup.name, setup.body).await {
         Ok(id) => id,
         Err(e) => return (None, Err(SandboxError::Create(e.into()))),
     };
+    *created.lock() = Some(id.clone());
     shared
         .metrics
         .container_create_seconds
@@ -322,10 +444,10 @@ impl Actor for ContainerActor {
         let shared = self.shared.clone();
         // `wait`: input and resizes queue in the mailbox until the TTY is attached.
         ctx.wait(
-            launch(engine, shared, setup)
+            launch(engine, shared, setup, self.id.clone())
                 .into_actor(self)
                 .map(|(id, result), act, ctx| {
-                    act.id = id.clone();
+                    fail::fail_point!("container::launched");
                     match result {
                         Ok(tty) => {
                             let id = id.expect("a started container has an id");
@@ -333,11 +455,20 @@ impl Actor for ContainerActor {
                             act.session.do_send(ContainerStatus::Ready {
                                 container_id: id.clone(),
                             });
-                            ctx.run_interval(PIDS_CHECK, move |act, _| act.check_pids(&id));
+                            ctx.run_interval(PIDS_CHECK, move |act, ctx| {
+                                // A session that vanished takes its sandbox with it.
+                                if !act.session.connected() {
+                                    act.session_knows = true;
+                                    ctx.stop();
+                                    return;
+                                }
+                                act.check_pids(&id);
+                            });
                         }
                         Err(error) => {
                             act.shared.metrics.docker_error(error.operation());
                             act.session.do_send(ContainerStatus::LaunchFailed(error));
+                            act.session_knows = true;
                             ctx.stop();
                         }
                     }
@@ -346,29 +477,21 @@ impl Actor for ContainerActor {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.tell_session_of_failure();
         self.input = None;
-        if let Some(id) = self.id.take() {
-            let engine = self.shared.engine.clone();
-            let shared = self.shared.clone();
-            let session_id = self.session_id;
+        if let Some(id) = self.container_id() {
             self.check_pids(&id);
-            actix::spawn(async move {
-                match engine.remove(&id).await {
-                    Ok(()) => shared.audit.record(
-                        AuditEvent::new("container.removed")
-                            .session(session_id)
-                            .field("container_id", &id),
-                    ),
-                    Err(e) => {
-                        shared.metrics.docker_error("remove");
-                        log::warn!(
-                            "session {}: removing container {id} failed ({e}); the reaper will retry",
-                            short(session_id)
-                        );
-                    }
-                }
-            });
         }
+        self.remove_container();
+    }
+}
+
+/// A container actor that panicked may vanish without `stopped()`, but it is dropped:
+/// its session ends (1011, cause `crashed`) and its container is removed.
+impl Drop for ContainerActor {
+    fn drop(&mut self) {
+        self.tell_session_of_failure();
+        self.remove_container();
     }
 }
 
@@ -376,6 +499,7 @@ impl Handler<ContainerInput> for ContainerActor {
     type Result = ();
 
     fn handle(&mut self, ContainerInput(data): ContainerInput, _ctx: &mut Context<Self>) {
+        fail::fail_point!("container::input");
         if let Some(tx) = &self.input {
             if tx.try_send(data).is_err() {
                 log::debug!(
@@ -391,13 +515,20 @@ impl Handler<ContainerResize> for ContainerActor {
     type Result = ();
 
     fn handle(&mut self, msg: ContainerResize, _ctx: &mut Context<Self>) {
-        if let Some(id) = self.id.clone() {
+        fail::fail_point!("container::resize");
+        if let Some(id) = self.container_id() {
             let engine = self.shared.engine.clone();
             let shared = self.shared.clone();
+            let session = self.session.clone();
             actix::spawn(async move {
-                if let Err(e) = engine.resize(&id, msg.cols, msg.rows).await {
-                    shared.metrics.docker_error("resize");
-                    log::debug!("resize of {id} failed: {e}");
+                // A failed resize costs the user a wrong size, not the session.
+                match fault::guarded(engine.resize(&id, msg.cols, msg.rows)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        shared.metrics.docker_error("resize");
+                        log::debug!("resize of {id} failed: {e}");
+                    }
+                    Err(panic) => crashed(&session, "resize", &panic),
                 }
             });
         }
@@ -408,6 +539,8 @@ impl Handler<StopContainer> for ContainerActor {
     type Result = ();
 
     fn handle(&mut self, _: StopContainer, ctx: &mut Context<Self>) {
+        self.session_knows = true;
+        fail::fail_point!("container::stop");
         ctx.stop();
     }
 }

@@ -60,6 +60,9 @@ pub enum DockerError {
     Build { tag: String, detail: String },
     #[error("network {name}: {detail}")]
     Network { name: String, detail: String },
+    /// A failpoint's `return` (test builds only).
+    #[error("injected fault at docker::{0}")]
+    Injected(&'static str),
 }
 
 impl DockerError {
@@ -74,6 +77,30 @@ impl DockerError {
             _ => None,
         }
     }
+
+    /// The engine did not answer at all (not running, restarting, socket gone): the
+    /// request may succeed later, unlike one the engine refused.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            DockerError::Unreachable { .. } | DockerError::Io(_) => true,
+            DockerError::Api(e) => !matches!(
+                e,
+                bollard::errors::Error::DockerResponseServerError { .. }
+                    | bollard::errors::Error::JsonDataError { .. }
+                    | bollard::errors::Error::JsonSerdeError { .. }
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// An engine call's failpoint: `return` fails the call, `panic` panics in it.
+macro_rules! engine_failpoint {
+    ($call:literal) => {
+        fail::fail_point!(concat!("docker::", $call), |_| Err(DockerError::Injected(
+            $call
+        )))
+    };
 }
 
 #[derive(Debug, Clone)]
@@ -432,6 +459,7 @@ impl Engine for Bollard {
 
     fn create<'a>(&'a self, name: &'a str, body: ContainerCreateBody) -> EngineFuture<'a, String> {
         Box::pin(async move {
+            engine_failpoint!("create");
             let options = CreateContainerOptionsBuilder::default().name(name).build();
             let created = self.docker.create_container(Some(options), body).await?;
             Ok(created.id)
@@ -442,6 +470,7 @@ impl Engine for Bollard {
     /// TTY bytes).
     fn attach_raw<'a>(&'a self, id: &'a str) -> EngineFuture<'a, RawTty> {
         Box::pin(async move {
+            engine_failpoint!("attach");
             let mut stream: Box<dyn Io> = match &self.endpoint {
                 Endpoint::Unix(path) => Box::new(tokio::net::UnixStream::connect(path).await?),
                 Endpoint::Tcp(addr) => Box::new(tokio::net::TcpStream::connect(addr).await?),
@@ -471,6 +500,7 @@ impl Engine for Bollard {
 
     fn start<'a>(&'a self, id: &'a str) -> EngineFuture<'a, ()> {
         Box::pin(async move {
+            engine_failpoint!("start");
             self.docker.start_container(id, None).await?;
             self.remember_pids_events(id).await;
             Ok(())
@@ -481,6 +511,7 @@ impl Engine for Bollard {
     /// right after start can race it).
     fn resize<'a>(&'a self, id: &'a str, cols: u16, rows: u16) -> EngineFuture<'a, ()> {
         Box::pin(async move {
+            engine_failpoint!("resize");
             let options = ResizeContainerTTYOptionsBuilder::default()
                 .w(cols as i32)
                 .h(rows as i32)
@@ -521,6 +552,7 @@ impl Engine for Bollard {
 
     fn remove<'a>(&'a self, id: &'a str) -> EngineFuture<'a, ()> {
         Box::pin(async move {
+            engine_failpoint!("remove");
             let options = RemoveContainerOptionsBuilder::default()
                 .force(true)
                 .v(true)
@@ -541,7 +573,10 @@ impl Engine for Bollard {
     }
 
     fn inspect<'a>(&'a self, id: &'a str) -> EngineFuture<'a, ContainerInspectResponse> {
-        Box::pin(async move { Ok(self.docker.inspect_container(id, None).await?) })
+        Box::pin(async move {
+            engine_failpoint!("inspect");
+            Ok(self.docker.inspect_container(id, None).await?)
+        })
     }
 
     fn list_managed<'a>(
@@ -591,7 +626,10 @@ impl Engine for Bollard {
         let options = EventsOptionsBuilder::default().filters(&filters).build();
         self.docker
             .events(Some(options))
-            .map(|item| item.map(to_event).map_err(DockerError::from))
+            .map(|item| {
+                engine_failpoint!("events");
+                item.map(to_event).map_err(DockerError::from)
+            })
             .boxed()
     }
 

@@ -8,6 +8,7 @@ pub mod budget;
 pub mod container;
 pub mod credentials;
 pub mod docker;
+pub mod fault;
 pub mod metrics;
 pub mod network;
 pub mod notice;

@@ -3,20 +3,23 @@
 //! containers that no live session owns.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use futures_util::future::join_all;
+use futures_util::StreamExt;
 use uuid::Uuid;
 
 use crate::audit::AuditEvent;
 use crate::credentials::Fingerprint;
 use crate::docker::{ContainerEvent, DockerEngine, DockerError};
+use crate::fault::{self, contain};
 use crate::profile::labels;
 use crate::session::{
-    ContainerEventNotice, Describe, End, EndCause, SessionActor, SessionInfo, SessionRequest,
-    DESCRIBE_TIMEOUT,
+    short, ContainerEventNotice, Describe, End, EndCause, EndLedger, SessionActor, SessionInfo,
+    SessionRequest, DESCRIBE_TIMEOUT,
 };
 use crate::Shared;
 
@@ -33,11 +36,17 @@ pub enum Refusal {
     UnknownSession,
     #[error("credentials do not match the session")]
     CredentialsMismatch,
+    /// The registry failed to handle the request (a panic it survived).
+    #[error("internal error")]
+    Internal,
 }
 
 struct Entry {
     addr: Addr<SessionActor>,
     fingerprint: Fingerprint,
+    ledger: Arc<EndLedger>,
+    client_ip: IpAddr,
+    opened: chrono::DateTime<chrono::Utc>,
 }
 
 pub struct Registry {
@@ -65,22 +74,41 @@ impl Registry {
     }
 
     fn watch_events(&self, ctx: &mut Context<Self>) {
-        ctx.add_stream(self.shared.engine.events(&self.shared.settings.deployment));
+        // A panic while reading the stream ends the stream (then it is watched again), not
+        // the registry.
+        let events = self.shared.engine.events(&self.shared.settings.deployment);
+        let events = std::panic::AssertUnwindSafe(events)
+            .catch_unwind()
+            .filter_map(|item| {
+                std::future::ready(match item {
+                    Ok(item) => Some(item),
+                    Err(panic) => {
+                        log::error!(
+                            "Docker events stream failed ({})",
+                            fault::panic_text(&*panic)
+                        );
+                        None
+                    }
+                })
+            });
+        ctx.add_stream(events);
     }
 
     fn reap_orphans(&mut self, ctx: &mut Context<Self>) {
-        // A session actor that panicked never unregistered: forget it, so its capacity
-        // comes back and its container counts as orphaned below.
-        self.sessions.retain(|id, entry| {
-            let alive = entry.addr.connected();
-            if !alive {
-                log::error!(
-                    "session {} vanished without ending; reaping it",
-                    crate::session::short(*id)
-                );
+        // A session whose actor is gone without unregistering is forgotten, so its
+        // capacity comes back and its container counts as orphaned below; if it also
+        // never accounted for its end, that is done here.
+        let gone: Vec<Uuid> = self
+            .sessions
+            .iter()
+            .filter(|(_, entry)| !entry.addr.connected())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            if let Some(entry) = self.sessions.remove(&id) {
+                self.end_vanished(id, &entry);
             }
-            alive
-        });
+        }
         let engine = self.shared.engine.clone();
         let shared = self.shared.clone();
         let owned: Vec<String> = self.sessions.keys().map(|id| id.to_string()).collect();
@@ -122,8 +150,41 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// Accounts for the end of a session whose actor vanished, unless it did so itself:
+    /// one `session.ended` (cause `vanished`), its gauges down.
+    fn end_vanished(&self, id: Uuid, entry: &Entry) {
+        if !entry.ledger.claim() {
+            return;
+        }
+        log::error!("session {} vanished without ending; ending it", short(id));
+        let metrics = &self.shared.metrics;
+        metrics.sessions_active.dec();
+        if entry.ledger.detached() {
+            metrics.sessions_detached.dec();
+        }
+        let cause = EndCause::Vanished;
+        metrics
+            .sessions_ended
+            .with_label_values(&[cause.as_str()])
+            .inc();
+        self.shared.audit.record(
+            AuditEvent::new("session.ended")
+                .session(id)
+                .client(entry.client_ip)
+                .field("cause", cause.as_str())
+                .field(
+                    "duration_ms",
+                    (chrono::Utc::now() - entry.opened).num_milliseconds(),
+                ),
+        );
+    }
+}
+
 /// Removes the containers that earlier runs of this deployment left behind (all of them,
-/// or only those older than `older_than`). Returns how many were removed.
+/// or only those older than `older_than`). Returns how many were removed. Only for a
+/// caller that holds the deployment's lock: then no other instance of it is alive here,
+/// and every container of another instance is a leftover.
 pub async fn reap_previous_runs(
     engine: &DockerEngine,
     deployment: &str,
@@ -166,6 +227,21 @@ impl Actor for Registry {
 
 impl StreamHandler<Result<ContainerEvent, DockerError>> for Registry {
     fn handle(&mut self, item: Result<ContainerEvent, DockerError>, _ctx: &mut Context<Self>) {
+        contain("registry::event", || {
+            fail::fail_point!("registry::event");
+            self.route_event(item)
+        });
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        // The engine went away (restart): watch again once it answers.
+        log::warn!("Docker events stream ended; reconnecting");
+        ctx.run_later(Duration::from_secs(1), |act, ctx| act.watch_events(ctx));
+    }
+}
+
+impl Registry {
+    fn route_event(&mut self, item: Result<ContainerEvent, DockerError>) {
         let event = match item {
             Ok(event) => event,
             Err(e) => {
@@ -189,12 +265,6 @@ impl StreamHandler<Result<ContainerEvent, DockerError>> for Registry {
             });
         }
     }
-
-    fn finished(&mut self, ctx: &mut Context<Self>) {
-        // The engine went away (restart): watch again once it answers.
-        log::warn!("Docker events stream ended; reconnecting");
-        ctx.run_later(Duration::from_secs(1), |act, ctx| act.watch_events(ctx));
-    }
 }
 
 #[derive(Message)]
@@ -209,6 +279,20 @@ impl Handler<OpenSession> for Registry {
         OpenSession(request): OpenSession,
         ctx: &mut Context<Self>,
     ) -> Self::Result {
+        contain("registry::open", || {
+            fail::fail_point!("registry::open");
+            self.open(request, ctx)
+        })
+        .unwrap_or(Err(Refusal::Internal))
+    }
+}
+
+impl Registry {
+    fn open(
+        &mut self,
+        request: SessionRequest,
+        ctx: &mut Context<Self>,
+    ) -> Result<(Uuid, Addr<SessionActor>), Refusal> {
         if self.draining {
             return Err(Refusal::Draining);
         }
@@ -217,18 +301,24 @@ impl Handler<OpenSession> for Registry {
         }
         let id = Uuid::new_v4();
         let fingerprint = request.fingerprint.clone();
+        let client_ip = request.client.ip;
+        let ledger = Arc::new(EndLedger::default());
+        let session_ledger = ledger.clone();
         let arbiter = &self.arbiters[self.next_arbiter % self.arbiters.len()];
         self.next_arbiter = self.next_arbiter.wrapping_add(1);
         let shared = self.shared.clone();
         let registry = ctx.address().recipient();
         let addr = SessionActor::start_in_arbiter(arbiter, move |_| {
-            SessionActor::new(id, shared, registry, request)
+            SessionActor::new(id, shared, registry, request, session_ledger)
         });
         self.sessions.insert(
             id,
             Entry {
                 addr: addr.clone(),
                 fingerprint,
+                ledger,
+                client_ip,
+                opened: chrono::Utc::now(),
             },
         );
         Ok((id, addr))
@@ -246,6 +336,16 @@ impl Handler<ResumeSession> for Registry {
     type Result = Result<Addr<SessionActor>, Refusal>;
 
     fn handle(&mut self, msg: ResumeSession, _ctx: &mut Context<Self>) -> Self::Result {
+        contain("registry::resume", || {
+            fail::fail_point!("registry::resume");
+            self.resume(msg)
+        })
+        .unwrap_or(Err(Refusal::Internal))
+    }
+}
+
+impl Registry {
+    fn resume(&mut self, msg: ResumeSession) -> Result<Addr<SessionActor>, Refusal> {
         let entry = self
             .sessions
             .get(&msg.session_id)
@@ -267,7 +367,16 @@ impl Handler<Unregister> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: Unregister, _ctx: &mut Context<Self>) {
-        self.sessions.remove(&msg.id);
+        contain("registry::unregister", || {
+            fail::fail_point!("registry::unregister");
+            self.unregister(msg.id)
+        });
+    }
+}
+
+impl Registry {
+    fn unregister(&mut self, id: Uuid) {
+        self.sessions.remove(&id);
         if self.sessions.is_empty() {
             for waiter in self.shutdown_waiters.drain(..) {
                 let _ = waiter.send(());
@@ -277,14 +386,23 @@ impl Handler<Unregister> for Registry {
 }
 
 #[derive(Message)]
-#[rtype(result = "Vec<SessionInfo>")]
+#[rtype(result = "Result<Vec<SessionInfo>, Refusal>")]
 pub struct ListSessions;
 
 impl Handler<ListSessions> for Registry {
-    type Result = ResponseFuture<Vec<SessionInfo>>;
+    type Result = ResponseFuture<Result<Vec<SessionInfo>, Refusal>>;
 
     fn handle(&mut self, _: ListSessions, _ctx: &mut Context<Self>) -> Self::Result {
-        let addrs: Vec<_> = self.sessions.values().map(|e| e.addr.clone()).collect();
+        let addrs = contain("registry::list", || {
+            fail::fail_point!("registry::list");
+            self.sessions
+                .values()
+                .map(|e| e.addr.clone())
+                .collect::<Vec<_>>()
+        });
+        let Some(addrs) = addrs else {
+            return Box::pin(async { Err(Refusal::Internal) });
+        };
         Box::pin(async move {
             let answers = join_all(
                 addrs
@@ -297,49 +415,61 @@ impl Handler<ListSessions> for Registry {
                 .filter_map(|r| r.ok().and_then(Result::ok))
                 .collect();
             infos.sort_by_key(|i| i.created);
-            infos
+            Ok(infos)
         })
     }
 }
 
 #[derive(Message)]
-#[rtype(result = "Option<SessionInfo>")]
+#[rtype(result = "Result<Option<SessionInfo>, Refusal>")]
 pub struct GetSession(pub Uuid);
 
 impl Handler<GetSession> for Registry {
-    type Result = ResponseFuture<Option<SessionInfo>>;
+    type Result = ResponseFuture<Result<Option<SessionInfo>, Refusal>>;
 
     fn handle(&mut self, msg: GetSession, _ctx: &mut Context<Self>) -> Self::Result {
-        let addr = self.sessions.get(&msg.0).map(|e| e.addr.clone());
+        let addr = contain("registry::get", || {
+            fail::fail_point!("registry::get");
+            self.sessions.get(&msg.0).map(|e| e.addr.clone())
+        });
+        let Some(addr) = addr else {
+            return Box::pin(async { Err(Refusal::Internal) });
+        };
         Box::pin(async move {
-            let addr = addr?;
-            tokio::time::timeout(DESCRIBE_TIMEOUT, addr.send(Describe))
+            let Some(addr) = addr else {
+                return Ok(None);
+            };
+            Ok(tokio::time::timeout(DESCRIBE_TIMEOUT, addr.send(Describe))
                 .await
-                .ok()?
                 .ok()
+                .and_then(Result::ok))
         })
     }
 }
 
 /// Ends one session from outside; false when there is no such session.
 #[derive(Message)]
-#[rtype(result = "bool")]
+#[rtype(result = "Result<bool, Refusal>")]
 pub struct EndSession {
     pub id: Uuid,
     pub cause: EndCause,
 }
 
 impl Handler<EndSession> for Registry {
-    type Result = bool;
+    type Result = Result<bool, Refusal>;
 
-    fn handle(&mut self, msg: EndSession, _ctx: &mut Context<Self>) -> bool {
-        match self.sessions.get(&msg.id) {
-            Some(entry) => {
-                entry.addr.do_send(End(msg.cause));
-                true
+    fn handle(&mut self, msg: EndSession, _ctx: &mut Context<Self>) -> Self::Result {
+        contain("registry::end", || {
+            fail::fail_point!("registry::end");
+            match self.sessions.get(&msg.id) {
+                Some(entry) => {
+                    entry.addr.do_send(End(msg.cause));
+                    true
+                }
+                None => false,
             }
-            None => false,
-        }
+        })
+        .ok_or(Refusal::Internal)
     }
 }
 
@@ -351,18 +481,22 @@ pub struct Capacity {
 }
 
 #[derive(Message)]
-#[rtype(result = "Capacity")]
+#[rtype(result = "Result<Capacity, Refusal>")]
 pub struct GetCapacity;
 
 impl Handler<GetCapacity> for Registry {
-    type Result = MessageResult<GetCapacity>;
+    type Result = Result<Capacity, Refusal>;
 
     fn handle(&mut self, _: GetCapacity, _ctx: &mut Context<Self>) -> Self::Result {
-        MessageResult(Capacity {
-            active: self.sessions.len(),
-            max: self.shared.settings.max_sessions,
-            draining: self.draining,
+        contain("registry::capacity", || {
+            fail::fail_point!("registry::capacity");
+            Capacity {
+                active: self.sessions.len(),
+                max: self.shared.settings.max_sessions,
+                draining: self.draining,
+            }
         })
+        .ok_or(Refusal::Internal)
     }
 }
 
@@ -387,12 +521,15 @@ impl Handler<WarnAll> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: WarnAll, _ctx: &mut Context<Self>) {
-        for entry in self.sessions.values() {
-            entry.addr.do_send(crate::session::ServerWarning {
-                kind: crate::notice::WarningKind::ServerShutdown,
-                seconds_left: msg.seconds_left,
-            });
-        }
+        contain("registry::warn_all", || {
+            fail::fail_point!("registry::warn_all");
+            for entry in self.sessions.values() {
+                entry.addr.do_send(crate::session::ServerWarning {
+                    kind: crate::notice::WarningKind::ServerShutdown,
+                    seconds_left: msg.seconds_left,
+                });
+            }
+        });
     }
 }
 
@@ -400,6 +537,9 @@ impl Handler<Drain> for Registry {
     type Result = ResponseActFuture<Self, usize>;
 
     fn handle(&mut self, msg: Drain, ctx: &mut Context<Self>) -> Self::Result {
+        // A failure here must not leave the sessions running past a shutdown: the drain
+        // goes on without its failed part.
+        contain("registry::drain", || fail::fail_point!("registry::drain"));
         self.draining = true;
         let live = self.sessions.len();
         self.shared.audit.record(

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,8 +48,11 @@ pub enum EndCause {
     CreateFailed(SandboxError),
     /// The sandbox ended under a running session, other than by its shell exiting.
     ContainerDied(ContainerDeath),
-    /// The session actor failed (a panic): it is wound up as it is dropped.
+    /// One of the session's actors or tasks failed (a panic): the session is wound up
+    /// by whoever noticed (its own `drop`, its container, timers or bridge).
     Crashed,
+    /// The session actor vanished without ending; the registry's reaper ended it.
+    Vanished,
 }
 
 impl EndCause {
@@ -65,6 +69,7 @@ impl EndCause {
             EndCause::CreateFailed(_) => "create_failed",
             EndCause::ContainerDied(_) => "container_died",
             EndCause::Crashed => "crashed",
+            EndCause::Vanished => "vanished",
         }
     }
 }
@@ -198,8 +203,30 @@ pub struct ContainerEventNotice {
     pub action: String,
 }
 
+/// A session's end as the session and the registry share it. The session accounts for its
+/// end (audit, gauges) as it stops; if it vanished without doing so, the registry's reaper
+/// does. `claim` makes exactly one of them the one.
+#[derive(Debug, Default)]
+pub struct EndLedger {
+    claimed: AtomicBool,
+    detached: AtomicBool,
+}
+
+impl EndLedger {
+    /// True for the first caller only.
+    pub fn claim(&self) -> bool {
+        !self.claimed.swap(true, Ordering::SeqCst)
+    }
+
+    /// Whether the session counts in the detached-sessions gauge.
+    pub fn detached(&self) -> bool {
+        self.detached.load(Ordering::SeqCst)
+    }
+}
+
 pub struct SessionActor {
     id: Uuid,
+    ledger: Arc<EndLedger>,
     shared: Arc<Shared>,
     registry: Recipient<Unregister>,
     fingerprint: Fingerprint,
@@ -263,6 +290,7 @@ impl SessionActor {
         shared: Arc<Shared>,
         registry: Recipient<Unregister>,
         request: SessionRequest,
+        ledger: Arc<EndLedger>,
     ) -> SessionActor {
         let settings = &shared.settings;
         let setup = ContainerSetup::new(&shared, id, &request);
@@ -272,6 +300,7 @@ impl SessionActor {
         };
         SessionActor {
             id,
+            ledger,
             registry,
             fingerprint: request.fingerprint,
             client_ip: request.client.ip,
@@ -385,6 +414,9 @@ impl SessionActor {
             (false, true) => detached.inc(),
             _ => {}
         }
+        self.ledger
+            .detached
+            .store(state == SessionState::Detached, Ordering::SeqCst);
         self.state = state;
     }
 
@@ -503,6 +535,13 @@ impl SessionActor {
         if std::mem::replace(&mut self.wound_up, true) {
             return;
         }
+        // `return`: the session vanishes without ending, as an actor lost with its arbiter
+        // would; the registry's reaper must end it.
+        fail::fail_point!("session::vanish", |_| ());
+        if !self.ledger.claim() {
+            // The reaper took it for vanished already.
+            return;
+        }
         // The children go with the session: the container actor removes the container.
         if let Some(container) = self.container.take() {
             container.do_send(StopContainer);
@@ -553,6 +592,7 @@ impl Handler<Input> for SessionActor {
     type Result = ();
 
     fn handle(&mut self, Input(data, _credit): Input, ctx: &mut Context<Self>) {
+        fail::fail_point!("session::input");
         if self.end.is_some() {
             return;
         }
@@ -590,6 +630,7 @@ impl Handler<Resize> for SessionActor {
     type Result = ();
 
     fn handle(&mut self, msg: Resize, _ctx: &mut Context<Self>) {
+        fail::fail_point!("session::resize");
         if !self.limiter.allow_resize() {
             self.refused(Rejection::Resizes);
             return;
@@ -615,6 +656,7 @@ impl Handler<Detach> for SessionActor {
     type Result = ();
 
     fn handle(&mut self, msg: Detach, ctx: &mut Context<Self>) {
+        fail::fail_point!("session::detach");
         let current = self.client.as_ref().map(|c| c.conn_id);
         if current != Some(msg.conn_id) {
             return;
@@ -632,6 +674,7 @@ impl Handler<Attach> for SessionActor {
     type Result = ();
 
     fn handle(&mut self, Attach(client): Attach, _ctx: &mut Context<Self>) {
+        fail::fail_point!("session::attach");
         if self.end.is_some() {
             client
                 .recipient
@@ -669,6 +712,7 @@ impl Handler<End> for SessionActor {
     type Result = ();
 
     fn handle(&mut self, End(cause): End, ctx: &mut Context<Self>) {
+        fail::fail_point!("session::end");
         self.finish(cause, ctx);
     }
 }
@@ -677,6 +721,7 @@ impl Handler<ServerWarning> for SessionActor {
     type Result = ();
 
     fn handle(&mut self, msg: ServerWarning, _ctx: &mut Context<Self>) {
+        fail::fail_point!("session::server_warning");
         self.send_client(ToClient::Warning {
             kind: msg.kind,
             seconds_left: msg.seconds_left,
@@ -688,6 +733,7 @@ impl Handler<Describe> for SessionActor {
     type Result = MessageResult<Describe>;
 
     fn handle(&mut self, _: Describe, _ctx: &mut Context<Self>) -> Self::Result {
+        fail::fail_point!("session::describe");
         MessageResult(SessionInfo {
             id: self.id,
             state: self.state,
@@ -707,6 +753,7 @@ impl Handler<ContainerStatus> for SessionActor {
     type Result = ();
 
     fn handle(&mut self, msg: ContainerStatus, ctx: &mut Context<Self>) {
+        fail::fail_point!("session::container_status");
         match msg {
             ContainerStatus::Ready { container_id } => {
                 self.container_id = Some(container_id);
@@ -758,6 +805,7 @@ impl Handler<ContainerEventNotice> for SessionActor {
     type Result = ();
 
     fn handle(&mut self, msg: ContainerEventNotice, ctx: &mut Context<Self>) {
+        fail::fail_point!("session::container_event");
         match msg.action.as_str() {
             "oom" => {
                 self.shared.audit.record(
@@ -784,6 +832,7 @@ impl Handler<ContainerOutput> for SessionActor {
         ContainerOutput(data): ContainerOutput,
         ctx: &mut Context<Self>,
     ) -> Self::Result {
+        fail::fail_point!("session::container_output");
         if !self.first_output_seen {
             self.first_output_seen = true;
             self.shared
@@ -832,6 +881,7 @@ impl Handler<TimerEvent> for SessionActor {
     type Result = ();
 
     fn handle(&mut self, msg: TimerEvent, ctx: &mut Context<Self>) {
+        fail::fail_point!("session::timer_event");
         match msg {
             TimerEvent::Warn { kind, seconds_left } => {
                 let kind = match kind {
@@ -849,6 +899,7 @@ impl Handler<TimerEvent> for SessionActor {
                 };
                 self.finish(cause, ctx);
             }
+            TimerEvent::Failed => self.finish(EndCause::Crashed, ctx),
         }
     }
 }

@@ -19,8 +19,13 @@ pub enum TimerKind {
 #[derive(Debug, Message, PartialEq, Eq)]
 #[rtype(result = "()")]
 pub enum TimerEvent {
-    Warn { kind: TimerKind, seconds_left: u64 },
+    Warn {
+        kind: TimerKind,
+        seconds_left: u64,
+    },
     Expired(TimerKind),
+    /// The timers failed (a panic): the session cannot keep its limits, so it ends.
+    Failed,
 }
 
 /// What the session tells its timers.
@@ -150,6 +155,9 @@ pub struct TimeoutActor {
     session: Recipient<TimerEvent>,
     schedule: Schedule,
     armed: Option<(Instant, SpawnHandle)>,
+    /// The session asked for this end (`Stop`), was told of it (an expiry), or is gone.
+    /// Otherwise the timers failed (actix may still run `stopped()` after a panic).
+    session_knows: bool,
 }
 
 impl TimeoutActor {
@@ -158,6 +166,7 @@ impl TimeoutActor {
             session,
             schedule: Schedule::new(settings, Instant::now()),
             armed: None,
+            session_knows: false,
         }
     }
 
@@ -179,11 +188,19 @@ impl TimeoutActor {
     }
 
     fn fire(&mut self, ctx: &mut Context<Self>) {
+        fail::fail_point!("timer::fire");
+        // A session that vanished takes its timers with it.
+        if !self.session.connected() {
+            self.session_knows = true;
+            ctx.stop();
+            return;
+        }
         let now = Instant::now();
         while let Some(event) = self.schedule.due(now) {
             let expired = matches!(event, TimerEvent::Expired(_));
             self.session.do_send(event);
             if expired {
+                self.session_knows = true;
                 ctx.stop();
                 return;
             }
@@ -198,13 +215,37 @@ impl Actor for TimeoutActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.arm(ctx);
     }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.tell_session_of_failure();
+    }
+}
+
+impl TimeoutActor {
+    /// An end the session did not ask for: it ends (1011, cause `crashed`) rather than
+    /// run without its limits.
+    fn tell_session_of_failure(&mut self) {
+        if !std::mem::replace(&mut self.session_knows, true) {
+            log::error!("a session's timers failed; ending the session");
+            self.session.do_send(TimerEvent::Failed);
+        }
+    }
+}
+
+/// Timers that panicked may vanish without `stopped()`, but they are dropped.
+impl Drop for TimeoutActor {
+    fn drop(&mut self) {
+        self.tell_session_of_failure();
+    }
 }
 
 impl Handler<TimerUpdate> for TimeoutActor {
     type Result = ();
 
     fn handle(&mut self, msg: TimerUpdate, ctx: &mut Context<Self>) {
+        fail::fail_point!("timer::update");
         if matches!(msg, TimerUpdate::Stop) {
+            self.session_knows = true;
             ctx.stop();
             return;
         }

@@ -46,6 +46,10 @@ pub(super) fn config(s: &Settings) -> Result<Config, ConfigError> {
             .reap_older_than
             .map(|v| seconds("reap-older-than", v))
             .transpose()?,
+        lock_dir: s
+            .lock_dir
+            .clone()
+            .unwrap_or_else(crate::deployment_lock::default_dir),
         auth_policy,
         auth_timeout: positive_seconds("auth-timeout", s.auth_timeout.unwrap_or(10))?,
         max_auth_bytes,

@@ -304,3 +304,113 @@ fn shell_restricted_runs_the_restricted_shell_and_unset_keeps_the_image_command(
         Some(vec!["/usr/local/bin/termcell-rsh".to_string()])
     );
 }
+
+/// A TOML file of the documented keys with values of any shape: the loader either builds
+/// a configuration or answers with an error that names the file or a setting; it never
+/// panics (an out-of-range number once overflowed a timer instead).
+mod file_loader_properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const KEYS: &[&str] = &[
+        "listen",
+        "admin_listen",
+        "image",
+        "deployment",
+        "lock_dir",
+        "idle_timeout",
+        "max_session_duration",
+        "resume_grace",
+        "warn_before",
+        "replay_bytes",
+        "default_size",
+        "require_credentials",
+        "env_allow",
+        "max_sessions",
+        "max_sessions_per_ip",
+        "connections_per_minute",
+        "commands_per_minute",
+        "input_bytes_per_second",
+        "max_message_bytes",
+        "max_auth_bytes",
+        "auth_timeout",
+        "heartbeat_interval",
+        "reap_interval",
+        "reap_older_than",
+        "memory",
+        "cpus",
+        "pids_limit",
+        "user",
+        "network",
+        "allowed_origins",
+        "audit_max_file_bytes",
+        "shutdown_timeout",
+    ];
+
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<u64>().prop_map(|n| n.to_string()),
+            (0u64..4_000_000_000).prop_map(|n| n.to_string()),
+            any::<f64>()
+                .prop_filter("TOML floats are finite here", |f| f.is_finite())
+                .prop_map(|f| format!("{f:?}")),
+            any::<bool>().prop_map(|b| b.to_string()),
+            "[ -~]{0,24}".prop_map(|s| toml::Value::String(s).to_string()),
+            proptest::collection::vec("[A-Za-z_*.:/0-9-]{0,12}", 0..4)
+                .prop_map(|v| toml::Value::from(v).to_string()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn any_file_of_known_keys_loads_or_names_what_is_wrong(
+            pairs in proptest::collection::vec((0..KEYS.len(), value()), 0..8),
+        ) {
+            let text: String = pairs
+                .iter()
+                .map(|(k, v)| format!("{} = {v}\n", KEYS[*k]))
+                .collect();
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("termcell.toml");
+            std::fs::write(&path, &text).unwrap();
+            match parse(&["--config", path.to_str().unwrap()]) {
+                Ok(config) => {
+                    // A configuration that loads is usable: its timers fit in an Instant.
+                    let now = std::time::Instant::now();
+                    for d in [
+                        config.session.idle_timeout,
+                        config.session.max_duration,
+                        config.session.resume_grace,
+                        config.auth_timeout,
+                        config.heartbeat_interval,
+                    ] {
+                        prop_assert!(now.checked_add(d).is_some(), "{d:?} from {text}");
+                    }
+                }
+                Err(e) => {
+                    let said = e.to_string();
+                    prop_assert!(
+                        said.contains("termcell.toml")
+                            || pairs.iter().any(|(k, _)| {
+                                let key = KEYS[*k];
+                                said.contains(key) || said.contains(&key.replace('_', "-"))
+                            }),
+                        "{said:?} names neither the file nor a setting of {text}"
+                    );
+                }
+            }
+        }
+
+        #[test]
+        fn any_bytes_as_a_file_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("termcell.toml");
+            std::fs::write(&path, &bytes).unwrap();
+            let _ = parse(&["--config", path.to_str().unwrap()]);
+        }
+    }
+}

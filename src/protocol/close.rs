@@ -12,6 +12,7 @@ pub const INVALID_PAYLOAD: u16 = 1007;
 pub const POLICY_AUTH_TIMEOUT: u16 = 1008;
 pub const TOO_BIG: u16 = 1009;
 pub const INTERNAL: u16 = 1011;
+pub const TRY_AGAIN_LATER: u16 = 1013;
 pub const SHELL_EXITED: u16 = 4000;
 pub const BAD_CREDENTIALS: u16 = 4001;
 pub const RESUME_REJECTED: u16 = 4002;
@@ -39,6 +40,8 @@ pub mod reason {
     pub const ADMIN_KILL: &str = "Session terminated by administrator";
     pub const SHUTTING_DOWN: &str = "Server shutting down";
     pub const CREATE_FAILED: &str = "Failed to create session environment";
+    pub const ENGINE_UNAVAILABLE: &str = "Container engine unavailable, try again later";
+    pub const SERVER_ERROR: &str = "Server error";
     pub const INVALID_UTF8: &str = "Invalid UTF-8 in text frame";
     pub const PROTOCOL_ERROR: &str = "WebSocket protocol error";
 }
@@ -108,6 +111,14 @@ impl Close {
     /// Container creation failed: the text the original server used.
     pub fn create_failed() -> Close {
         Close::new(INTERNAL, reason::CREATE_FAILED)
+    }
+    /// The container engine does not answer (down or restarting): a retry may succeed.
+    pub fn engine_unavailable() -> Close {
+        Close::new(TRY_AGAIN_LATER, reason::ENGINE_UNAVAILABLE)
+    }
+    /// A failure inside the server (a panic it contained).
+    pub fn server_error() -> Close {
+        Close::new(INTERNAL, reason::SERVER_ERROR)
     }
     pub fn internal(reason: impl Into<String>) -> Close {
         Close::new(INTERNAL, reason)

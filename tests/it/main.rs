@@ -6,6 +6,7 @@ mod testnet;
 mod abuse;
 mod deploy;
 mod egress;
+mod faults;
 mod image;
 mod limits;
 mod ops;

@@ -757,13 +757,18 @@ async fn engine_restart_is_survived() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{ready}");
     let ready: Value = serde_json::from_str(&ready).unwrap();
     assert_eq!(ready["docker"], false, "{ready}");
+    assert_eq!(
+        ready["reasons"],
+        json!(["the Docker engine does not answer"]),
+        "{ready}"
+    );
     let mut refused = Client::connect(&server).await;
     refused.auth(json!({"apiKey": "app.key:secret"})).await;
     expect_close(
         &mut refused,
         "error",
-        1011,
-        "Failed to create session environment",
+        1013,
+        "Container engine unavailable, try again later",
     )
     .await;
     assert!(
@@ -794,4 +799,60 @@ async fn engine_restart_is_survived() {
         .await;
     assert!(server.child.as_mut().unwrap().try_wait().unwrap().is_none());
     assert!(!server.log().contains("panicked"), "{}", server.log());
+}
+
+#[tokio::test]
+async fn a_second_server_of_the_same_deployment_refuses_to_start() {
+    let first = Server::start(&[]);
+    let (mut c, id) = Client::session(&first).await;
+    c.run("echo first-$((3+3))", "first-6").await;
+    let container = container_of(&id).expect("the session's container");
+
+    let second = Command::new(env!("CARGO_BIN_EXE_termcell"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "off",
+            "--deployment",
+            &first.deployment,
+            "--audit-log",
+            first.dir.join("second-audit.log").to_str().unwrap(),
+        ])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Killed if it serves instead (then its sweep would have taken the first's container).
+    let pid = second.id().to_string();
+    let watchdog = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(30));
+        let _ = Command::new("kill").args(["-KILL", &pid]).status();
+    });
+    let second = second.wait_with_output().unwrap();
+    drop(watchdog);
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "refused at start: {stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "deployment {:?} is already served",
+            first.deployment
+        )) && stderr.contains(&format!("pid {}", first.pid()))
+            && stderr.contains("--deployment"),
+        "the refusal names the deployment, its holder and the flag: {stderr}"
+    );
+    assert!(
+        !stderr.contains("listening"),
+        "nothing was served: {stderr}"
+    );
+
+    // The first server's session lives on, in the same container.
+    c.run("echo still-$((4+4))", "still-8").await;
+    assert_eq!(container_of(&id).as_deref(), Some(container.as_str()));
+    assert!(first
+        .audit_lines()
+        .iter()
+        .all(|l| l["event"] != "session.ended"));
 }

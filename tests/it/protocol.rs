@@ -265,3 +265,73 @@ async fn utf8_sequences_never_split_across_frames() {
         assert!(text.contains(&run), "{k} bytes then the character");
     }
 }
+
+/// Reads until the server's close frame; its code.
+async fn close_frame(c: &mut Client) -> u16 {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        match tokio::time::timeout(T, c.ws.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => return frame.map_or(1005, |f| f.code.into()),
+            Ok(Some(Ok(_))) => {}
+            other => panic!("no close frame: {other:?}"),
+        }
+    }
+}
+
+/// After a close frame has arrived, how long until the server's side of the TCP connection
+/// is gone (the next read sees its end), seen from the client.
+async fn tcp_gone_after(c: &mut Client) -> std::time::Duration {
+    use futures_util::StreamExt;
+    let t0 = Instant::now();
+    // The next read also sends the client's reply when the server closed first.
+    let end = tokio::time::timeout(T, c.ws.next()).await;
+    assert!(
+        matches!(end, Ok(None) | Ok(Some(Err(_)))),
+        "nothing but the end of the connection after the close handshake: {end:?}"
+    );
+    t0.elapsed()
+}
+
+#[tokio::test]
+async fn tcp_connection_goes_at_once_after_the_close_handshake() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let server = Server::start(&[]);
+    let mut took = Vec::new();
+    for round in 0..3 {
+        // The client closes first: the server's close frame answers, then the connection ends.
+        let (mut c, id) = Client::session(&server).await;
+        c.ws.send(Message::Close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "user-closed-tab".into(),
+        })))
+        .await
+        .unwrap();
+        assert_eq!(
+            close_frame(&mut c).await,
+            1000,
+            "the server echoes the close"
+        );
+        let client_first = tcp_gone_after(&mut c).await;
+        server.expect_one_end(&id, "client_closed").await;
+
+        // The server closes first (the shell exits): the client's reply completes the
+        // handshake, then the connection ends.
+        let (mut c, id) = Client::session(&server).await;
+        c.send_text("exit\r").await;
+        assert_eq!(close_frame(&mut c).await, 4000, "shell exit closes 4000");
+        let server_first = tcp_gone_after(&mut c).await;
+        server.expect_one_end(&id, "shell_exited").await;
+        println!("round {round}: connection gone {client_first:?} after the server's close reply, {server_first:?} after the client's");
+        took.extend([client_first, server_first]);
+    }
+    let slowest = took.iter().max().unwrap();
+    assert!(
+        *slowest < std::time::Duration::from_millis(50),
+        "the TCP connection is gone within 50 ms of the close handshake: {took:?}"
+    );
+}

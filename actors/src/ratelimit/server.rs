@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use actix::prelude::*;
+
+use crate::fault::contain;
 use governor::clock::{Clock, DefaultClock, Reference};
 use governor::Quota;
 use uuid::Uuid;
@@ -177,7 +179,12 @@ impl<C: LimiterClock> Handler<CheckConnection> for RateLimiter<C> {
     type Result = Result<(), RetryAfter>;
 
     fn handle(&mut self, msg: CheckConnection, _: &mut Self::Context) -> Self::Result {
-        self.check_connection(msg.ip)
+        // A failure refuses the one request (fail closed), as over the limit.
+        contain("limiter::connection", || {
+            fail::fail_point!("limiter::connection");
+            self.check_connection(msg.ip)
+        })
+        .unwrap_or(Err(RetryAfter(std::time::Duration::from_secs(1))))
     }
 }
 
@@ -185,7 +192,11 @@ impl<C: LimiterClock> Handler<AcquireSessionSlot> for RateLimiter<C> {
     type Result = Option<Slot>;
 
     fn handle(&mut self, msg: AcquireSessionSlot, _: &mut Self::Context) -> Self::Result {
-        self.acquire_session_slot(msg.ip)
+        contain("limiter::session_slot", || {
+            fail::fail_point!("limiter::session_slot");
+            self.acquire_session_slot(msg.ip)
+        })
+        .flatten()
     }
 }
 
@@ -193,7 +204,14 @@ impl<C: LimiterClock> Handler<CheckResume> for RateLimiter<C> {
     type Result = Result<(), Rejected>;
 
     fn handle(&mut self, msg: CheckResume, _: &mut Self::Context) -> Self::Result {
-        self.check_resume(msg.session_id, msg.ip)
+        contain("limiter::resume", || {
+            fail::fail_point!("limiter::resume");
+            self.check_resume(msg.session_id, msg.ip)
+        })
+        .unwrap_or(Err(Rejected {
+            kind: Rejection::Internal,
+            retry_after: RetryAfter(std::time::Duration::from_secs(1)),
+        }))
     }
 }
 
@@ -201,6 +219,9 @@ impl<C: LimiterClock> Handler<ResumeFailed> for RateLimiter<C> {
     type Result = ();
 
     fn handle(&mut self, msg: ResumeFailed, _: &mut Self::Context) {
-        self.resume_failed(msg.ip)
+        contain("limiter::resume_failed", || {
+            fail::fail_point!("limiter::resume_failed");
+            self.resume_failed(msg.ip)
+        });
     }
 }

@@ -488,3 +488,42 @@ fn input_admitted_whole_after_a_refill_between_checks_does_not_panic() {
     }
     assert!(admitted_whole_after_refusal);
 }
+
+proptest::proptest! {
+    /// With a clock that moves on between any two reads (as a real one does), the input
+    /// limiter never panics, never forwards more than it was given, and over the run never
+    /// admits more than the burst plus the rate times the time that passed.
+    #[test]
+    fn input_limit_holds_on_a_clock_that_moves_between_reads(
+        rate in 1u32..100_000,
+        burst in 1u32..300_000,
+        step_us in 0u64..20_000,
+        pieces in proptest::collection::vec(1usize..8192, 1..200),
+    ) {
+        let cfg = RateLimitConfig {
+            input_bytes_per_second: rate,
+            input_burst_bytes: burst,
+            ..RateLimitConfig::default()
+        };
+        let clock = TickingClock {
+            inner: FakeRelativeClock::default(),
+            step: Duration::from_micros(step_us),
+        };
+        let start = clock.inner.now();
+        let mut limiter = SessionLimiter::with_clock(&cfg, clock.clone());
+        let mut forwarded = 0u64;
+        for len in pieces {
+            let input = vec![b'a'; len];
+            let decision = limiter.filter_input(&input);
+            proptest::prop_assert!(decision.forward.len() <= len);
+            forwarded += decision.forward.len() as u64;
+        }
+        let elapsed: Duration =
+            governor::clock::Reference::duration_since(&clock.inner.now(), start).into();
+        let allowed = f64::from(burst) + f64::from(rate) * elapsed.as_secs_f64();
+        proptest::prop_assert!(
+            forwarded as f64 <= allowed + 1.0,
+            "forwarded {forwarded} > burst {burst} + {rate}/s over {elapsed:?}"
+        );
+    }
+}

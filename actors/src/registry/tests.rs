@@ -47,7 +47,7 @@ async fn sessions_over_capacity_are_refused() {
         open(&registry, &world, &second).await.err(),
         Some(Refusal::AtCapacity)
     );
-    let capacity = ask(&registry, GetCapacity).await;
+    let capacity = ask(&registry, GetCapacity).await.unwrap();
     assert_eq!((capacity.active, capacity.max), (1, 1));
 }
 
@@ -82,20 +82,23 @@ async fn operators_see_and_end_sessions_by_id() {
     let mut client = Client::new(1);
     let (id, _) = open(&registry, &world, &client).await.unwrap();
     client.expect_connected(id).await;
-    let listed = ask(&registry, ListSessions).await;
+    let listed = ask(&registry, ListSessions).await.unwrap();
     assert_eq!(listed.iter().map(|i| i.id).collect::<Vec<_>>(), vec![id]);
-    assert!(ask(&registry, GetSession(id)).await.is_some());
-    assert!(ask(&registry, GetSession(Uuid::new_v4())).await.is_none());
+    assert!(ask(&registry, GetSession(id)).await.unwrap().is_some());
+    assert!(ask(&registry, GetSession(Uuid::new_v4()))
+        .await
+        .unwrap()
+        .is_none());
     let unknown = EndSession {
         id: Uuid::new_v4(),
         cause: EndCause::AdminKill,
     };
-    assert!(!ask(&registry, unknown).await);
+    assert!(!ask(&registry, unknown).await.unwrap());
     let kill = EndSession {
         id,
         cause: EndCause::AdminKill,
     };
-    assert!(ask(&registry, kill).await);
+    assert!(ask(&registry, kill).await.unwrap());
     assert_eq!(client.expect_end().await, EndCause::AdminKill);
 }
 
@@ -124,7 +127,7 @@ async fn drain_warns_ends_every_session_and_refuses_new_ones() {
         ));
         assert_eq!(client.expect_end().await, EndCause::Shutdown);
     }
-    let capacity = ask(&registry, GetCapacity).await;
+    let capacity = ask(&registry, GetCapacity).await.unwrap();
     assert_eq!((capacity.active, capacity.draining), (0, true));
     assert_eq!(
         open(&registry, &world, &Client::new(3)).await.err(),

@@ -27,6 +27,7 @@ fn open(world: &World, client: &Client) -> Session {
         world.shared.clone(),
         registry.clone().recipient(),
         world.request(client),
+        Default::default(),
     )
     .start();
     Session {

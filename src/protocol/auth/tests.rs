@@ -424,3 +424,55 @@ proptest! {
         prop_assert_eq!(jwt_expired(&token, now), (exp as f64) <= (now as f64));
     }
 }
+
+proptest! {
+    /// Whatever an operator allows (any names, any prefixes, the empty prefix included),
+    /// the names that change what runs before the shell never reach the sandbox, and
+    /// every name that does is one the policy allows.
+    #[test]
+    fn the_environment_allowlist_never_passes_the_dangerous_names(
+        allow_names in proptest::collection::vec("[A-Z_]{0,10}", 0..4),
+        allow_prefixes in proptest::collection::vec("[A-Z_]{0,3}", 0..4),
+        suffix in "[A-Z0-9_]{0,6}",
+        lower in any::<bool>(),
+    ) {
+        let policy = AuthPolicy {
+            env_allow_names: allow_names.clone(),
+            env_allow_prefixes: allow_prefixes.clone(),
+            ..AuthPolicy::default()
+        };
+        let mut env = std::collections::BTreeMap::new();
+        for name in NEVER_ACCEPTED {
+            env.insert(name.to_string(), "x".to_string());
+        }
+        for prefix in NEVER_ACCEPTED_PREFIXES {
+            let name = format!("{prefix}{suffix}");
+            env.insert(if lower { name.to_ascii_lowercase() } else { name }, "x".to_string());
+        }
+        for name in allow_names.iter().chain(&allow_prefixes) {
+            env.insert(format!("{name}{suffix}"), "x".to_string());
+        }
+        let frame = AuthFrame {
+            api_key: Some("k".into()),
+            access_token: None,
+            environment_variables: env,
+            session_id: None,
+            ci_auth_token: None,
+            client: None,
+        };
+        let auth = validate_auth(frame, &policy, NOW).unwrap();
+        for (name, _) in &auth.env {
+            let upper = name.to_ascii_uppercase();
+            prop_assert!(!NEVER_ACCEPTED.contains(&upper.as_str()), "{name} passed");
+            prop_assert!(
+                !NEVER_ACCEPTED_PREFIXES.iter().any(|p| upper.starts_with(p)),
+                "{name} passed"
+            );
+            prop_assert!(
+                allow_names.contains(name)
+                    || allow_prefixes.iter().any(|p| name.len() > p.len() && name.starts_with(p.as_str())),
+                "{name} is not allowed by the policy"
+            );
+        }
+    }
+}
