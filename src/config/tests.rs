@@ -323,7 +323,7 @@ mod file_loader_properties {
         "max_session_duration",
         "resume_grace",
         "warn_before",
-        "replay_bytes",
+        "scrollback_lines",
         "default_size",
         "require_credentials",
         "env_allow",
