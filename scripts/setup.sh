@@ -73,6 +73,8 @@ if [ "${TERMCELL_WITH_DEPLOY:-0}" = 1 ]; then
     command -v promtool >/dev/null 2>&1 || tools+=(prometheus)
     command -v systemd-analyze >/dev/null 2>&1 || tools+=(systemd)
     command -v docker-compose >/dev/null 2>&1 || tools+=(docker-compose)
+    # config/server-image.sh puts Debian's static busybox into termcell's own image.
+    file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' || tools+=(busybox-static)
     if [ ${#tools[@]} -gt 0 ]; then
         echo "setup: installing ${tools[*]}" >&2
         policy=/usr/sbin/policy-rc.d
