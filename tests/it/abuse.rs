@@ -188,6 +188,15 @@ async fn pump(writer: &mut OwnedWriteHalf, chunk: &[u8], total: usize, limit: Du
 }
 
 /// The server's open file descriptors.
+/// The server's open sockets (listeners, the engine's, clients').
+fn sockets(server: &Server) -> usize {
+    std::fs::read_dir(format!("/proc/{}/fd", server.pid()))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|p| p.to_string_lossy().starts_with("socket:"))
+        .count()
+}
+
 fn fds(server: &Server) -> usize {
     std::fs::read_dir(format!("/proc/{}/fd", server.pid()))
         .unwrap()
@@ -653,5 +662,102 @@ async fn malformed_requests_cannot_flood_the_server_log() {
     assert!(
         added <= allowed,
         "{added} lines, at most {allowed} expected"
+    );
+}
+
+#[tokio::test]
+async fn silent_and_dribbling_clients_cost_bounded_memory_and_go_at_the_auth_deadline() {
+    let server = Server::start(&["--auth-timeout", "3"]);
+    // Warm up: the workers' runtimes open their descriptors on their first connections.
+    let mut warm = Vec::new();
+    for _ in 0..8 {
+        warm.push(RawWs::open(&server, local(40)).await);
+    }
+    for mut ws in warm {
+        assert!(ws.reader.close(T).await.is_some());
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await; // the close's 1 s wait for a reply
+    let (fds_before, rss_before) = (fds(&server), server.rss_kib());
+    let sockets_before = sockets(&server);
+    let opened = Instant::now();
+    // 150 WebSockets that never send a byte, and 30 that send an auth frame one byte a
+    // second (it would take over a minute to arrive).
+    let mut silent = Vec::new();
+    for _ in 0..150 {
+        silent.push(RawWs::open(&server, local(41)).await);
+    }
+    let mut dribbling = Vec::new();
+    for _ in 0..30 {
+        dribbling.push(RawWs::open(&server, local(42)).await);
+    }
+    let auth = masked_frame(
+        0x1,
+        json!({"apiKey": "app.key:secret"}).to_string().as_bytes(),
+    );
+    let dribblers = futures_util::future::join_all(dribbling.into_iter().map(|mut ws| {
+        let auth = auth.clone();
+        async move {
+            for byte in &auth {
+                if ws.writer.write_all(&[*byte]).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if !ws.reader.buf.is_empty() || opened.elapsed() > Duration::from_secs(10) {
+                    break;
+                }
+                // Anything from the server ends the dribble: read without waiting.
+                let mut peek = [0u8; 256];
+                if let Ok(Ok(n)) =
+                    tokio::time::timeout(Duration::from_millis(1), ws.reader.half.read(&mut peek))
+                        .await
+                {
+                    ws.reader.buf.extend_from_slice(&peek[..n]);
+                    if n == 0 {
+                        break;
+                    }
+                }
+            }
+            ws
+        }
+    }));
+    let fds_open = fds(&server);
+    let rss_open = server.rss_kib();
+    let dribbling = dribblers.await;
+    // Every one of them is told why and closed at the deadline.
+    let mut closes = Vec::new();
+    for mut ws in silent.into_iter().chain(dribbling) {
+        closes.push(ws.reader.close(T).await);
+    }
+    let took = opened.elapsed();
+    assert!(
+        closes.iter().all(
+            |c| c.as_ref().map(|(code, reason)| (*code, reason.as_str()))
+                == Some((1008, "Authentication timeout"))
+        ),
+        "{closes:?}"
+    );
+    assert!(took < Duration::from_secs(15), "closed after {took:?}");
+    // Every connection's socket is closed (runtimes may still open an event fd or two).
+    let settled = eventually(T, async || sockets(&server) <= sockets_before).await;
+    let rss_after = server.rss_kib();
+    println!(
+        "150 silent + 30 dribbling WebSockets: server fds {fds_before} before, {fds_open} open, \
+         {} after; RSS {rss_before} KiB before, {rss_open} KiB open, {rss_after} KiB after; all \
+         closed 1008 within {took:?}",
+        fds(&server)
+    );
+    let open_fds: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", server.pid()))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .map(|p| p.display().to_string())
+        .collect();
+    assert!(settled, "sockets back to {sockets_before}: {open_fds:?}");
+    assert!(
+        rss_open.saturating_sub(rss_before) < 32 * 1024,
+        "RSS grew {} KiB",
+        rss_open - rss_before
+    );
+    assert!(
+        containers_with_label(&format!("termcell.deployment={}", server.deployment)).is_empty()
     );
 }
