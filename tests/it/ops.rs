@@ -559,15 +559,23 @@ async fn restart_after_kill_9_removes_the_orphans() {
     let mut first = Server::start(&[]);
     let (_a, _) = Client::session(&first).await;
     let (_b, _) = Client::session(&first).await;
+    // A third session detached (its socket dropped), waiting for a resume.
+    let (detached, detached_id) = Client::session(&first).await;
+    drop(detached);
+    let is_detached = eventually(T, async || {
+        metric(&scrape(&first).await, "termcell_sessions_detached", &[]) == Some(1.0)
+    })
+    .await;
+    assert!(is_detached, "{}", metrics(&first).await);
     let orphans = first.containers();
-    assert_eq!(orphans.len(), 2);
+    assert_eq!(orphans.len(), 3);
     first.signal("KILL");
     // Taken out so that dropping `first` later does not kill anything; its containers stay.
     let mut child = first.child.take().unwrap();
     child.wait().unwrap();
     assert_eq!(
         first.containers().len(),
-        2,
+        3,
         "kill -9 leaves the containers behind"
     );
     let dir = std::env::temp_dir().join(format!("termcell-{}-second", first.deployment));
@@ -581,9 +589,19 @@ async fn restart_after_kill_9_removes_the_orphans() {
         .collect();
     assert!(left.is_empty(), "orphans removed at start: {left:?}");
     assert!(
-        second.log().contains("removed 2 container(s)"),
+        second.log().contains("removed 3 container(s)"),
         "{}",
         second.log()
+    );
+    // The detached session went with its container: a resume is refused.
+    let mut late = Client::connect(&second).await;
+    late.auth(json!({"apiKey": "app.key:secret", "sessionId": detached_id}))
+        .await;
+    let closed = late.wait_close(T).await;
+    assert_eq!(
+        closed.as_ref().map(|(code, _)| *code),
+        Some(4002),
+        "{closed:?}"
     );
     let (mut c, _) = Client::session(&second).await;
     c.run("echo second-$((1+1))", "second-2").await;
