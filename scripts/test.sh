@@ -19,7 +19,8 @@ cargo build --workspace -q
 docker/build-programs.sh >/dev/null
 target/debug/termcell build-image --admin-listen off >/dev/null
 cargo test --workspace
-cargo test --test it -- --ignored engine_restart
+# The engine-loss tests stop or kill dockerd: one at a time, after everything else.
+cargo test --test it -- --ignored --test-threads 1 engine_
 
 if [ -f tests/browser/run.sh ]; then
     tests/browser/run.sh

@@ -718,17 +718,41 @@ fn start_dockerd() {
     while dockerd_running() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(250));
     }
+    // A daemon killed with SIGKILL leaves its pid file, and where nothing reaps it (no init
+    // in this machine's process tree does) its zombie keeps that pid alive: the new daemon
+    // would refuse to start. No dockerd runs now, so the file is stale.
+    // Its containerd lives on without it and keeps the new daemon's from starting: it goes
+    // too (the containers' shims stay, and the new containerd finds them).
+    if !dockerd_running() {
+        let _ = std::fs::remove_file("/var/run/docker.pid");
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-x", "containerd"])
+            .status();
+        let _ = std::fs::remove_file("/var/run/docker/containerd/containerd.pid");
+    }
     // As scripts/setup.sh does, in its own session so the test's process group is not its.
     let _ = Command::new("sh")
         .args([
             "-c",
-            "setsid nohup dockerd >/var/log/termcell-dockerd.log 2>&1 < /dev/null &",
+            "setsid nohup dockerd >>/var/log/termcell-dockerd.log 2>&1 < /dev/null &",
         ])
         .status();
     let deadline = Instant::now() + Duration::from_secs(90);
     while !docker_up() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// Sends `signal` to the running dockerd.
+fn signal_dockerd(signal: &str) {
+    let out = Command::new("pidof").arg("dockerd").output().unwrap();
+    let pid = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(!pid.is_empty(), "dockerd runs");
+    assert!(Command::new("kill")
+        .args([&format!("-{signal}"), &pid])
+        .status()
+        .unwrap()
+        .success());
 }
 
 /// Brings dockerd back whatever happens to the test.
@@ -743,29 +767,14 @@ impl Drop for DockerdGuard {
 }
 
 #[tokio::test]
-#[ignore = "stops the Docker engine: run alone with `-- --ignored engine_restart`"]
+#[ignore = "stops the Docker engine: run alone with `-- --ignored --test-threads 1 engine_`"]
 async fn engine_restart_is_survived() {
     let mut server = Server::start(&["--reap-interval", "2"]);
     let (mut c, _) = Client::session(&server).await;
     c.run("echo before-$((1+1))", "before-2").await;
 
     let _guard = DockerdGuard;
-    let pid = String::from_utf8(
-        Command::new("pidof")
-            .arg("dockerd")
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap()
-    .trim()
-    .to_string();
-    assert!(!pid.is_empty(), "dockerd runs");
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    signal_dockerd("TERM");
     assert!(
         eventually(Duration::from_secs(60), async || !docker_up()).await,
         "dockerd stopped"
@@ -815,6 +824,85 @@ async fn engine_restart_is_survived() {
     server
         .wait_audit("security.oom", Some(&again_id), Duration::from_secs(20))
         .await;
+    assert!(server.child.as_mut().unwrap().try_wait().unwrap().is_none());
+    assert!(!server.log().contains("panicked"), "{}", server.log());
+}
+
+#[tokio::test]
+#[ignore = "kills the Docker engine: run alone with `-- --ignored --test-threads 1 engine_`"]
+async fn engine_killed_mid_create_and_mid_session_is_survived() {
+    let mut server = Server::start(&["--reap-interval", "2"]);
+    let (mut running, running_id) = Client::session(&server).await;
+    running.run("echo before-$((1+1))", "before-2").await;
+    let _guard = DockerdGuard;
+    // Sessions being created while the engine dies.
+    let mut creating = Vec::new();
+    for _ in 0..3 {
+        let mut c = Client::connect(&server).await;
+        c.auth(json!({"apiKey": "app.key:secret"})).await;
+        creating.push(c);
+    }
+    signal_dockerd("KILL");
+    assert!(
+        eventually(Duration::from_secs(60), async || !docker_up()).await,
+        "dockerd is gone"
+    );
+    // The running session's TTY stream broke with the engine: 1011, its documented code.
+    let closed = running.wait_close(Duration::from_secs(60)).await;
+    assert_eq!(
+        closed.as_ref().map(|(code, _)| *code),
+        Some(1011),
+        "{closed:?}"
+    );
+    // Those being created end as a failed create (1011) or an engine refusal (1013).
+    for c in &mut creating {
+        let closed = c.wait_close(Duration::from_secs(60)).await;
+        assert!(
+            matches!(closed.as_ref().map(|(code, _)| *code), Some(1011 | 1013)),
+            "{closed:?}"
+        );
+    }
+    let (status, ready) = get(server.http("/ready")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{ready}");
+    assert!(
+        ready.contains("the Docker engine does not answer"),
+        "{ready}"
+    );
+    let mut refused = Client::connect(&server).await;
+    refused.auth(json!({"apiKey": "app.key:secret"})).await;
+    expect_close(
+        &mut refused,
+        "error",
+        1013,
+        "Container engine unavailable, try again later",
+    )
+    .await;
+
+    tokio::task::spawn_blocking(start_dockerd).await.unwrap();
+    assert!(docker_up(), "dockerd is back");
+    assert!(
+        eventually(T, async || get(server.http("/ready")).await.0
+            == StatusCode::OK)
+        .await,
+        "/ready comes back without a restart"
+    );
+    let (mut again, again_id) = Client::session(&server).await;
+    again.run("echo after-$((2+2))", "after-4").await;
+    // Nothing of the sessions the engine took with it is left: the reaper sweeps what could
+    // not be removed while the engine was down.
+    let only_the_new_one = eventually(Duration::from_secs(60), async || {
+        server.containers() == vec![container_of(&again_id).unwrap_or_default()]
+    })
+    .await;
+    assert!(only_the_new_one, "{:?}", server.containers());
+    let ends = server
+        .audit_lines()
+        .iter()
+        .filter(|l| l["event"] == "session.ended" && l["session_id"] == running_id.as_str())
+        .count();
+    assert_eq!(ends, 1, "the running session ended once");
+    again.close(1000, "user-closed-tab").await;
+    assert!(wait_gone(&again_id, T).await);
     assert!(server.child.as_mut().unwrap().try_wait().unwrap().is_none());
     assert!(!server.log().contains("panicked"), "{}", server.log());
 }
