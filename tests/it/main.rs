@@ -16,3 +16,4 @@ mod resume;
 mod rsh;
 mod security;
 mod session;
+mod soak;
