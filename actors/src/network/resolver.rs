@@ -282,10 +282,21 @@ async fn bind_pair(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), Resolve
             source,
         }
     };
-    let udp = UdpSocket::bind(addr).await.map_err(bind_err("udp"))?;
-    let bound = udp.local_addr().map_err(bind_err("udp"))?;
-    let tcp = TcpListener::bind(bound).await.map_err(bind_err("tcp"))?;
-    Ok((udp, tcp))
+    // With port 0 the UDP port is the kernel's choice, and the same TCP port may already be
+    // taken (by any outgoing connection's ephemeral port): pick again a few times.
+    let attempts = if addr.port() == 0 { 16 } else { 1 };
+    let mut attempt = 1;
+    loop {
+        let udp = UdpSocket::bind(addr).await.map_err(bind_err("udp"))?;
+        let bound = udp.local_addr().map_err(bind_err("udp"))?;
+        match TcpListener::bind(bound).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && attempt < attempts => {
+                attempt += 1;
+            }
+            Err(e) => return Err(bind_err("tcp")(e)),
+        }
+    }
 }
 
 /// Periodically forgets rate-limit state of sources that have gone quiet.
