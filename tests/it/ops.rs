@@ -755,6 +755,44 @@ fn signal_dockerd(signal: &str) {
         .success());
 }
 
+/// With the engine gone: /ready says why, and a new session is refused with 1013.
+async fn expect_engine_down(server: &Server) {
+    let (status, ready) = get(server.http("/ready")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{ready}");
+    let ready: Value = serde_json::from_str(&ready).unwrap();
+    assert_eq!(ready["docker"], false, "{ready}");
+    assert_eq!(
+        ready["reasons"],
+        json!(["the Docker engine does not answer"]),
+        "{ready}"
+    );
+    let mut refused = Client::connect(server).await;
+    refused.auth(json!({"apiKey": "app.key:secret"})).await;
+    expect_close(
+        &mut refused,
+        "error",
+        1013,
+        "Container engine unavailable, try again later",
+    )
+    .await;
+}
+
+/// Starts dockerd again: /ready comes back without a restart of the server, and a new
+/// session works.
+async fn engine_back(server: &Server) -> (Client, String) {
+    tokio::task::spawn_blocking(start_dockerd).await.unwrap();
+    assert!(docker_up(), "dockerd is back");
+    assert!(
+        eventually(T, async || get(server.http("/ready")).await.0
+            == StatusCode::OK)
+        .await,
+        "/ready comes back without a restart"
+    );
+    let (mut again, again_id) = Client::session(server).await;
+    again.run("echo after-$((2+2))", "after-4").await;
+    (again, again_id)
+}
+
 /// Brings dockerd back whatever happens to the test.
 struct DockerdGuard;
 
@@ -780,40 +818,14 @@ async fn engine_restart_is_survived() {
         "dockerd stopped"
     );
 
-    let (status, ready) = get(server.http("/ready")).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{ready}");
-    let ready: Value = serde_json::from_str(&ready).unwrap();
-    assert_eq!(ready["docker"], false, "{ready}");
-    assert_eq!(
-        ready["reasons"],
-        json!(["the Docker engine does not answer"]),
-        "{ready}"
-    );
-    let mut refused = Client::connect(&server).await;
-    refused.auth(json!({"apiKey": "app.key:secret"})).await;
-    expect_close(
-        &mut refused,
-        "error",
-        1013,
-        "Container engine unavailable, try again later",
-    )
-    .await;
+    expect_engine_down(&server).await;
     assert!(
         server.child.as_mut().unwrap().try_wait().unwrap().is_none(),
         "the server is still running; log:\n{}",
         server.log()
     );
 
-    tokio::task::spawn_blocking(start_dockerd).await.unwrap();
-    assert!(docker_up(), "dockerd is back");
-    assert!(
-        eventually(T, async || get(server.http("/ready")).await.0
-            == StatusCode::OK)
-        .await,
-        "/ready comes back"
-    );
-    let (mut again, again_id) = Client::session(&server).await;
-    again.run("echo after-$((2+2))", "after-4").await;
+    let (mut again, again_id) = engine_back(&server).await;
     // The Docker events stream reconnected: an OOM kill is audited again.
     again
         .send_text("awk 'BEGIN { s = \"x\"; while (1) s = s s }'; echo hog-rc=$?\r")
@@ -862,32 +874,9 @@ async fn engine_killed_mid_create_and_mid_session_is_survived() {
             "{closed:?}"
         );
     }
-    let (status, ready) = get(server.http("/ready")).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{ready}");
-    assert!(
-        ready.contains("the Docker engine does not answer"),
-        "{ready}"
-    );
-    let mut refused = Client::connect(&server).await;
-    refused.auth(json!({"apiKey": "app.key:secret"})).await;
-    expect_close(
-        &mut refused,
-        "error",
-        1013,
-        "Container engine unavailable, try again later",
-    )
-    .await;
+    expect_engine_down(&server).await;
 
-    tokio::task::spawn_blocking(start_dockerd).await.unwrap();
-    assert!(docker_up(), "dockerd is back");
-    assert!(
-        eventually(T, async || get(server.http("/ready")).await.0
-            == StatusCode::OK)
-        .await,
-        "/ready comes back without a restart"
-    );
-    let (mut again, again_id) = Client::session(&server).await;
-    again.run("echo after-$((2+2))", "after-4").await;
+    let (mut again, again_id) = engine_back(&server).await;
     // Nothing of the sessions the engine took with it is left: the reaper sweeps what could
     // not be removed while the engine was down.
     let only_the_new_one = eventually(Duration::from_secs(60), async || {
