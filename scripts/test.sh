@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TERMCELL_WITH_BROWSER=1 TERMCELL_WITH_DEPLOY=1 scripts/setup.sh
+TERMCELL_WITH_BROWSER=1 TERMCELL_WITH_DEPLOY=1 TERMCELL_WITH_GVISOR=1 scripts/setup.sh
 
 # The embedded page is committed; fail early if it does not match web/src.
 scripts/check-web-bundle.sh

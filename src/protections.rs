@@ -57,10 +57,18 @@ pub fn report(
             "resource_limits",
             true,
             format!(
-                "memory {} MiB (no swap), {} CPU, {} processes",
+                "memory {} MiB (no swap), {} CPU, {} processes{}",
                 profile.memory_bytes / (1024 * 1024),
                 profile.nano_cpus as f64 / 1e9,
-                profile.pids_limit
+                profile.pids_limit,
+                if runtime.user_space_kernel {
+                    format!(
+                        " (gVisor: the host limits the whole sandbox, its user-space kernel included, to {} tasks; at the memory or task limit the sandbox is killed instead of one process being refused)",
+                        profile.host_pids_limit()
+                    )
+                } else {
+                    String::new()
+                }
             ),
         ),
         match network {
@@ -175,7 +183,10 @@ mod tests {
             seccomp: true,
             ..Default::default()
         };
-        let profile = SecurityProfile::default();
+        let profile = SecurityProfile {
+            user_space_kernel: true,
+            ..Default::default()
+        };
         let gvisor = |args: &[&str]| Runtime {
             name: "runsc".into(),
             path: "/usr/bin/runsc".into(),
@@ -192,6 +203,11 @@ mod tests {
         assert!(get(&with, "user_space_kernel").enforced);
         assert!(get(&with, "seccomp").enforced);
         assert!(get(&with, "seccomp").detail.contains("gVisor"));
+        // The limits hold the whole sandbox, and the report says how.
+        let limits = get(&with, "resource_limits").detail;
+        assert!(limits.contains("50 processes"), "{limits}");
+        assert!(limits.contains("to 564 tasks"), "{limits}");
+        assert!(limits.contains("the sandbox is killed"), "{limits}");
         let without = report(&host, &profile, &gvisor(&["--network=none"]), None);
         assert!(!get(&without, "seccomp").enforced);
         assert!(get(&without, "seccomp").detail.contains("--oci-seccomp"));

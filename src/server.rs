@@ -16,12 +16,12 @@ use termcell_actors::docker::{DockerEngine, DockerError, HostSecurity};
 use termcell_actors::metrics::Metrics;
 use termcell_actors::network::guard::{NetworkError, NetworkGuard, RestrictedNet};
 use termcell_actors::network::nft;
-use termcell_actors::profile::{labels, SecurityProfile};
+use termcell_actors::profile::{labels, ContainerSpec, SecurityProfile};
 use termcell_actors::ratelimit::RateLimiter;
 use termcell_actors::registry::{reap_previous_runs, Drain, Registry};
 use termcell_actors::runtime::{self, Runtime, RuntimeError};
 use termcell_actors::session::EndCause;
-use termcell_actors::Shared;
+use termcell_actors::{SessionSettings, Shared};
 
 use crate::config::Config;
 use crate::connections::{self, ConnectionGate};
@@ -115,6 +115,7 @@ fn effective_profile(
         }
     }
     let runtime = runtime::check(&profile.runtime, &host.runtimes, &profile.network_mode)?;
+    profile.user_space_kernel = runtime.user_space_kernel;
     Ok((profile, runtime))
 }
 
@@ -153,6 +154,44 @@ pub async fn verify(config: Config, probe: Option<PathBuf>) -> Result<i32, Start
         }
     }
     result
+}
+
+/// Starts one sandbox of the session profile on its network and removes it: gVisor's
+/// networking does not start on every host (it refuses a network namespace it takes for
+/// the root one), and a server whose every session would fail must not start.
+async fn check_runtime_network(
+    engine: &DockerEngine,
+    settings: &SessionSettings,
+) -> Result<(), StartError> {
+    let name = format!("termcell-check-{}", uuid::Uuid::new_v4().simple());
+    let spec = ContainerSpec {
+        image: &settings.image,
+        cmd: settings.cmd.clone(),
+        env: Vec::new(),
+        labels: HashMap::from([
+            (
+                labels::MANAGED_BY.to_string(),
+                labels::MANAGED_BY_VALUE.to_string(),
+            ),
+            (labels::DEPLOYMENT.to_string(), settings.deployment.clone()),
+            (labels::INSTANCE.to_string(), settings.instance.clone()),
+            (labels::SESSION.to_string(), name.clone()),
+        ]),
+        cols: 80,
+        rows: 24,
+    };
+    let id = engine
+        .create(&name, settings.profile.create_body(&spec))
+        .await?;
+    let started = engine.start(&id).await;
+    let _ = engine.remove(&id).await;
+    started.map_err(|e| {
+        StartError::Runtime(RuntimeError::NetworkFailed {
+            name: settings.profile.runtime.clone(),
+            network: settings.profile.network_mode.clone(),
+            detail: e.to_string(),
+        })
+    })
 }
 
 /// Removes every container of this server instance (the last step of a shutdown).
@@ -260,6 +299,14 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     let deployment = settings.deployment.clone();
     let network =
         install_network(&engine, &config, nft, &deployment, &mut settings.profile).await?;
+    if runtime.user_space_kernel && settings.profile.network_mode != "none" {
+        if let Err(e) = check_runtime_network(&engine, &settings).await {
+            if let Some(net) = network {
+                let _ = net.remove(&engine).await;
+            }
+            return Err(e);
+        }
+    }
     for p in protections::report(&host, &settings.profile, &runtime, network.as_deref()) {
         if p.enforced {
             log::info!("protection {}: enforced ({})", p.name, p.detail);

@@ -49,7 +49,18 @@ pub struct SecurityProfile {
     pub log_max_size: Option<String>,
     /// The OCI runtime (`runc`, or `runsc` for gVisor), as checked against the engine.
     pub runtime: String,
+    /// The runtime is gVisor: the host's cgroups hold the sentry as well as the session's
+    /// processes (see [`SecurityProfile::host_pids_limit`]).
+    pub user_space_kernel: bool,
 }
+
+/// Under gVisor's ptrace platform the host's pids cgroup counts the sentry's threads and a
+/// stub per guest thread: about 66 tasks for the init, a shell and one command, and 9 to 10
+/// more for each further process (measured with runsc 2022-12 on Docker 20.10). The host
+/// limit is the session's limit in those units, so that `pids_limit` processes fit and a
+/// fork bomb still ends at the host's limit (by killing the sandbox, not by a failed fork).
+pub const GVISOR_PIDS_BASE: i64 = 64;
+pub const GVISOR_PIDS_PER_PROCESS: i64 = 10;
 
 impl Default for SecurityProfile {
     fn default() -> Self {
@@ -70,6 +81,7 @@ impl Default for SecurityProfile {
             nofile: 1024,
             log_max_size: None,
             runtime: "runc".into(),
+            user_space_kernel: false,
         }
     }
 }
@@ -86,6 +98,16 @@ pub struct ContainerSpec<'a> {
 }
 
 impl SecurityProfile {
+    /// The pids limit of the container's host cgroup: `pids_limit`, or under gVisor room for
+    /// that many guest processes beside the sentry's own threads.
+    pub fn host_pids_limit(&self) -> i64 {
+        if self.user_space_kernel {
+            GVISOR_PIDS_BASE + GVISOR_PIDS_PER_PROCESS * self.pids_limit
+        } else {
+            self.pids_limit
+        }
+    }
+
     /// The HostConfig every session container gets.
     pub fn host_config(&self) -> HostConfig {
         let mut tmpfs = HashMap::new();
@@ -129,7 +151,7 @@ impl SecurityProfile {
         HostConfig {
             readonly_rootfs: Some(true),
             tmpfs: Some(tmpfs),
-            pids_limit: Some(self.pids_limit),
+            pids_limit: Some(self.host_pids_limit()),
             memory: Some(self.memory_bytes),
             memory_swap: Some(self.memory_bytes),
             nano_cpus: Some(self.nano_cpus),
@@ -252,6 +274,22 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(profile.host_config().tmpfs.unwrap().len(), 2);
+    }
+
+    #[test]
+    fn under_gvisor_the_host_pids_limit_leaves_room_for_the_sentry() {
+        let gvisor = SecurityProfile {
+            user_space_kernel: true,
+            runtime: "runsc".into(),
+            ..Default::default()
+        };
+        // 50 guest processes at about 10 host tasks each, beside the sentry's own.
+        assert_eq!(gvisor.host_config().pids_limit, Some(564));
+        assert_eq!(gvisor.host_config().runtime.as_deref(), Some("runsc"));
+        // Everything else is the same profile.
+        let runc = SecurityProfile::default().host_config();
+        assert_eq!(gvisor.host_config().memory, runc.memory);
+        assert_eq!(gvisor.host_config().security_opt, runc.security_opt);
     }
 
     #[test]

@@ -74,6 +74,16 @@ pub enum RuntimeError {
         why: &'static str,
         snippet: String,
     },
+    #[error(
+        "--runtime {name} is gVisor, and a gVisor sandbox on network {network} does not start on \
+         this host: {detail}. Run gVisor sessions with --network none, or this network with \
+         --runtime runc"
+    )]
+    NetworkFailed {
+        name: String,
+        network: String,
+        detail: String,
+    },
 }
 
 /// Whether `path` is gVisor's runtime binary.

@@ -7,6 +7,7 @@ mod abuse;
 mod deploy;
 mod egress;
 mod faults;
+mod gvisor;
 mod image;
 mod limits;
 mod ops;

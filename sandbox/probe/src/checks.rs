@@ -40,6 +40,8 @@ pub struct Ctx {
     pub extra_fds_at_start: Vec<i32>,
     /// The restricted network, when the sandbox is on it (otherwise: no network).
     pub network: Option<net::Restricted>,
+    /// The sandbox runs under gVisor (`TERMCELL_PROBE_RUNTIME=gvisor`).
+    pub gvisor: bool,
 }
 
 pub type Check = fn(&Ctx) -> Verdict;
@@ -76,21 +78,52 @@ pub fn capabilities(_: &Ctx) -> Verdict {
         Err(v) => return v,
     };
     let mut bad = Vec::new();
+    let mut asked = Vec::new();
     for key in ["CapEff", "CapPrm", "CapBnd", "CapAmb"] {
         match parse::cap_set(&status, key) {
             Some(0) => {}
             Some(v) => bad.push(format!("{key}={v:016x}")),
+            // gVisor's status has no CapAmb line: ask the kernel for each capability.
+            None if key == "CapAmb" => match ambient_caps() {
+                Ok(Some(0)) => asked.push(" (CapAmb asked with prctl)"),
+                Ok(Some(v)) => bad.push(format!("CapAmb={v:016x}")),
+                Ok(None) => {
+                    asked.push(" (this kernel has no ambient set: PR_CAP_AMBIENT is EINVAL)")
+                }
+                Err(e) => bad.push(format!("CapAmb missing, prctl: {e}")),
+            },
             None => bad.push(format!("{key} missing")),
         }
     }
     Verdict::of(
         bad.is_empty(),
         if bad.is_empty() {
-            "CapEff, CapPrm, CapBnd, CapAmb all 0".to_string()
+            format!("CapEff, CapPrm, CapBnd, CapAmb all 0{}", asked.concat())
         } else {
             bad.join(", ")
         },
     )
+}
+
+/// The ambient set as a mask, from `prctl(PR_CAP_AMBIENT_IS_SET)` for each capability the
+/// kernel knows (up to the first one it calls invalid); `None` when the kernel has no
+/// ambient set at all (gVisor).
+fn ambient_caps() -> Result<Option<u64>, String> {
+    let mut mask = 0u64;
+    for cap in 0..64u64 {
+        // SAFETY: a query with integer arguments.
+        let r =
+            unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_IS_SET, cap, 0, 0) };
+        match r {
+            0 => {}
+            1 => mask |= 1 << cap,
+            _ if io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) => {
+                return Ok((cap > 0).then_some(mask));
+            }
+            _ => return Err(io_errno(&io::Error::last_os_error())),
+        }
+    }
+    Ok(Some(mask))
 }
 
 fn status_flag(key: &str, want: &str) -> Verdict {
@@ -104,7 +137,15 @@ fn status_flag(key: &str, want: &str) -> Verdict {
 }
 
 pub fn no_new_privs(_: &Ctx) -> Verdict {
-    status_flag("NoNewPrivs", "1")
+    match status_flag("NoNewPrivs", "1") {
+        // gVisor's status has no NoNewPrivs line: ask the kernel.
+        Verdict::Fail(d) if d.contains("missing") => {
+            // SAFETY: a query with integer arguments.
+            let r = unsafe { libc::prctl(libc::PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) };
+            Verdict::of(r == 1, format!("PR_GET_NO_NEW_PRIVS: {r} (want 1; {d})"))
+        }
+        v => v,
+    }
 }
 
 pub fn seccomp_mode(_: &Ctx) -> Verdict {
@@ -137,6 +178,20 @@ pub fn root_read_only(_: &Ctx) -> Verdict {
             let _ = fs::remove_file(path);
             Verdict::Fail("created a file in /".into())
         }
+        // EACCES: this user may not write / anyway, so the mount must say read-only.
+        Err(e) if e.raw_os_error() == Some(libc::EACCES) => match mounts() {
+            Ok(m) => {
+                let ro = parse::mount_at(&m, "/").is_some_and(|m| m.has_opt("ro"));
+                Verdict::of(
+                    ro,
+                    format!(
+                        "write to / failed with EACCES; the root mount is {}",
+                        if ro { "ro" } else { "not ro" }
+                    ),
+                )
+            }
+            Err(v) => v,
+        },
         Err(e) => Verdict::of(
             e.raw_os_error() == Some(libc::EROFS),
             format!("write to / failed with {}", io_errno(&e)),
@@ -203,7 +258,7 @@ pub fn config_dir_private(ctx: &Ctx) -> Verdict {
     )
 }
 
-pub fn tmp_noexec(_: &Ctx) -> Verdict {
+pub fn tmp_noexec(ctx: &Ctx) -> Verdict {
     let dst = "/tmp/.termcell-probe-exec";
     if let Err(e) = fs::copy("/proc/self/exe", dst) {
         return Verdict::Fail(format!("copy to /tmp: {e}"));
@@ -213,8 +268,10 @@ pub fn tmp_noexec(_: &Ctx) -> Verdict {
     let _ = fs::remove_file(dst);
     match result {
         Ok(s) => Verdict::Fail(format!("a binary copied to /tmp ran ({s})")),
+        // gVisor refuses an exec from a noexec mount with EPERM.
         Err(e) => Verdict::of(
-            e.raw_os_error() == Some(libc::EACCES),
+            e.raw_os_error() == Some(libc::EACCES)
+                || (ctx.gvisor && e.raw_os_error() == Some(libc::EPERM)),
             format!("exec from /tmp failed with {}", io_errno(&e)),
         ),
     }

@@ -90,6 +90,61 @@ const CHECKS: &[(&str, Check)] = &[
     ("oom-kill", checks::oom_kill),
 ];
 
+/// What gVisor does differently, for the checks that fail under it for that reason alone:
+/// such a failure is printed as `NOTE` with this statement and what the check saw, never as
+/// a pass. Any other failure stays a FAIL.
+const GVISOR_DIFFERS: &[(&str, &str)] = &[
+    (
+        "tmp-tmpfs",
+        "gVisor's mount table shows no nosuid or nodev on its own tmpfs",
+    ),
+    (
+        "run-tmpfs",
+        "gVisor's mount table shows no nosuid or nodev on its own tmpfs",
+    ),
+    (
+        "config-dir-tmpfs",
+        "gVisor's mount table shows no nosuid or nodev on its own tmpfs",
+    ),
+    (
+        "pids-limit",
+        "gVisor shows no cgroup files inside; the host limits the whole sandbox (its kernel's threads included), and at the limit the sandbox is killed",
+    ),
+    (
+        "memory-limit",
+        "gVisor shows no cgroup files inside; the host limits the whole sandbox, and at the limit the sandbox is killed",
+    ),
+    (
+        "cpu-quota",
+        "gVisor shows no cgroup files inside; the host's CPU quota applies to the whole sandbox",
+    ),
+    (
+        "deny-i386-socketcall",
+        "the i386 entry reaches gVisor's own socketcall: the socket is one of the user-space kernel's network stack, not the host kernel's",
+    ),
+    (
+        "dev-standard-only",
+        "gVisor adds /dev/fuse and /dev/net/tun, both served by the user-space kernel",
+    ),
+];
+
+/// Checks not run under gVisor: the host's limits end the whole sandbox (and this probe
+/// with it) where Linux refuses one process.
+const GVISOR_NOT_RUN: &[(&str, &str)] = &[
+    (
+        "fork-bomb-held",
+        "not run: under gVisor a fork bomb ends the whole sandbox at the host's task limit instead of failing forks",
+    ),
+    (
+        "oom-kill",
+        "not run: under gVisor the memory limit kills the whole sandbox instead of one process",
+    ),
+];
+
+fn gvisor_statement(table: &[(&str, &'static str)], name: &str) -> Option<&'static str> {
+    table.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
+}
+
 fn env_u64(name: &str, default: u64) -> Result<u64, String> {
     match std::env::var(name) {
         Ok(v) => v
@@ -127,6 +182,7 @@ fn context(extra_fds_at_start: Vec<i32>) -> Result<Ctx, String> {
             .ok_or_else(|| format!("TERMCELL_PROBE_CPUS: not a CPU count: {cpus:?}"))?,
         extra_fds_at_start,
         network,
+        gvisor: std::env::var("TERMCELL_PROBE_RUNTIME").as_deref() == Ok("gvisor"),
     })
 }
 
@@ -144,24 +200,38 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+    let (mut passed, mut failed, mut skipped, mut noted) = (0, 0, 0, 0);
     for (name, check) in CHECKS {
-        match check(&ctx) {
-            Verdict::Pass(d) => {
+        if ctx.gvisor {
+            if let Some(statement) = gvisor_statement(GVISOR_NOT_RUN, name) {
+                noted += 1;
+                println!("NOTE {name}: gVisor: {statement}");
+                continue;
+            }
+        }
+        let differs = gvisor_statement(GVISOR_DIFFERS, name).filter(|_| ctx.gvisor);
+        match (check(&ctx), differs) {
+            (Verdict::Fail(d), Some(statement)) => {
+                noted += 1;
+                println!("NOTE {name}: gVisor: {statement} (saw: {d})");
+            }
+            (Verdict::Pass(d), _) => {
                 passed += 1;
                 println!("PASS {name}: {d}");
             }
-            Verdict::Fail(d) => {
+            (Verdict::Fail(d), None) => {
                 failed += 1;
                 println!("FAIL {name}: {d}");
             }
-            Verdict::Skip(d) => {
+            (Verdict::Skip(d), _) => {
                 skipped += 1;
                 println!("SKIP {name}: {d}");
             }
         }
     }
-    println!("probe: {passed} passed, {failed} failed, {skipped} skipped");
+    println!(
+        "probe: {passed} passed, {failed} failed, {skipped} skipped, {noted} differ under gVisor"
+    );
     if failed > 0 {
         ExitCode::FAILURE
     } else {
@@ -183,5 +253,12 @@ mod tests {
         let len = names.len();
         names.dedup();
         assert_eq!(names.len(), len);
+    }
+
+    #[test]
+    fn every_gvisor_statement_names_a_check() {
+        for (name, _) in GVISOR_DIFFERS.iter().chain(GVISOR_NOT_RUN) {
+            assert!(CHECKS.iter().any(|(n, _)| n == name), "{name}");
+        }
     }
 }
