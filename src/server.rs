@@ -197,6 +197,27 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     if built {
         log::info!("built the sandbox image {}", config.session.image);
     }
+    let labels = HashMap::from([
+        (
+            labels::MANAGED_BY.to_string(),
+            labels::MANAGED_BY_VALUE.to_string(),
+        ),
+        (
+            labels::DEPLOYMENT.to_string(),
+            config.session.deployment.clone(),
+        ),
+        (
+            labels::INSTANCE.to_string(),
+            config.session.instance.clone(),
+        ),
+    ]);
+    let sandbox = image::examine(
+        &engine,
+        &config.session.image,
+        &config.session.profile,
+        labels,
+    )
+    .await?;
     if config
         .session
         .cmd
@@ -205,31 +226,17 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         .map(String::as_str)
         == Some(image::programs::RSH.path)
     {
-        let labels = HashMap::from([
-            (
-                labels::MANAGED_BY.to_string(),
-                labels::MANAGED_BY_VALUE.to_string(),
-            ),
-            (
-                labels::DEPLOYMENT.to_string(),
-                config.session.deployment.clone(),
-            ),
-            (
-                labels::INSTANCE.to_string(),
-                config.session.instance.clone(),
-            ),
-        ]);
-        image::require_restricted_shell(
-            &engine,
-            &config.session.image,
-            &config.session.profile,
-            labels,
-        )
-        .await?;
+        image::require_restricted_shell(&config.session.image, &sandbox)?;
     }
     let mut settings = config.session.clone();
     let (profile, runtime) = effective_profile(&config, &host)?;
     settings.profile = profile;
+    // With the entry program in the image, the session's environment (its credentials)
+    // reaches the shell over the TTY instead of the container's config.
+    if let (true, Some(shell)) = (sandbox.entry, sandbox.shell(settings.cmd.as_deref())) {
+        settings.profile.entry = Some(image::programs::ENTRY.path.to_string());
+        settings.cmd = Some(shell);
+    }
     log::info!(
         "Docker {} (API {}), image {}, deployment {}",
         host.server_version,

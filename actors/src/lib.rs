@@ -8,6 +8,7 @@ pub mod budget;
 pub mod container;
 pub mod credentials;
 pub mod docker;
+pub mod entry;
 pub mod fault;
 pub mod metrics;
 pub mod network;

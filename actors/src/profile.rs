@@ -49,6 +49,11 @@ pub struct SecurityProfile {
     pub log_max_size: Option<String>,
     /// The OCI runtime (`runc`, or `runsc` for gVisor), as checked against the engine.
     pub runtime: String,
+    /// The image's entry program (sandbox/entry), when it has one: the container's command,
+    /// to which the session's environment (its credentials) is written over the TTY, so
+    /// that it is never in the container's config (`docker inspect`, events). `None`: the
+    /// environment goes in the config (an operator's image without the program).
+    pub entry: Option<String>,
 }
 
 impl Default for SecurityProfile {
@@ -70,6 +75,7 @@ impl Default for SecurityProfile {
             nofile: 1024,
             log_max_size: None,
             runtime: "runc".into(),
+            entry: None,
         }
     }
 }
@@ -78,6 +84,8 @@ impl Default for SecurityProfile {
 #[derive(Debug, Clone)]
 pub struct ContainerSpec<'a> {
     pub image: &'a str,
+    /// Replaces the image's entrypoint (the entry program); `None` keeps the image's.
+    pub entrypoint: Option<Vec<String>>,
     pub cmd: Option<Vec<String>>,
     pub env: Vec<String>,
     pub labels: HashMap<String, String>,
@@ -183,6 +191,7 @@ impl SecurityProfile {
         host_config.console_size = Some(vec![spec.rows as usize, spec.cols as usize]);
         ContainerCreateBody {
             image: Some(spec.image.to_string()),
+            entrypoint: spec.entrypoint.clone(),
             cmd: spec.cmd.clone(),
             env: Some(spec.env.clone()),
             labels: Some(spec.labels.clone()),
@@ -224,6 +233,7 @@ mod tests {
     fn spec() -> ContainerSpec<'static> {
         ContainerSpec {
             image: "termcell-sandbox:latest",
+            entrypoint: None,
             cmd: None,
             env: vec!["TERM=xterm-256color".into()],
             labels: HashMap::from([(labels::SESSION.to_string(), "abc".to_string())]),

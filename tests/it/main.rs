@@ -6,6 +6,7 @@ mod testnet;
 mod abuse;
 mod deploy;
 mod egress;
+mod entry;
 mod faults;
 mod image;
 mod limits;
