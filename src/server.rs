@@ -16,6 +16,7 @@ use termcell_actors::docker::{DockerEngine, DockerError, HostSecurity};
 use termcell_actors::metrics::Metrics;
 use termcell_actors::network::guard::{NetworkError, NetworkGuard, RestrictedNet};
 use termcell_actors::network::nft;
+use termcell_actors::pool::{Pool, Shutdown as PoolShutdown};
 use termcell_actors::profile::{labels, SecurityProfile};
 use termcell_actors::ratelimit::RateLimiter;
 use termcell_actors::registry::{reap_previous_runs, Drain, Registry};
@@ -155,6 +156,26 @@ pub async fn verify(config: Config, probe: Option<PathBuf>) -> Result<i32, Start
     result
 }
 
+/// The warm pool, on an arbiter of its own, when it is asked for and the image has the
+/// entry program (a pool sandbox waits in it for the session's environment).
+fn start_pool(shared: &Arc<Shared>) {
+    let size = shared.settings.pool_size;
+    if size == 0 {
+        log::info!("warm pool off (--pool-size 0): every session starts its own sandbox");
+    } else if shared.settings.profile.entry.is_none() {
+        log::warn!(
+            "warm pool off: image {} has no {} (rebuild the default image, or add the program to yours)",
+            shared.settings.image,
+            image::programs::ENTRY.path
+        );
+    } else {
+        let pool_shared = shared.clone();
+        let pool =
+            Pool::start_in_arbiter(&Arbiter::new().handle(), move |_| Pool::new(pool_shared));
+        shared.pool.set(pool);
+    }
+}
+
 /// Removes every container of this server instance (the last step of a shutdown).
 async fn remove_instance_containers(
     engine: &DockerEngine,
@@ -288,7 +309,9 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         settings,
         audit: audit.clone(),
         metrics: Metrics::new(),
+        pool: Default::default(),
     });
+    start_pool(&shared);
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
@@ -454,8 +477,13 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             })
             .await
             .unwrap_or(0);
-        // Give the bridges a moment to flush their close frames.
+        // Give the bridges a moment to flush their close frames; the pool stops making
+        // sandboxes meanwhile (none may appear after the sweep below).
+        let pool = shared.pool.addr().map(|pool| pool.send(PoolShutdown));
         tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Some(pool) = pool {
+            let _ = pool.await;
+        }
         let removed = remove_instance_containers(
             &engine,
             &shared.settings.deployment,

@@ -19,6 +19,7 @@ use crate::audit::AuditEvent;
 use crate::docker::{DockerEngine, DockerError, RawTty};
 use crate::entry::{self, EntryError};
 use crate::fault;
+use crate::pool::Claim;
 use crate::profile::{labels, ContainerSpec};
 use crate::session::{
     short, ContainerOutput, ContainerStatus, End, EndCause, SessionActor, SessionRequest,
@@ -306,7 +307,9 @@ impl ContainerActor {
         let shared = self.shared.clone();
         let session_id = self.session_id;
         let removal = async move {
-            match engine.remove(&id).await {
+            let removed = engine.remove(&id).await;
+            shared.pool.release(&id);
+            match removed {
                 Ok(()) => shared.audit.record(
                     AuditEvent::new("container.removed")
                         .session(session_id)
@@ -454,14 +457,60 @@ async fn why_it_ended(engine: &DockerEngine, id: &str) -> ContainerStatus {
     }
 }
 
-/// Creates, attaches and starts; returns the container id whenever one was created, so
-/// that a failure after create still removes it.
+/// Takes a waiting sandbox from the warm pool and writes the session's line to it; `None`
+/// when the pool is off or empty, or the sandbox failed (then it is removed).
+async fn claim_warm(
+    shared: &Shared,
+    setup: &ContainerSetup,
+    line: &[u8],
+    created: &parking_lot::Mutex<Option<String>>,
+) -> Option<(String, RawTty)> {
+    let pool = shared.pool.addr()?;
+    let t0 = Instant::now();
+    let claims = &shared.metrics.pool_claims;
+    let Ok(Some(warm)) = pool.send(Claim).await else {
+        claims.with_label_values(&["cold"]).inc();
+        return None;
+    };
+    let crate::pool::Warm { id, mut tty } = warm;
+    *created.lock() = Some(id.clone());
+    if let Err(e) = entry::write_line(&mut *tty.writer, line).await {
+        log::warn!(
+            "session {}: the pool's sandbox {id} did not take its line ({e}); starting cold",
+            short(setup.session_id)
+        );
+        created.lock().take();
+        let _ = shared.engine.remove(&id).await;
+        shared.pool.release(&id);
+        claims.with_label_values(&["cold"]).inc();
+        return None;
+    }
+    claims.with_label_values(&["warm"]).inc();
+    shared
+        .metrics
+        .pool_claim_seconds
+        .observe(t0.elapsed().as_secs_f64());
+    shared.audit.record(
+        AuditEvent::new("container.claimed")
+            .session(setup.session_id)
+            .field("container_id", &id),
+    );
+    Some((id, tty))
+}
+
+/// Takes a sandbox from the warm pool, or creates, attaches and starts one; returns the
+/// container id whenever one was created, so that a failure after create still removes it.
 async fn launch(
     engine: DockerEngine,
     shared: Arc<Shared>,
     setup: ContainerSetup,
     created: Arc<parking_lot::Mutex<Option<String>>>,
 ) -> (Option<String>, Result<RawTty, SandboxError>) {
+    if let Some(line) = &setup.env_line {
+        if let Some((id, tty)) = claim_warm(&shared, &setup, line, &created).await {
+            return (Some(id), Ok(tty));
+        }
+    }
     let t0 = Instant::now();
     let id = match engine.create(&setup.name, setup.body).await {
         Ok(id) => id,

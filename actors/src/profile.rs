@@ -19,6 +19,8 @@ pub mod labels {
     pub const INSTANCE: &str = "termcell.instance";
     pub const SESSION: &str = "termcell.session";
     pub const CREATED_AT: &str = "termcell.created-at";
+    /// A warm pool sandbox (instead of `SESSION`): its value is the pool's name for it.
+    pub const POOL: &str = "termcell.pool";
 }
 
 /// The detach sequence set on every attach: a user never types it (the default

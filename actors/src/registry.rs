@@ -124,6 +124,16 @@ impl Registry {
                     return;
                 };
                 for c in containers {
+                    let names = c.names.iter().flatten();
+                    let in_pool = c
+                        .labels
+                        .as_ref()
+                        .is_some_and(|l| l.contains_key(labels::POOL));
+                    // The pool's sandboxes: waiting, or serving a session (under the
+                    // pool's label, not the session's).
+                    if in_pool && (c.id.iter().chain(names).any(|n| shared.pool.owns(n))) {
+                        continue;
+                    }
                     let session = c
                         .labels
                         .as_ref()

@@ -11,6 +11,7 @@ mod faults;
 mod image;
 mod limits;
 mod ops;
+mod pool;
 mod protocol;
 mod redraw;
 mod resume;
