@@ -10,11 +10,11 @@ use serde_json::json;
 
 use crate::support::*;
 
-async fn pool_ready(server: &Server) -> f64 {
+pub(crate) async fn pool_ready(server: &Server) -> f64 {
     metric(&scrape(server).await, "termcell_pool_ready", &[]).unwrap_or(-1.0)
 }
 
-async fn wait_pool(server: &Server, n: f64) {
+pub(crate) async fn wait_pool(server: &Server, n: f64) {
     assert!(
         eventually(Duration::from_secs(60), async || pool_ready(server).await
             == n)
@@ -25,7 +25,7 @@ async fn wait_pool(server: &Server, n: f64) {
 }
 
 /// The pool's waiting sandboxes of this server's deployment.
-fn pool_containers(server: &Server) -> Vec<String> {
+pub(crate) fn pool_containers(server: &Server) -> Vec<String> {
     docker_ps(
         &format!("termcell.deployment={}", server.deployment),
         "{{.ID}} {{.Label \"termcell.pool\"}}",
