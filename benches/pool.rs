@@ -11,6 +11,8 @@
 //!   raw Docker attach of a container of the same image and profile
 //! - output throughput of `head -c N /dev/zero | tr '\0' a` read as fast as possible;
 //!   baseline: the same through a raw attach
+//!   (and the server's CPU time per MB)
+//! - sessions opened (to the prompt) and closed back to back, per minute: cold and warm
 //! - server RSS per idle session, and per pool sandbox (server side and the container's
 //!   own memory as the engine counts it)
 //!
@@ -213,6 +215,24 @@ fn flood() -> String {
     format!("head -c {THROUGHPUT_BYTES} /dev/zero | tr '\\0' a; echo DONE-$((1+1))\r")
 }
 
+/// The CPU seconds a process has used (user and system).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// Sessions opened to their prompt and closed, one after the other, for `n` sessions.
+async fn per_minute(server: &Server, n: usize) -> f64 {
+    let t0 = Instant::now();
+    for _ in 0..n {
+        let (_, mut c) = session_prompt(server).await;
+        c.close(1000, "user-closed-bench").await;
+    }
+    n as f64 * 60.0 / t0.elapsed().as_secs_f64()
+}
+
 async fn session_throughput(c: &mut Client) -> f64 {
     c.output.clear();
     c.send_text(&flood()).await;
@@ -311,16 +331,31 @@ async fn main() {
     println!("termcell / raw: median {:.2}x, p99 {:.2}x", et_m / er_m, et_p / er_p);
 
     let (mut f_raw, mut f_tc) = (vec![], vec![]);
+    let mut cpu = 0.0;
     for _ in 0..THROUGHPUT_TURNS {
         f_raw.push(raw_throughput(&mut running_tty).await);
+        let before = cpu_seconds(warm.pid());
         f_tc.push(session_throughput(&mut c).await);
+        cpu += cpu_seconds(warm.pid()) - before;
     }
     println!("-- output throughput, {} MB (MB/s)", THROUGHPUT_BYTES / 1_000_000);
     let (fr, _) = line("raw Docker attach", "MB/s", &f_raw);
     let (ft, _) = line("termcell WebSocket", "MB/s", &f_tc);
     println!("termcell / raw: median {:.2}x", ft / fr);
+    println!(
+        "termcell server CPU: {:.1} ms per MB",
+        cpu * 1000.0 / (THROUGHPUT_TURNS * THROUGHPUT_BYTES / 1_000_000) as f64
+    );
     c.close(1000, "user-closed-bench").await;
     engine.remove(&running).await.unwrap();
+
+    println!("-- sessions opened to the prompt and closed, back to back ({RUNS} each)");
+    println!("cold: {:.0} per minute", per_minute(&cold, RUNS).await);
+    wait_pool(&warm, 2.0).await;
+    println!(
+        "warm (pool of 2, refilled meanwhile): {:.0} per minute",
+        per_minute(&warm, RUNS).await
+    );
 
     // Memory: idle sessions on the cold server; pool sandboxes on a server of their own.
     tokio::time::sleep(Duration::from_secs(1)).await;
