@@ -69,7 +69,10 @@ fn raw_body(image: &str, deployment: &str) -> bollard::models::ContainerCreateBo
         cmd: None,
         env: vec!["TERM=xterm-256color".into(), "HOME=/home/user".into()],
         labels: HashMap::from([
-            (labels::MANAGED_BY.to_string(), labels::MANAGED_BY_VALUE.to_string()),
+            (
+                labels::MANAGED_BY.to_string(),
+                labels::MANAGED_BY_VALUE.to_string(),
+            ),
             (labels::DEPLOYMENT.to_string(), deployment.to_string()),
         ]),
         cols: 100,
@@ -92,10 +95,17 @@ async fn read_until(tty: &mut RawTty, seen: &mut Vec<u8>, needle: &[u8]) {
 }
 
 /// Create + attach + start of a raw container to its first output byte.
-async fn raw_start(engine: &DockerEngine, image: &str, deployment: &str) -> (Duration, String, RawTty) {
+async fn raw_start(
+    engine: &DockerEngine,
+    image: &str,
+    deployment: &str,
+) -> (Duration, String, RawTty) {
     let name = format!("termcell-bench-raw-{}", uuid::Uuid::new_v4().simple());
     let t0 = Instant::now();
-    let id = engine.create(&name, raw_body(image, deployment)).await.unwrap();
+    let id = engine
+        .create(&name, raw_body(image, deployment))
+        .await
+        .unwrap();
     let mut tty = engine.attach_raw(&id).await.unwrap();
     engine.start(&id).await.unwrap();
     if tty.initial.is_empty() {
@@ -132,7 +142,11 @@ async fn exec_start(docker: &bollard::Docker, id: &str) -> Duration {
         )
         .await
         .unwrap();
-    let StartExecResults::Attached { mut output, mut input } = started else {
+    let StartExecResults::Attached {
+        mut output,
+        mut input,
+    } = started
+    else {
         panic!("exec detached");
     };
     output.next().await.expect("exec output").unwrap();
@@ -218,7 +232,12 @@ fn flood() -> String {
 /// The CPU seconds a process has used (user and system).
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
     let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
     ticks / 100.0
 }
@@ -281,8 +300,22 @@ async fn main() {
     let engine = DockerEngine::connect().await.unwrap();
     let docker = bollard::Docker::connect_with_local_defaults().unwrap();
     let deployment = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let cold = Server::start(&["--image", &image.0, "--pool-size", "0", "--max-sessions", "100"]);
-    let warm = Server::start(&["--image", &image.0, "--pool-size", "2", "--max-sessions", "100"]);
+    let cold = Server::start(&[
+        "--image",
+        &image.0,
+        "--pool-size",
+        "0",
+        "--max-sessions",
+        "100",
+    ]);
+    let warm = Server::start(&[
+        "--image",
+        &image.0,
+        "--pool-size",
+        "2",
+        "--max-sessions",
+        "100",
+    ]);
     println!(
         "termcell pool benchmarks: image {}, {RUNS} runs per time-to-prompt figure, in turns",
         image.0
@@ -328,7 +361,11 @@ async fn main() {
     println!("-- keystroke echo round trip (ms)");
     let (er_m, er_p) = line("raw Docker attach", "ms", &e_raw);
     let (et_m, et_p) = line("termcell WebSocket", "ms", &e_tc);
-    println!("termcell / raw: median {:.2}x, p99 {:.2}x", et_m / er_m, et_p / er_p);
+    println!(
+        "termcell / raw: median {:.2}x, p99 {:.2}x",
+        et_m / er_m,
+        et_p / er_p
+    );
 
     let (mut f_raw, mut f_tc) = (vec![], vec![]);
     let mut cpu = 0.0;
@@ -338,7 +375,10 @@ async fn main() {
         f_tc.push(session_throughput(&mut c).await);
         cpu += cpu_seconds(warm.pid()) - before;
     }
-    println!("-- output throughput, {} MB (MB/s)", THROUGHPUT_BYTES / 1_000_000);
+    println!(
+        "-- output throughput, {} MB (MB/s)",
+        THROUGHPUT_BYTES / 1_000_000
+    );
     let (fr, _) = line("raw Docker attach", "MB/s", &f_raw);
     let (ft, _) = line("termcell WebSocket", "MB/s", &f_tc);
     println!("termcell / raw: median {:.2}x", ft / fr);

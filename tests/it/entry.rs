@@ -81,7 +81,7 @@ async fn credentials_reach_the_shell_and_nowhere_else() {
     assert!(!early.contains("termcell-entry"), "{early:?}");
     // A's credentials are not in anything B can read in /proc.
     let proc = b
-        .capture("cat /proc/[0-9]*/environ /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' '\\n' | grep -c entry-secret-AAAA")
+        .capture("cat /proc/[0-9]*/environ /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' '\\n' | grep -c 'entry-secret-AAA[A]'")
         .await;
     assert_eq!(proc, "0", "B sees A's key in /proc");
 
