@@ -59,13 +59,15 @@ async fn a_claimed_sandbox_has_the_profile_of_a_cold_one() {
     let waiting = pool_containers(&warm_server);
     assert_eq!(waiting.len(), 1, "{waiting:?}");
 
-    // The first frame after the auth is a resize: the warm shell has that size.
+    // The first frame after the auth is a resize: the warm shell has that size. Keys
+    // typed before the claim completes reach the shell after the hand-over.
     let mut warm = Client::connect(&warm_server).await;
     warm.auth(json!({"apiKey": "app.key:warm-one"})).await;
     warm.send_text(r#"{"type":"resize","cols":132,"rows":43}"#)
         .await;
+    warm.send_text("echo warm-early-$((2*21))\r").await;
     let warm_id = warm.wait_hello().await;
-    warm.wait_output("$ ", T).await;
+    warm.wait_output("warm-early-42", T).await;
     // The resize is applied right after the hand-over: the shell sees it at once or
     // after its first SIGWINCH.
     let mut size = (0, 0);
@@ -95,6 +97,8 @@ async fn a_claimed_sandbox_has_the_profile_of_a_cold_one() {
         metric(&samples, "termcell_pool_claim_seconds_count", &[]),
         Some(1.0)
     );
+    let refills = metric(&samples, "termcell_pool_refill_seconds_count", &[]).unwrap_or(0.0);
+    assert!(refills >= 1.0, "{refills}");
 
     let (mut cold, cold_id) = Client::session(&cold_server).await;
     cold.wait_output("$ ", T).await;
