@@ -485,6 +485,7 @@ async fn claim_warm(
         claims.with_label_values(&["cold"]).inc();
         return None;
     }
+    shared.pool.serve(&id, setup.session_id);
     claims.with_label_values(&["warm"]).inc();
     shared
         .metrics

@@ -6,7 +6,7 @@
 //! Refills run in the background, at most `MAX_FILLING` at a time, backing off while the
 //! engine fails; an empty pool answers at once (the session starts cold).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -36,13 +36,14 @@ const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// What the rest of the server knows of the pool: its address once started, and the
-/// sandboxes it made that are still in use (the reaper leaves those alone).
+/// sandboxes it made that are still in use (the reaper leaves those alone), with the
+/// session each serves (their label is the pool's: engine events find the session here).
 #[derive(Default)]
 pub struct PoolLink {
     addr: OnceLock<Addr<Pool>>,
-    /// Names (before their create returns) and ids of the pool's containers, waiting or
-    /// serving a session.
-    owned: parking_lot::Mutex<HashSet<String>>,
+    /// Names (before their create returns) and ids of the pool's containers, waiting
+    /// (`None`) or serving a session.
+    owned: parking_lot::Mutex<HashMap<String, Option<uuid::Uuid>>>,
 }
 
 impl PoolLink {
@@ -59,7 +60,17 @@ impl PoolLink {
     pub fn owns(&self, id_or_name: &str) -> bool {
         self.owned
             .lock()
-            .contains(id_or_name.trim_start_matches('/'))
+            .contains_key(id_or_name.trim_start_matches('/'))
+    }
+
+    /// The session a claimed pool container serves.
+    pub fn session_of(&self, id: &str) -> Option<uuid::Uuid> {
+        self.owned.lock().get(id).copied().flatten()
+    }
+
+    /// A session claimed this container.
+    pub fn serve(&self, id: &str, session: uuid::Uuid) {
+        self.owned.lock().insert(id.to_string(), Some(session));
     }
 
     /// A pool container was removed (or never created): it is no longer owned.
@@ -68,7 +79,7 @@ impl PoolLink {
     }
 
     fn adopt(&self, id_or_name: &str) {
-        self.owned.lock().insert(id_or_name.to_string());
+        self.owned.lock().insert(id_or_name.to_string(), None);
     }
 }
 

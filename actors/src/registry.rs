@@ -259,10 +259,12 @@ impl Registry {
                 return;
             }
         };
+        // A warm pool sandbox carries the pool's label: the pool knows its session.
         let Some(session_id) = event
             .session
             .as_deref()
             .and_then(|s| Uuid::parse_str(s).ok())
+            .or_else(|| self.shared.pool.session_of(&event.container_id))
         else {
             return;
         };

@@ -205,10 +205,17 @@ async fn a_killed_pool_sandbox_is_replaced_and_the_pool_goes_with_the_server() {
         pool_containers(&server),
         server.log()
     );
-    // The replacement serves a session.
-    let (mut c, _) = Client::session(&server).await;
+    // The replacement serves a session, and the engine's events about it reach that
+    // session although its container carries the pool's label.
+    let (mut c, id) = Client::session(&server).await;
     c.wait_output("$ ", T).await;
     assert_eq!(c.capture("echo $ABLY_API_KEY").await, "app.key:secret");
+    c.send_text("awk 'BEGIN { s = \"x\"; while (1) s = s s }'; echo hog-rc=$?\r")
+        .await;
+    c.wait_output("hog-rc=137", Duration::from_secs(60)).await;
+    server
+        .wait_audit("security.oom", Some(&id), Duration::from_secs(20))
+        .await;
     // The reaper (every second here) leaves the pool's sandboxes alone, the serving one
     // and the new waiting one: nothing is removed as an orphan. No event marks a reaper
     // pass, so this waits for a few of them.

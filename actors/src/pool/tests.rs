@@ -61,6 +61,9 @@ async fn claims_take_distinct_sandboxes_and_an_empty_pool_answers_at_once() {
     let made: Vec<&str> = shells.iter().map(|s| s.container_id.as_str()).collect();
     assert!(ids.iter().all(|id| made.contains(id)));
     assert!(ids.iter().all(|id| world.shared.pool.owns(id)));
+    assert!(ids
+        .iter()
+        .all(|id| world.shared.pool.session_of(id).is_none()));
     // The claimed TTY is the one the entry program waits on.
     let mut warm = warm.into_iter().next().unwrap();
     let line = crate::entry::encode_line([("A", &b"1"[..])]);
