@@ -22,7 +22,7 @@ install -D -m 0755 "$bin" "$root/usr/local/bin/termcell"
 install -D -m 0755 "$busybox" "$root/bin/busybox"
 # The programs the default sandbox image holds, and the probe of `termcell verify`:
 # termcell finds them beside its binary.
-for program in termcell-rsh termcell-probe; do
+for program in termcell-rsh termcell-entry termcell-probe; do
     [ -x "$programs/$program" ] \
         || { echo "server-image: no $program in $programs (docker/build-programs.sh)" >&2; exit 1; }
     install -D -m 0755 "$programs/$program" "$root/usr/local/bin/$program"

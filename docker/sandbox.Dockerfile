@@ -2,9 +2,11 @@
 # in-container programs, a non-root user, nothing else. Built by `termcell build-image`
 # (src/image.rs) from a context holding root/, the image's files: from the host,
 # /bin/busybox and, when it is dynamically linked, its loader and libraries; from termcell,
-# /usr/local/bin/termcell-rsh (the restricted shell, built by docker/build-programs.sh)
-# and its /etc/termcell/rsh.conf (docker/rsh.conf), /bin/wget (docker/wget), /etc/passwd,
-# /etc/group and /etc/nsswitch.conf.
+# /usr/local/bin/termcell-rsh (the restricted shell) and /usr/local/bin/termcell-entry
+# (the entry program that takes the session's environment), both built by
+# docker/build-programs.sh, the restricted shell's /etc/termcell/rsh.conf
+# (docker/rsh.conf), /bin/wget (docker/wget), /etc/passwd, /etc/group and
+# /etc/nsswitch.conf.
 FROM scratch
 COPY root/ /
 # RUN works on scratch only once busybox is in place; applet links are made at build time

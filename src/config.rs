@@ -210,6 +210,11 @@ pub struct Settings {
     #[arg(long, env = "TERMCELL_DEFAULT_SIZE", global = true)]
     pub default_size: Option<String>,
 
+    /// Sandboxes kept started and waiting for a session (the warm pool; needs the entry
+    /// program in the image): a session takes one at once instead of starting a container.
+    /// 0 turns the pool off. Default 2.
+    #[arg(long, env = "TERMCELL_POOL_SIZE", global = true)]
+    pub pool_size: Option<usize>,
     /// Live sessions on this server (also MAX_SESSIONS; 4009 above). Default 50.
     #[arg(long, env = "TERMCELL_MAX_SESSIONS", global = true)]
     pub max_sessions: Option<usize>,
@@ -500,6 +505,7 @@ impl Settings {
             heartbeat_interval,
             client_timeout,
             default_size,
+            pool_size,
             max_sessions,
             max_sessions_per_ip,
             connections_per_minute,

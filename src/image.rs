@@ -139,20 +139,42 @@ pub async fn ensure_sandbox(
     Ok(true)
 }
 
-/// With `--shell restricted`, the image must hold the restricted shell: checked in a
-/// container created from it with the session profile (never started, removed at once,
-/// labelled so that the reaper takes it if termcell dies meanwhile), so a start on an
-/// image without it fails here, with the fix, instead of every session failing.
-pub async fn require_restricted_shell(
+/// What the sandbox image holds that the server's start depends on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxImage {
+    pub restricted_shell: bool,
+    /// The entry program (sandbox/entry): sessions get their environment through it.
+    pub entry: bool,
+    /// The image's own entrypoint and command, as a container of it runs them.
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+}
+
+impl SandboxImage {
+    /// The session's shell as the entry program execs it: the image's entrypoint, then
+    /// `cmd` (`--shell`) or the image's command. `None` when that is empty.
+    pub fn shell(&self, cmd: Option<&[String]>) -> Option<Vec<String>> {
+        let mut shell = self.entrypoint.clone();
+        shell.extend(cmd.unwrap_or(&self.cmd).iter().cloned());
+        (!shell.is_empty()).then_some(shell)
+    }
+}
+
+/// Looks into the image through a container created from it with the session profile
+/// (never started, removed at once, labelled so that the reaper takes it if termcell dies
+/// meanwhile): which of termcell's programs it has, and its command. A start with
+/// `--shell restricted` on an image without the restricted shell fails here, with the fix,
+/// instead of every session failing.
+pub async fn examine(
     engine: &DockerEngine,
     image: &str,
     profile: &SecurityProfile,
     labels: HashMap<String, String>,
-) -> Result<(), ImageError> {
-    let path = programs::RSH.path;
+) -> Result<SandboxImage, ImageError> {
     let spec = ContainerSpec {
         image,
-        cmd: Some(vec![path.to_string()]),
+        entrypoint: None,
+        cmd: None,
         env: Vec::new(),
         labels,
         cols: 80,
@@ -166,14 +188,28 @@ pub async fn require_restricted_shell(
     };
     let name = format!("termcell-check-{}", uuid::Uuid::new_v4().simple());
     let id = engine.create(&name, profile.create_body(&spec)).await?;
-    let found = engine.path_exists(&id, path).await;
+    let looked = async {
+        let config = engine.inspect(&id).await?.config.unwrap_or_default();
+        Ok::<_, DockerError>(SandboxImage {
+            restricted_shell: engine.path_exists(&id, programs::RSH.path).await?,
+            entry: engine.path_exists(&id, programs::ENTRY.path).await?,
+            entrypoint: config.entrypoint.unwrap_or_default(),
+            cmd: config.cmd.unwrap_or_default(),
+        })
+    }
+    .await;
     engine.remove(&id).await?;
-    if found? {
+    Ok(looked?)
+}
+
+/// With `--shell restricted`, the image must hold the restricted shell.
+pub fn require_restricted_shell(image: &str, found: &SandboxImage) -> Result<(), ImageError> {
+    if found.restricted_shell {
         Ok(())
     } else {
         Err(ImageError::NoRestrictedShell {
             image: image.to_string(),
-            path: path.to_string(),
+            path: programs::RSH.path.to_string(),
         })
     }
 }

@@ -116,6 +116,14 @@ pub fn report(
             },
         ),
         p(
+            "credentials_out_of_config",
+            profile.entry.is_some(),
+            match &profile.entry {
+                Some(path) => format!("the session's environment is written to {path} over the TTY: never in docker inspect or events"),
+                None => "the image has no termcell-entry: session credentials are in the container's config, readable with docker inspect (rebuild the default image, or add the program to yours: docs/security.md)".into(),
+            },
+        ),
+        p(
             "cgroup",
             true,
             format!("cgroup v{}", if host.cgroup_version.is_empty() { "?" } else { &host.cgroup_version }),

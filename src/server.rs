@@ -16,6 +16,7 @@ use termcell_actors::docker::{DockerEngine, DockerError, HostSecurity};
 use termcell_actors::metrics::Metrics;
 use termcell_actors::network::guard::{NetworkError, NetworkGuard, RestrictedNet};
 use termcell_actors::network::nft;
+use termcell_actors::pool::{Pool, Shutdown as PoolShutdown};
 use termcell_actors::profile::{labels, ContainerSpec, SecurityProfile};
 use termcell_actors::ratelimit::RateLimiter;
 use termcell_actors::registry::{reap_previous_runs, Drain, Registry};
@@ -166,6 +167,7 @@ async fn check_runtime_network(
     let name = format!("termcell-check-{}", uuid::Uuid::new_v4().simple());
     let spec = ContainerSpec {
         image: &settings.image,
+        entrypoint: None,
         cmd: settings.cmd.clone(),
         env: Vec::new(),
         labels: HashMap::from([
@@ -192,6 +194,26 @@ async fn check_runtime_network(
             detail: e.to_string(),
         })
     })
+}
+
+/// The warm pool, on an arbiter of its own, when it is asked for and the image has the
+/// entry program (a pool sandbox waits in it for the session's environment).
+fn start_pool(shared: &Arc<Shared>) {
+    let size = shared.settings.pool_size;
+    if size == 0 {
+        log::info!("warm pool off (--pool-size 0): every session starts its own sandbox");
+    } else if shared.settings.profile.entry.is_none() {
+        log::warn!(
+            "warm pool off: image {} has no {} (rebuild the default image, or add the program to yours)",
+            shared.settings.image,
+            image::programs::ENTRY.path
+        );
+    } else {
+        let pool_shared = shared.clone();
+        let pool =
+            Pool::start_in_arbiter(&Arbiter::new().handle(), move |_| Pool::new(pool_shared));
+        shared.pool.set(pool);
+    }
 }
 
 /// Removes every container of this server instance (the last step of a shutdown).
@@ -236,6 +258,27 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     if built {
         log::info!("built the sandbox image {}", config.session.image);
     }
+    let labels = HashMap::from([
+        (
+            labels::MANAGED_BY.to_string(),
+            labels::MANAGED_BY_VALUE.to_string(),
+        ),
+        (
+            labels::DEPLOYMENT.to_string(),
+            config.session.deployment.clone(),
+        ),
+        (
+            labels::INSTANCE.to_string(),
+            config.session.instance.clone(),
+        ),
+    ]);
+    let sandbox = image::examine(
+        &engine,
+        &config.session.image,
+        &config.session.profile,
+        labels,
+    )
+    .await?;
     if config
         .session
         .cmd
@@ -244,31 +287,17 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         .map(String::as_str)
         == Some(image::programs::RSH.path)
     {
-        let labels = HashMap::from([
-            (
-                labels::MANAGED_BY.to_string(),
-                labels::MANAGED_BY_VALUE.to_string(),
-            ),
-            (
-                labels::DEPLOYMENT.to_string(),
-                config.session.deployment.clone(),
-            ),
-            (
-                labels::INSTANCE.to_string(),
-                config.session.instance.clone(),
-            ),
-        ]);
-        image::require_restricted_shell(
-            &engine,
-            &config.session.image,
-            &config.session.profile,
-            labels,
-        )
-        .await?;
+        image::require_restricted_shell(&config.session.image, &sandbox)?;
     }
     let mut settings = config.session.clone();
     let (profile, runtime) = effective_profile(&config, &host)?;
     settings.profile = profile;
+    // With the entry program in the image, the session's environment (its credentials)
+    // reaches the shell over the TTY instead of the container's config.
+    if let (true, Some(shell)) = (sandbox.entry, sandbox.shell(settings.cmd.as_deref())) {
+        settings.profile.entry = Some(image::programs::ENTRY.path.to_string());
+        settings.cmd = Some(shell);
+    }
     log::info!(
         "Docker {} (API {}), image {}, deployment {}",
         host.server_version,
@@ -328,7 +357,9 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         settings,
         audit: audit.clone(),
         metrics: Metrics::new(),
+        pool: Default::default(),
     });
+    start_pool(&shared);
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
@@ -494,8 +525,13 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             })
             .await
             .unwrap_or(0);
-        // Give the bridges a moment to flush their close frames.
+        // Give the bridges a moment to flush their close frames; the pool stops making
+        // sandboxes meanwhile (none may appear after the sweep below).
+        let pool = shared.pool.addr().map(|pool| pool.send(PoolShutdown));
         tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Some(pool) = pool {
+            let _ = pool.await;
+        }
         let removed = remove_instance_containers(
             &engine,
             &shared.settings.deployment,

@@ -62,6 +62,7 @@ pub async fn run_probe(
     let name = format!("termcell-verify-{}", uuid::Uuid::new_v4().simple());
     let spec = ContainerSpec {
         image: PROBE_IMAGE,
+        entrypoint: None,
         cmd: None,
         env,
         labels: HashMap::from([

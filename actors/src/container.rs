@@ -17,12 +17,14 @@ use uuid::Uuid;
 
 use crate::audit::AuditEvent;
 use crate::docker::{DockerEngine, DockerError, RawTty};
+use crate::entry::{self, EntryError};
 use crate::fault;
+use crate::pool::Claim;
 use crate::profile::{labels, ContainerSpec};
 use crate::session::{
     short, ContainerOutput, ContainerStatus, End, EndCause, SessionActor, SessionRequest,
 };
-use crate::Shared;
+use crate::{SessionSettings, Shared};
 
 #[cfg(test)]
 mod tests;
@@ -43,6 +45,8 @@ pub enum SandboxError {
     Attach(EngineFailure),
     #[error("could not start the container: {0}")]
     Start(EngineFailure),
+    #[error("the sandbox did not take the session's environment: {0}")]
+    Entry(EntryError),
 }
 
 impl SandboxError {
@@ -52,6 +56,7 @@ impl SandboxError {
             SandboxError::Create(f) | SandboxError::Attach(f) | SandboxError::Start(f) => {
                 f.unavailable
             }
+            SandboxError::Entry(_) => false,
         }
     }
 
@@ -61,6 +66,7 @@ impl SandboxError {
             SandboxError::Create(_) => "create",
             SandboxError::Attach(_) => "attach",
             SandboxError::Start(_) => "start",
+            SandboxError::Entry(_) => "entry",
         }
     }
 }
@@ -127,46 +133,102 @@ pub struct ContainerSetup {
     session_id: Uuid,
     cols: u16,
     rows: u16,
+    /// The session's environment line for the entry program; `None` when the image has
+    /// none (the environment is then in `body`).
+    env_line: Option<Vec<u8>>,
+}
+
+/// The session's own environment: the client's allowlisted variables and its credentials.
+fn session_env(request: &SessionRequest) -> Vec<(&str, &str)> {
+    let mut env: Vec<(&str, &str)> = request
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    if let Some(key) = &request.api_key {
+        env.push(("ABLY_API_KEY", key));
+    }
+    if let Some(token) = &request.access_token {
+        env.push(("ABLY_ACCESS_TOKEN", token));
+    }
+    env
+}
+
+/// The entry program in front of the shell, when the image has it and the shell is known:
+/// the container's entrypoint and command.
+fn entry_command(settings: &SessionSettings, wait: Duration) -> Option<(Vec<String>, Vec<String>)> {
+    let (entry, shell) = (settings.profile.entry.as_ref()?, settings.cmd.as_ref()?);
+    let mut cmd = vec![
+        "--timeout".to_string(),
+        wait.as_secs().max(1).to_string(),
+        "--".to_string(),
+    ];
+    cmd.extend(shell.iter().cloned());
+    Some((vec![entry.clone()], cmd))
+}
+
+/// A sandbox's create body: the session profile, `env` in its config, labelled with
+/// `owner` (the session label, or the pool's), the entry program in front of the shell
+/// (waiting `wait` for its line) when the image has it.
+pub fn sandbox_body(
+    settings: &SessionSettings,
+    env: Vec<String>,
+    owner: (&str, String),
+    wait: Duration,
+) -> ContainerCreateBody {
+    let labels = HashMap::from([
+        (
+            labels::MANAGED_BY.to_string(),
+            labels::MANAGED_BY_VALUE.to_string(),
+        ),
+        (labels::DEPLOYMENT.to_string(), settings.deployment.clone()),
+        (labels::INSTANCE.to_string(), settings.instance.clone()),
+        (owner.0.to_string(), owner.1),
+        (
+            labels::CREATED_AT.to_string(),
+            chrono::Utc::now().to_rfc3339(),
+        ),
+    ]);
+    let (entrypoint, cmd) = match entry_command(settings, wait) {
+        Some((entrypoint, cmd)) => (Some(entrypoint), Some(cmd)),
+        None => (None, settings.cmd.clone()),
+    };
+    let spec = ContainerSpec {
+        image: &settings.image,
+        entrypoint,
+        cmd,
+        env,
+        labels,
+        cols: settings.default_cols,
+        rows: settings.default_rows,
+    };
+    settings.profile.create_body(&spec)
 }
 
 impl ContainerSetup {
     pub fn new(shared: &Shared, session_id: Uuid, request: &SessionRequest) -> ContainerSetup {
         let settings = &shared.settings;
+        let session_env = session_env(request);
         let mut env: Vec<String> = settings.base_env.clone();
-        env.extend(request.env.iter().map(|(k, v)| format!("{k}={v}")));
-        if let Some(key) = &request.api_key {
-            env.push(format!("ABLY_API_KEY={key}"));
-        }
-        if let Some(token) = &request.access_token {
-            env.push(format!("ABLY_ACCESS_TOKEN={token}"));
-        }
-        let labels = HashMap::from([
-            (
-                labels::MANAGED_BY.to_string(),
-                labels::MANAGED_BY_VALUE.to_string(),
-            ),
-            (labels::DEPLOYMENT.to_string(), settings.deployment.clone()),
-            (labels::INSTANCE.to_string(), settings.instance.clone()),
-            (labels::SESSION.to_string(), session_id.to_string()),
-            (
-                labels::CREATED_AT.to_string(),
-                chrono::Utc::now().to_rfc3339(),
-            ),
-        ]);
-        let spec = ContainerSpec {
-            image: &settings.image,
-            cmd: settings.cmd.clone(),
-            env,
-            labels,
-            cols: settings.default_cols,
-            rows: settings.default_rows,
+        // With the entry program the session's environment goes over the TTY, never in
+        // the container's config.
+        let uses_entry = entry_command(settings, entry::COLD_TIMEOUT).is_some();
+        let env_line = if uses_entry {
+            Some(entry::encode_line(
+                session_env.iter().map(|(k, v)| (*k, v.as_bytes())),
+            ))
+        } else {
+            env.extend(session_env.iter().map(|(k, v)| format!("{k}={v}")));
+            None
         };
+        let owner = (labels::SESSION, session_id.to_string());
         ContainerSetup {
             name: format!("termcell-{}-{}", settings.deployment, session_id.simple()),
-            body: settings.profile.create_body(&spec),
+            body: sandbox_body(settings, env, owner, entry::COLD_TIMEOUT),
             session_id,
             cols: settings.default_cols,
             rows: settings.default_rows,
+            env_line,
         }
     }
 }
@@ -245,7 +307,9 @@ impl ContainerActor {
         let shared = self.shared.clone();
         let session_id = self.session_id;
         let removal = async move {
-            match engine.remove(&id).await {
+            let removed = engine.remove(&id).await;
+            shared.pool.release(&id);
+            match removed {
                 Ok(()) => shared.audit.record(
                     AuditEvent::new("container.removed")
                         .session(session_id)
@@ -393,14 +457,61 @@ async fn why_it_ended(engine: &DockerEngine, id: &str) -> ContainerStatus {
     }
 }
 
-/// Creates, attaches and starts; returns the container id whenever one was created, so
-/// that a failure after create still removes it.
+/// Takes a waiting sandbox from the warm pool and writes the session's line to it; `None`
+/// when the pool is off or empty, or the sandbox failed (then it is removed).
+async fn claim_warm(
+    shared: &Shared,
+    setup: &ContainerSetup,
+    line: &[u8],
+    created: &parking_lot::Mutex<Option<String>>,
+) -> Option<(String, RawTty)> {
+    let pool = shared.pool.addr()?;
+    let t0 = Instant::now();
+    let claims = &shared.metrics.pool_claims;
+    let Ok(Some(warm)) = pool.send(Claim).await else {
+        claims.with_label_values(&["cold"]).inc();
+        return None;
+    };
+    let crate::pool::Warm { id, mut tty } = warm;
+    *created.lock() = Some(id.clone());
+    if let Err(e) = entry::write_line(&mut *tty.writer, line).await {
+        log::warn!(
+            "session {}: the pool's sandbox {id} did not take its line ({e}); starting cold",
+            short(setup.session_id)
+        );
+        created.lock().take();
+        let _ = shared.engine.remove(&id).await;
+        shared.pool.release(&id);
+        claims.with_label_values(&["cold"]).inc();
+        return None;
+    }
+    shared.pool.serve(&id, setup.session_id);
+    claims.with_label_values(&["warm"]).inc();
+    shared
+        .metrics
+        .pool_claim_seconds
+        .observe(t0.elapsed().as_secs_f64());
+    shared.audit.record(
+        AuditEvent::new("container.claimed")
+            .session(setup.session_id)
+            .field("container_id", &id),
+    );
+    Some((id, tty))
+}
+
+/// Takes a sandbox from the warm pool, or creates, attaches and starts one; returns the
+/// container id whenever one was created, so that a failure after create still removes it.
 async fn launch(
     engine: DockerEngine,
     shared: Arc<Shared>,
     setup: ContainerSetup,
     created: Arc<parking_lot::Mutex<Option<String>>>,
 ) -> (Option<String>, Result<RawTty, SandboxError>) {
+    if let Some(line) = &setup.env_line {
+        if let Some((id, tty)) = claim_warm(&shared, &setup, line, &created).await {
+            return (Some(id), Ok(tty));
+        }
+    }
     let t0 = Instant::now();
     let id = match engine.create(&setup.name, setup.body).await {
         Ok(id) => id,
@@ -432,7 +543,22 @@ async fn launch(
     if let Err(e) = engine.resize(&id, setup.cols, setup.rows).await {
         log::debug!("initial resize failed: {e}");
     }
-    (Some(id), Ok(tty))
+    match setup.env_line {
+        Some(line) => {
+            let tty = hand_over(tty, &line).await.map_err(SandboxError::Entry);
+            (Some(id), tty)
+        }
+        None => (Some(id), Ok(tty)),
+    }
+}
+
+/// Gives a started sandbox's entry program the session's environment line; the TTY that
+/// returns starts with the shell's output.
+async fn hand_over(mut tty: RawTty, line: &[u8]) -> Result<RawTty, EntryError> {
+    let initial = std::mem::take(&mut tty.initial);
+    tty.initial = entry::await_ready(&mut *tty.reader, initial, entry::COLD_TIMEOUT).await?;
+    entry::write_line(&mut *tty.writer, line).await?;
+    Ok(tty)
 }
 
 impl Actor for ContainerActor {

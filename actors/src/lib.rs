@@ -8,10 +8,12 @@ pub mod budget;
 pub mod container;
 pub mod credentials;
 pub mod docker;
+pub mod entry;
 pub mod fault;
 pub mod metrics;
 pub mod network;
 pub mod notice;
+pub mod pool;
 pub mod profile;
 pub mod ratelimit;
 pub mod registry;
@@ -28,6 +30,11 @@ use std::time::Duration;
 /// Rows of scrollback a session's screen model keeps by default: with the default size,
 /// the model stays under 512 KiB even with every row full (docs/benchmarks.md).
 pub const DEFAULT_SCROLLBACK_LINES: usize = 80;
+
+/// Sandboxes the warm pool keeps by default: two cover a pair of sessions arriving within
+/// one refill (about a cold start, 0.2 s) at the cost of two idle containers (a few MiB
+/// each, docs/benchmarks.md); a larger pool only helps bursts.
+pub const DEFAULT_POOL_SIZE: usize = 2;
 
 /// Session behaviour settings, fixed at start.
 #[derive(Debug, Clone)]
@@ -55,6 +62,8 @@ pub struct SessionSettings {
     /// Environment every sandbox gets before the client's allowlisted variables.
     pub base_env: Vec<String>,
     pub max_sessions: usize,
+    /// Sandboxes the warm pool keeps waiting (pool.rs); 0: every session starts its own.
+    pub pool_size: usize,
     pub reap_interval: Duration,
     pub limits: ratelimit::RateLimitConfig,
 }
@@ -82,6 +91,7 @@ impl Default for SessionSettings {
                 "LANG=C.UTF-8".into(),
             ],
             max_sessions: 50,
+            pool_size: DEFAULT_POOL_SIZE,
             reap_interval: Duration::from_secs(60),
             limits: ratelimit::RateLimitConfig::default(),
         }
@@ -94,4 +104,6 @@ pub struct Shared {
     pub settings: SessionSettings,
     pub audit: audit::Audit,
     pub metrics: metrics::Metrics,
+    /// The warm pool, once started, and the sandboxes it owns.
+    pub pool: pool::PoolLink,
 }

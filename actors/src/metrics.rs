@@ -27,6 +27,10 @@ pub struct Metrics {
     pub dns_queries: IntCounterVec,
     pub dns_lookup_seconds: Histogram,
     pub firewall_restores: IntCounter,
+    pub pool_ready: IntGauge,
+    pub pool_claims: IntCounterVec,
+    pub pool_claim_seconds: Histogram,
+    pub pool_refill_seconds: Histogram,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -127,6 +131,33 @@ impl Metrics {
                 "Restricted network: times the firewall table was found deleted from outside and put back",
             )
             .expect("valid"),
+            pool_ready: IntGauge::new(
+                "pool_ready",
+                "Warm pool: sandboxes started and waiting for a session",
+            )
+            .expect("valid"),
+            pool_claims: IntCounterVec::new(
+                Opts::new(
+                    "pool_claims_total",
+                    "Warm pool: sessions that asked for a sandbox, by what they got (warm, cold)",
+                ),
+                &["result"],
+            )
+            .expect("valid"),
+            pool_claim_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "pool_claim_seconds",
+                    "Warm pool: time to take a waiting sandbox and hand it the session's environment",
+                )
+                .buckets(vec![
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1,
+                ]),
+            )
+            .expect("valid"),
+            pool_refill_seconds: histogram(
+                "pool_refill_seconds",
+                "Warm pool: time to create, attach and start one sandbox until its entry program waits",
+            ),
             registry,
         };
         let r = &m.registry;
@@ -160,6 +191,12 @@ impl Metrics {
         r.register(Box::new(m.dns_lookup_seconds.clone()))
             .expect("unique");
         r.register(Box::new(m.firewall_restores.clone()))
+            .expect("unique");
+        r.register(Box::new(m.pool_ready.clone())).expect("unique");
+        r.register(Box::new(m.pool_claims.clone())).expect("unique");
+        r.register(Box::new(m.pool_claim_seconds.clone()))
+            .expect("unique");
+        r.register(Box::new(m.pool_refill_seconds.clone()))
             .expect("unique");
         m
     }

@@ -19,6 +19,8 @@ pub mod labels {
     pub const INSTANCE: &str = "termcell.instance";
     pub const SESSION: &str = "termcell.session";
     pub const CREATED_AT: &str = "termcell.created-at";
+    /// A warm pool sandbox (instead of `SESSION`): its value is the pool's name for it.
+    pub const POOL: &str = "termcell.pool";
 }
 
 /// The detach sequence set on every attach: a user never types it (the default
@@ -52,6 +54,11 @@ pub struct SecurityProfile {
     /// The runtime is gVisor: the host's cgroups hold the sentry as well as the session's
     /// processes (see [`SecurityProfile::host_pids_limit`]).
     pub user_space_kernel: bool,
+    /// The image's entry program (sandbox/entry), when it has one: the container's command,
+    /// to which the session's environment (its credentials) is written over the TTY, so
+    /// that it is never in the container's config (`docker inspect`, events). `None`: the
+    /// environment goes in the config (an operator's image without the program).
+    pub entry: Option<String>,
 }
 
 /// Under gVisor's ptrace platform the host's pids cgroup counts the sentry's threads and a
@@ -82,6 +89,7 @@ impl Default for SecurityProfile {
             log_max_size: None,
             runtime: "runc".into(),
             user_space_kernel: false,
+            entry: None,
         }
     }
 }
@@ -90,6 +98,8 @@ impl Default for SecurityProfile {
 #[derive(Debug, Clone)]
 pub struct ContainerSpec<'a> {
     pub image: &'a str,
+    /// Replaces the image's entrypoint (the entry program); `None` keeps the image's.
+    pub entrypoint: Option<Vec<String>>,
     pub cmd: Option<Vec<String>>,
     pub env: Vec<String>,
     pub labels: HashMap<String, String>,
@@ -205,6 +215,7 @@ impl SecurityProfile {
         host_config.console_size = Some(vec![spec.rows as usize, spec.cols as usize]);
         ContainerCreateBody {
             image: Some(spec.image.to_string()),
+            entrypoint: spec.entrypoint.clone(),
             cmd: spec.cmd.clone(),
             env: Some(spec.env.clone()),
             labels: Some(spec.labels.clone()),
@@ -246,6 +257,7 @@ mod tests {
     fn spec() -> ContainerSpec<'static> {
         ContainerSpec {
             image: "termcell-sandbox:latest",
+            entrypoint: None,
             cmd: None,
             env: vec!["TERM=xterm-256color".into()],
             labels: HashMap::from([(labels::SESSION.to_string(), "abc".to_string())]),

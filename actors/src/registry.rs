@@ -124,6 +124,16 @@ impl Registry {
                     return;
                 };
                 for c in containers {
+                    let names = c.names.iter().flatten();
+                    let in_pool = c
+                        .labels
+                        .as_ref()
+                        .is_some_and(|l| l.contains_key(labels::POOL));
+                    // The pool's sandboxes: waiting, or serving a session (under the
+                    // pool's label, not the session's).
+                    if in_pool && (c.id.iter().chain(names).any(|n| shared.pool.owns(n))) {
+                        continue;
+                    }
                     let session = c
                         .labels
                         .as_ref()
@@ -249,10 +259,12 @@ impl Registry {
                 return;
             }
         };
+        // A warm pool sandbox carries the pool's label: the pool knows its session.
         let Some(session_id) = event
             .session
             .as_deref()
             .and_then(|s| Uuid::parse_str(s).ok())
+            .or_else(|| self.shared.pool.session_of(&event.container_id))
         else {
             return;
         };

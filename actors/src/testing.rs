@@ -196,6 +196,7 @@ impl World {
         .expect("the audit log opens");
         let fake = FakeEngine::new();
         let shared = Arc::new(Shared {
+            pool: Default::default(),
             engine: fake.handle(),
             settings,
             audit,

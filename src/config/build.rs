@@ -407,6 +407,7 @@ fn session(
             "max-sessions",
             s.max_sessions.unwrap_or(d.max_sessions) as u64,
         )? as usize,
+        pool_size: s.pool_size.unwrap_or(d.pool_size),
         reap_interval: positive_seconds(
             "reap-interval",
             s.reap_interval.unwrap_or(d.reap_interval.as_secs()),

@@ -21,8 +21,15 @@ pub const RSH: Program = Program {
     path: "/usr/local/bin/termcell-rsh",
 };
 
+/// The entry program: the session container's command, which takes the session's
+/// environment as one line on its TTY and then runs the shell (sandbox/entry).
+pub const ENTRY: Program = Program {
+    name: "termcell-entry",
+    path: "/usr/local/bin/termcell-entry",
+};
+
 /// Every program the default image holds.
-pub const IMAGE_PROGRAMS: &[Program] = &[RSH];
+pub const IMAGE_PROGRAMS: &[Program] = &[RSH, ENTRY];
 
 /// The probe of `termcell verify`; it has an image of its own.
 pub const PROBE: &str = "termcell-probe";

@@ -951,3 +951,33 @@ async fn a_second_server_of_the_same_deployment_refuses_to_start() {
         .iter()
         .all(|l| l["event"] != "session.ended"));
 }
+
+#[tokio::test]
+#[ignore = "stops the Docker engine: run alone with `-- --ignored --test-threads 1 engine_`"]
+async fn engine_restart_empties_and_refills_the_pool() {
+    use crate::pool::{pool_containers, pool_ready, wait_pool};
+    let image = BuiltImage::new();
+    let server = Server::start(&["--image", &image.0, "--pool-size", "2"]);
+    wait_pool(&server, 2.0).await;
+    let before = pool_containers(&server);
+
+    let _guard = DockerdGuard;
+    signal_dockerd("TERM");
+    assert!(
+        eventually(Duration::from_secs(60), async || !docker_up()).await,
+        "dockerd stopped"
+    );
+    assert!(
+        eventually(T, async || pool_ready(&server).await == 0.0).await,
+        "the pool is emptied when its sandboxes' TTYs end"
+    );
+    let (mut again, _) = engine_back(&server).await;
+    again.run("echo pooled-$((3+3))", "pooled-6").await;
+    wait_pool(&server, 2.0).await;
+    let after = pool_containers(&server);
+    assert!(
+        after.iter().all(|id| !before.contains(id)),
+        "{before:?} {after:?}"
+    );
+    assert!(!server.log().contains("panicked"), "{}", server.log());
+}

@@ -49,9 +49,19 @@ async fn a_restricted_session_refuses_a_shell_and_runs_allowed_commands() {
     c.wait_output("$ ", T).await;
     let container = container_of(&id).expect("the session's container");
     let inspect = docker_inspect(&container);
+    // The entry program in front of the restricted shell: it takes the environment.
     assert_eq!(
-        inspect["Config"]["Cmd"],
-        json!(["/usr/local/bin/termcell-rsh"]),
+        inspect["Config"]["Entrypoint"],
+        json!(["/usr/local/bin/termcell-entry"]),
+        "{inspect}"
+    );
+    let cmd = inspect["Config"]["Cmd"]
+        .as_array()
+        .expect("a command")
+        .clone();
+    assert_eq!(
+        cmd[cmd.len() - 2..],
+        [json!("--"), json!("/usr/local/bin/termcell-rsh")],
         "{inspect}"
     );
 
@@ -156,9 +166,16 @@ async fn typed_arguments_arrive_exactly_and_client_loader_variables_change_nothi
     .await;
     let id = c.wait_hello().await;
     c.wait_output("rsh> ", T).await;
-    let inspect = docker_inspect(&container_of(&id).expect("the session's container"));
-    let container_env = inspect["Config"]["Env"].to_string();
-    assert!(container_env.contains("OPERATOR_SETTING=kept-by-the-server"));
+    // The server passes the allowed variable (through the entry program, not the
+    // container's config) and none of the loader variables.
+    let container = container_of(&id).expect("the session's container");
+    let config_env = docker_inspect(&container)["Config"]["Env"].to_string();
+    assert!(!config_env.contains("OPERATOR_SETTING"), "{config_env}");
+    let container_env = docker_exec(&container, "cat /proc/[0-9]*/environ | tr '\\0' '\\n'");
+    assert!(
+        container_env.contains("OPERATOR_SETTING=kept-by-the-server"),
+        "{container_env}"
+    );
     for name in ["BASH_ENV", "ENV=", "LD_PRELOAD", "NODE_OPTIONS"] {
         assert!(!container_env.contains(name), "{name} in {container_env}");
     }

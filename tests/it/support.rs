@@ -84,6 +84,9 @@ impl Server {
         ])
         .args(extra)
         .env("TERMCELL_ADMIN_TOKEN", ADMIN_TOKEN)
+        // Tests find a session's container by its session label, which a warm pool's
+        // sandbox does not carry: the pool's own tests turn it on (--pool-size).
+        .env("TERMCELL_POOL_SIZE", "0")
         .env("RUST_LOG", "info")
         .envs(env.iter().copied())
         .stdout(Stdio::null())

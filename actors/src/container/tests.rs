@@ -75,3 +75,99 @@ fn sandbox_errors_name_the_step_and_keep_the_engine_status() {
         SandboxError::Attach(EngineFailure { status: None, .. })
     ));
 }
+
+mod entry_program {
+    use termcell_entry::READY;
+
+    use super::*;
+    use crate::docker::fake::Call;
+    use crate::registry::Unregister;
+    use crate::testing::{input, recorder, settings, within, Client, Recorder, World};
+
+    fn with_entry() -> crate::SessionSettings {
+        let mut s = settings();
+        s.profile.entry = Some("/usr/local/bin/termcell-entry".into());
+        s.cmd = Some(vec!["/bin/sh".into()]);
+        s
+    }
+
+    fn open(
+        world: &World,
+        client: &Client,
+    ) -> (Uuid, Addr<SessionActor>, Addr<Recorder<Unregister>>) {
+        let (registry, _unregistered) = recorder();
+        let id = Uuid::new_v4();
+        let addr = SessionActor::new(
+            id,
+            world.shared.clone(),
+            registry.clone().recipient(),
+            world.request(client),
+            Default::default(),
+        )
+        .start();
+        (id, addr, registry)
+    }
+
+    #[actix_rt::test]
+    async fn credentials_go_over_the_tty_never_in_the_config() {
+        let world = World::new(with_entry());
+        let client = Client::new(1);
+        let setup = ContainerSetup::new(&world.shared, Uuid::new_v4(), &world.request(&client));
+        let env = setup.body.env.clone().unwrap().join(" ");
+        assert!(!env.contains("key-one"), "{env}");
+        assert_eq!(
+            setup.body.entrypoint,
+            Some(vec!["/usr/local/bin/termcell-entry".to_string()])
+        );
+        assert_eq!(
+            setup.env_line.as_deref(),
+            Some(&entry::encode_line([("ABLY_API_KEY", &b"key-one"[..])])[..])
+        );
+
+        let world = World::new(settings());
+        let setup = ContainerSetup::new(&world.shared, Uuid::new_v4(), &world.request(&client));
+        assert!(setup.env_line.is_none());
+        assert!(setup
+            .body
+            .env
+            .unwrap()
+            .contains(&"ABLY_API_KEY=key-one".to_string()));
+    }
+
+    #[actix_rt::test]
+    async fn input_before_the_hand_over_comes_after_the_line() {
+        let world = World::new(with_entry());
+        let mut client = Client::new(1);
+        let (id, addr, _registry) = open(&world, &client);
+        addr.do_send(input(b"ls\r"));
+        let mut shell = within("the TTY", world.fake.shell()).await;
+        shell.output(READY).await;
+        shell
+            .expect_input(&entry::encode_line([("ABLY_API_KEY", &b"key-one"[..])]))
+            .await;
+        client.expect_connected(id).await;
+        shell.expect_input(b"ls\r").await;
+        shell.output(b"$ ").await;
+        client.expect_output(b"$ ").await;
+    }
+
+    #[actix_rt::test]
+    async fn output_other_than_the_marker_fails_the_session_and_removes_its_sandbox() {
+        let world = World::new(with_entry());
+        let mut client = Client::new(1);
+        let (_id, _addr, _registry) = open(&world, &client);
+        let mut shell = within("the TTY", world.fake.shell()).await;
+        let container = shell.container_id.clone();
+        shell.output(b"/ $ ").await;
+        assert_eq!(
+            client.expect_end().await,
+            EndCause::CreateFailed(SandboxError::Entry(EntryError::Unexpected))
+        );
+        let removed = Call::Remove(container);
+        within(
+            "the removal",
+            world.fake.wait_for_calls(|calls| calls.contains(&removed)),
+        )
+        .await;
+    }
+}
