@@ -14,6 +14,7 @@ use termcell_actors::audit::{Audit, AuditEvent};
 use termcell_actors::credentials::FingerprintKey;
 use termcell_actors::docker::{DockerEngine, DockerError, HostSecurity};
 use termcell_actors::metrics::Metrics;
+use termcell_actors::monitor::{Monitor, MonitorActor};
 use termcell_actors::network::guard::{NetworkError, NetworkGuard, RestrictedNet};
 use termcell_actors::network::nft;
 use termcell_actors::profile::{labels, ContainerSpec, SecurityProfile};
@@ -328,6 +329,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         settings,
         audit: audit.clone(),
         metrics: Metrics::new(),
+        monitor: Monitor::default(),
     });
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -344,6 +346,11 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             NetworkGuard::new(net, shared)
         });
     }
+    // One sampler for every session's resource use, on its own thread.
+    let (monitor_shared, monitor_config) = (shared.clone(), config.monitor.clone());
+    MonitorActor::start_in_arbiter(&Arbiter::new().handle(), move |_| {
+        MonitorActor::new(monitor_shared, monitor_config)
+    });
     let limits = shared.settings.limits.clone();
     let limiter =
         RateLimiter::start_in_arbiter(&Arbiter::new().handle(), move |_| RateLimiter::new(limits));

@@ -5,11 +5,13 @@
 
 pub mod audit;
 pub mod budget;
+pub mod cgroup;
 pub mod container;
 pub mod credentials;
 pub mod docker;
 pub mod fault;
 pub mod metrics;
+pub mod monitor;
 pub mod network;
 pub mod notice;
 pub mod profile;
@@ -94,4 +96,6 @@ pub struct Shared {
     pub settings: SessionSettings,
     pub audit: audit::Audit,
     pub metrics: metrics::Metrics,
+    /// Sessions whose use is sampled, and their latest figures.
+    pub monitor: monitor::Monitor,
 }
