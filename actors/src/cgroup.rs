@@ -138,8 +138,8 @@ impl Cgroup {
                     let inactive = field(&stat, "total_inactive_file").unwrap_or(0);
                     r.memory_bytes = usage.saturating_sub(inactive);
                     // v1 says "no limit" with a huge number (a page-rounded i64::MAX).
-                    r.memory_limit = read_u64(&dir.join("memory.limit_in_bytes"))?
-                        .filter(|&l| l < (1 << 62));
+                    r.memory_limit =
+                        read_u64(&dir.join("memory.limit_in_bytes"))?.filter(|&l| l < (1 << 62));
                 }
                 if let Some(dir) = pids {
                     read_pids(dir, &mut r)?;

@@ -669,7 +669,6 @@ fn to_event(msg: EventMessage) -> ContainerEvent {
     }
 }
 
-
 fn percent_encode(s: &str) -> String {
     s.bytes()
         .map(|b| {

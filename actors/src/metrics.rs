@@ -166,7 +166,9 @@ impl Metrics {
 
     /// Adds a metric kept by another component (the resource monitor's).
     pub fn register(&self, collector: Box<dyn prometheus::core::Collector>) {
-        self.registry.register(collector).expect("unique metric names");
+        self.registry
+            .register(collector)
+            .expect("unique metric names");
     }
 
     pub fn reject(&self, kind: Rejection) {

@@ -206,7 +206,10 @@ impl MonitorActor {
             else {
                 continue;
             };
-            let tracker = self.trackers.entry(d.session).or_insert_with(|| Tracker::new(now));
+            let tracker = self
+                .trackers
+                .entry(d.session)
+                .or_insert_with(|| Tracker::new(now));
             let (usage, alerts) = tracker.update(reading, d.traffic.totals(), now, &self.config);
             self.metrics.observe(&usage, tracker.cpu_delta_seconds());
             for alert in alerts {
@@ -270,10 +273,7 @@ impl Alert {
                 .field("window_seconds", config.sustained.as_secs()),
             Alert::Output { bytes_per_second } => AuditEvent::new("resource.output")
                 .field("bytes_per_second", bytes_per_second.round() as u64)
-                .field(
-                    "threshold_bytes_per_second",
-                    config.output_bytes_per_second,
-                )
+                .field("threshold_bytes_per_second", config.output_bytes_per_second)
                 .field("window_seconds", config.sustained.as_secs()),
         }
     }

@@ -10,6 +10,7 @@ mod faults;
 mod gvisor;
 mod image;
 mod limits;
+mod monitor;
 mod ops;
 mod protocol;
 mod redraw;

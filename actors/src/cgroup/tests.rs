@@ -130,21 +130,38 @@ fn a_comounted_v1_hierarchy_is_found_under_its_joined_name() {
 fn a_v1_cgroup_reads_every_counter() {
     let root = tempfile::tempdir().unwrap();
     let r = root.path();
-    write(&r.join("cpu/docker/abc"), &[("cpu.stat", "nr_periods 40\nnr_throttled 30\nthrottled_time 99\n")]);
-    write(&r.join("cpuacct/docker/abc"), &[("cpuacct.usage", "2500000000\n")]);
+    write(
+        &r.join("cpu/docker/abc"),
+        &[(
+            "cpu.stat",
+            "nr_periods 40\nnr_throttled 30\nthrottled_time 99\n",
+        )],
+    );
+    write(
+        &r.join("cpuacct/docker/abc"),
+        &[("cpuacct.usage", "2500000000\n")],
+    );
     write(
         &r.join("memory/docker/abc"),
         &[
             ("memory.usage_in_bytes", "1000000\n"),
             ("memory.limit_in_bytes", "4000000\n"),
-            ("memory.stat", "cache 5\ninactive_file 1\ntotal_inactive_file 200000\n"),
+            (
+                "memory.stat",
+                "cache 5\ninactive_file 1\ntotal_inactive_file 200000\n",
+            ),
         ],
     );
     write(
         &r.join("pids/docker/abc"),
-        &[("pids.current", "7\n"), ("pids.max", "50\n"), ("pids.events", "max 3\n")],
+        &[
+            ("pids.current", "7\n"),
+            ("pids.max", "50\n"),
+            ("pids.events", "max 3\n"),
+        ],
     );
-    let text = "8:pids:/docker/abc\n4:memory:/docker/abc\n2:cpuacct:/docker/abc\n1:cpu:/docker/abc\n";
+    let text =
+        "8:pids:/docker/abc\n4:memory:/docker/abc\n2:cpuacct:/docker/abc\n1:cpu:/docker/abc\n";
     let reading = Cgroup::from_proc(text, r).unwrap().read().unwrap();
     assert_eq!(
         reading,
@@ -168,7 +185,10 @@ fn a_v2_cgroup_reads_every_counter_and_max_is_no_limit() {
     write(
         &dir,
         &[
-            ("cpu.stat", "usage_usec 1500000\nuser_usec 1\nnr_periods 10\nnr_throttled 6\n"),
+            (
+                "cpu.stat",
+                "usage_usec 1500000\nuser_usec 1\nnr_periods 10\nnr_throttled 6\n",
+            ),
             ("memory.current", "3000\n"),
             ("memory.max", "max\n"),
             ("memory.stat", "anon 1\ninactive_file 1000\n"),
@@ -182,7 +202,10 @@ fn a_v2_cgroup_reads_every_counter_and_max_is_no_limit() {
     assert_eq!((reading.periods, reading.throttled_periods), (10, 6));
     assert_eq!(reading.memory_bytes, 2000);
     assert_eq!(reading.memory_limit, None);
-    assert_eq!((reading.pids, reading.pids_limit, reading.pids_limit_hits), (2, None, 0));
+    assert_eq!(
+        (reading.pids, reading.pids_limit, reading.pids_limit_hits),
+        (2, None, 0)
+    );
 }
 
 #[test]

@@ -66,7 +66,13 @@ fn processes_over_80_percent_of_the_pids_limit_alert() {
     assert!(alerts.is_empty());
     assert_eq!(usage.pids_percent, Some(80.0));
     let (_, alerts) = t.update(reading(0, 41), (0, 0), t0 + Duration::from_secs(1), &cfg);
-    assert_eq!(alerts, vec![Alert::Pids { pids: 41, limit: 50 }]);
+    assert_eq!(
+        alerts,
+        vec![Alert::Pids {
+            pids: 41,
+            limit: 50
+        }]
+    );
 }
 
 #[test]
@@ -118,7 +124,10 @@ fn cpu_throttled_in_most_periods_for_the_whole_window_alerts_once() {
     else {
         panic!("{alerts:?}");
     };
-    assert!((throttled_percent - 80.0).abs() < 0.1, "{throttled_percent}");
+    assert!(
+        (throttled_percent - 80.0).abs() < 0.1,
+        "{throttled_percent}"
+    );
     assert!((cpu_percent - 50.0).abs() < 0.1, "{cpu_percent}");
 }
 
@@ -170,7 +179,10 @@ fn rates_come_from_the_last_interval() {
 fn write_v2(dir: &Path, memory: u64, pids: u64) {
     std::fs::create_dir_all(dir).unwrap();
     for (name, text) in [
-        ("cpu.stat", "usage_usec 2000000\nnr_periods 0\nnr_throttled 0\n".to_string()),
+        (
+            "cpu.stat",
+            "usage_usec 2000000\nnr_periods 0\nnr_throttled 0\n".to_string(),
+        ),
         ("memory.current", format!("{memory}\n")),
         ("memory.max", format!("{}\n", 100 * MIB)),
         ("pids.current", format!("{pids}\n")),
@@ -216,16 +228,28 @@ async fn a_pass_audits_each_episode_once_and_shows_the_figures() {
     assert_eq!(pids[0]["pids_limit"], 50);
 
     let text = world.shared.metrics.render();
-    assert!(text.contains("termcell_resource_alerts_total{threshold=\"memory\"} 1"), "{text}");
-    assert!(text.contains("termcell_sessions_over_threshold{threshold=\"pids\"} 1"), "{text}");
-    assert!(text.contains("termcell_session_memory_used_ratio_count 2"), "{text}");
+    assert!(
+        text.contains("termcell_resource_alerts_total{threshold=\"memory\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("termcell_sessions_over_threshold{threshold=\"pids\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("termcell_session_memory_used_ratio_count 2"),
+        "{text}"
+    );
 
     // Unwatched, the session is forgotten and the gauges come down.
     world.shared.monitor.unwatch(hog);
     monitor.sample();
     assert_eq!(world.shared.monitor.usage(hog), None);
     let text = world.shared.metrics.render();
-    assert!(text.contains("termcell_sessions_over_threshold{threshold=\"pids\"} 0"), "{text}");
+    assert!(
+        text.contains("termcell_sessions_over_threshold{threshold=\"pids\"} 0"),
+        "{text}"
+    );
 }
 
 #[actix_rt::test]
@@ -246,7 +270,10 @@ async fn a_quiet_session_is_sampled_and_never_audited() {
     for _ in 0..3 {
         monitor.sample();
     }
-    assert_eq!(world.shared.monitor.usage(quiet).unwrap().memory_percent, Some(5.0));
+    assert_eq!(
+        world.shared.monitor.usage(quiet).unwrap().memory_percent,
+        Some(5.0)
+    );
     let events: Vec<_> = world
         .audit()
         .await

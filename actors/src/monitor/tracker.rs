@@ -152,9 +152,9 @@ impl Tracker {
                 limit: memory.expect("over"),
             });
         }
-        let pids = reading
-            .pids_limit
-            .filter(|&limit| reading.pids as u128 * 100 > limit as u128 * config.pids_percent as u128);
+        let pids = reading.pids_limit.filter(|&limit| {
+            reading.pids as u128 * 100 > limit as u128 * config.pids_percent as u128
+        });
         if edge(&mut self.over.pids, pids.is_some()) {
             alerts.push(Alert::Pids {
                 pids: reading.pids,
@@ -165,7 +165,12 @@ impl Tracker {
         let covered = now.duration_since(self.since) >= config.sustained;
         let (periods, throttled, cpu_ns, out_bytes) =
             self.steps.iter().fold((0, 0, 0, 0), |(p, t, c, o), s| {
-                (p + s.periods, t + s.throttled, c + s.cpu_ns, o + s.out_bytes)
+                (
+                    p + s.periods,
+                    t + s.throttled,
+                    c + s.cpu_ns,
+                    o + s.out_bytes,
+                )
             });
         let window = config.sustained.as_secs_f64().max(1e-3);
         let cpu_over = covered && periods > 0 && throttled * 2 > periods;
