@@ -344,6 +344,13 @@ pub struct Settings {
     /// session is audited (resource.output). Default 1048576.
     #[arg(long, env = "TERMCELL_ALERT_OUTPUT_BYTES_PER_SECOND", global = true)]
     pub alert_output_bytes_per_second: Option<u64>,
+    /// Make the most dangerous system calls the seccomp profile refuses (unshare, mount,
+    /// ptrace, keyctl, bpf, …) kill the calling process instead of failing with EPERM,
+    /// so that the kernel logs them and each is audited for its session
+    /// (security.seccomp). Needs root (/dev/kmsg), no auditd, runc, and /bin/sh in the
+    /// image (it becomes the entrypoint). Default false.
+    #[arg(long, env = "TERMCELL_SYSCALL_AUDIT", global = true, num_args = 0..=1, default_missing_value = "true")]
+    pub syscall_audit: Option<bool>,
     /// Seconds a shutdown waits for sessions to end before exiting. Default 20.
     #[arg(long, env = "TERMCELL_SHUTDOWN_TIMEOUT", global = true)]
     pub shutdown_timeout: Option<u64>,
@@ -559,6 +566,7 @@ impl Settings {
             alert_pids_percent,
             alert_sustained,
             alert_output_bytes_per_second,
+            syscall_audit,
             shutdown_timeout,
             admin_token_env,
         )

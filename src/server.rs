@@ -14,7 +14,7 @@ use termcell_actors::audit::{Audit, AuditEvent};
 use termcell_actors::credentials::FingerprintKey;
 use termcell_actors::docker::{DockerEngine, DockerError, HostSecurity};
 use termcell_actors::metrics::Metrics;
-use termcell_actors::monitor::{Monitor, MonitorActor};
+use termcell_actors::monitor::{seccomp, Monitor, MonitorActor};
 use termcell_actors::network::guard::{NetworkError, NetworkGuard, RestrictedNet};
 use termcell_actors::network::nft;
 use termcell_actors::profile::{labels, ContainerSpec, SecurityProfile};
@@ -59,6 +59,8 @@ pub enum StartError {
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
     Lock(#[from] crate::deployment_lock::LockError),
+    #[error("--syscall-audit: cannot read the kernel log: {0}")]
+    KernelLog(std::io::Error),
 }
 
 impl From<nft::NftError> for StartError {
@@ -324,12 +326,13 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             .field("runtime", &runtime.name),
     );
 
+    let monitor = Monitor::new(!settings.profile.killed_syscalls.is_empty());
     let shared = Arc::new(Shared {
         engine: engine.clone(),
         settings,
         audit: audit.clone(),
         metrics: Metrics::new(),
-        monitor: Monitor::default(),
+        monitor,
     });
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -348,9 +351,12 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     }
     // One sampler for every session's resource use, on its own thread.
     let (monitor_shared, monitor_config) = (shared.clone(), config.monitor.clone());
-    MonitorActor::start_in_arbiter(&Arbiter::new().handle(), move |_| {
+    let monitor = MonitorActor::start_in_arbiter(&Arbiter::new().handle(), move |_| {
         MonitorActor::new(monitor_shared, monitor_config)
     });
+    if !shared.settings.profile.killed_syscalls.is_empty() && seccomp::host_visibility().is_ok() {
+        seccomp::watch_kernel_log(monitor).map_err(StartError::KernelLog)?;
+    }
     let limits = shared.settings.limits.clone();
     let limiter =
         RateLimiter::start_in_arbiter(&Arbiter::new().handle(), move |_| RateLimiter::new(limits));

@@ -34,6 +34,8 @@ pub struct Reading {
     /// Scheduler periods elapsed and periods in which the quota ran out.
     pub periods: u64,
     pub throttled_periods: u64,
+    /// Length of a scheduler period in microseconds (0: unknown).
+    pub period_us: u64,
     /// Memory in use without the page cache the kernel can drop (as `docker stats`).
     pub memory_bytes: u64,
     /// `None`: no limit.
@@ -131,6 +133,7 @@ impl Cgroup {
                     let stat = read(&dir.join("cpu.stat"))?;
                     r.periods = field(&stat, "nr_periods").unwrap_or(0);
                     r.throttled_periods = field(&stat, "nr_throttled").unwrap_or(0);
+                    r.period_us = read_u64(&dir.join("cpu.cfs_period_us"))?.unwrap_or(0);
                 }
                 if let Some(dir) = memory {
                     let usage = read_u64(&dir.join("memory.usage_in_bytes"))?.unwrap_or(0);
@@ -150,6 +153,11 @@ impl Cgroup {
                 r.cpu_ns = field(&stat, "usage_usec").unwrap_or(0) * 1000;
                 r.periods = field(&stat, "nr_periods").unwrap_or(0);
                 r.throttled_periods = field(&stat, "nr_throttled").unwrap_or(0);
+                // `cpu.max` is "QUOTA PERIOD" (QUOTA may be "max").
+                r.period_us = read(&dir.join("cpu.max"))
+                    .ok()
+                    .and_then(|t| t.split_whitespace().nth(1)?.parse().ok())
+                    .unwrap_or(0);
                 let usage = read_u64(&dir.join("memory.current"))?.unwrap_or(0);
                 let inactive = read(&dir.join("memory.stat"))
                     .ok()

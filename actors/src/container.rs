@@ -124,6 +124,8 @@ impl ContainerDeath {
 pub struct ContainerSetup {
     name: String,
     body: ContainerCreateBody,
+    /// The audit login uid its processes get (`monitor::seccomp::tag`).
+    audit_id: Option<u32>,
     session_id: Uuid,
     cols: u16,
     rows: u16,
@@ -161,13 +163,21 @@ impl ContainerSetup {
             cols: settings.default_cols,
             rows: settings.default_rows,
         };
+        let mut body = settings.profile.create_body(&spec);
+        let audit_id = shared.monitor.tag(&mut body);
         ContainerSetup {
             name: format!("termcell-{}-{}", settings.deployment, session_id.simple()),
-            body: settings.profile.create_body(&spec),
+            body,
+            audit_id,
             session_id,
             cols: settings.default_cols,
             rows: settings.default_rows,
         }
+    }
+
+    /// The audit login uid the container's processes get, when blocked calls are audited.
+    pub fn audit_id(&self) -> Option<u32> {
+        self.audit_id
     }
 }
 

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,7 @@ use crate::cgroup::Cgroup;
 use crate::Shared;
 
 mod metrics;
+pub mod seccomp;
 mod tracker;
 
 pub use metrics::MonitorMetrics;
@@ -111,7 +112,18 @@ struct Watched {
     container_id: String,
     client: IpAddr,
     traffic: Arc<Traffic>,
+    /// The audit login uid of the session's processes (`seccomp::tag`).
+    audit_id: Option<u32>,
     usage: Option<Usage>,
+}
+
+/// A session being watched: what the monitor needs to sample it and name its records.
+pub struct Watch {
+    pub session: Uuid,
+    pub container_id: String,
+    pub client: IpAddr,
+    pub traffic: Arc<Traffic>,
+    pub audit_id: Option<u32>,
 }
 
 /// The handle sessions and the admin side hold: who is watched and their latest figures.
@@ -119,17 +131,39 @@ struct Watched {
 #[derive(Clone, Default)]
 pub struct Monitor {
     watched: Arc<Mutex<HashMap<Uuid, Watched>>>,
+    /// The next container audit id; `None` when blocked calls are not audited.
+    audit_ids: Option<Arc<AtomicU32>>,
 }
 
 impl Monitor {
+    /// `audit_calls`: tag every container so that killed calls name their session.
+    pub fn new(audit_calls: bool) -> Monitor {
+        // Ids start at a random point so that a container of an earlier run is not
+        // taken for one of this run's.
+        let first = 1_000_000_000 + (Uuid::new_v4().as_u128() % 2_000_000_000) as u32;
+        Monitor {
+            watched: Arc::default(),
+            audit_ids: audit_calls.then(|| Arc::new(AtomicU32::new(first))),
+        }
+    }
+
+    /// Tags a container's create body with a fresh audit id (when blocked calls are
+    /// audited) and returns it.
+    pub fn tag(&self, body: &mut bollard::models::ContainerCreateBody) -> Option<u32> {
+        let id = self.audit_ids.as_ref()?.fetch_add(1, Ordering::Relaxed);
+        seccomp::tag(body, id);
+        Some(id)
+    }
+
     /// Starts sampling a session whose sandbox is running.
-    pub fn watch(&self, session: Uuid, container_id: &str, client: IpAddr, traffic: Arc<Traffic>) {
+    pub fn watch(&self, w: Watch) {
         self.watched.lock().insert(
-            session,
+            w.session,
             Watched {
-                container_id: container_id.to_string(),
-                client,
-                traffic,
+                container_id: w.container_id,
+                client: w.client,
+                traffic: w.traffic,
+                audit_id: w.audit_id,
                 usage: None,
             },
         );
@@ -164,7 +198,15 @@ pub struct MonitorActor {
     config: MonitorConfig,
     metrics: MonitorMetrics,
     trackers: HashMap<Uuid, Tracker>,
+    /// Blocked calls audited per session and call in the current minute.
+    blocked_audited: HashMap<(Uuid, String), Instant>,
 }
+
+/// A session's blocked calls are audited once per call name per this period (each is
+/// counted in /metrics).
+const BLOCKED_AUDIT_EVERY: Duration = Duration::from_secs(60);
+/// At most this many distinct calls a session is audited for per period.
+const BLOCKED_NAMES_PER_PERIOD: usize = 16;
 
 impl MonitorActor {
     pub fn new(shared: Arc<Shared>, config: MonitorConfig) -> MonitorActor {
@@ -174,6 +216,7 @@ impl MonitorActor {
             config,
             metrics,
             trackers: HashMap::new(),
+            blocked_audited: HashMap::new(),
         }
     }
 
@@ -247,6 +290,55 @@ impl Actor for MonitorActor {
             // A failed pass loses one sample, not the monitor.
             crate::fault::contain("monitor::sample", || act.sample());
         });
+    }
+}
+
+impl Handler<seccomp::Blocked> for MonitorActor {
+    type Result = ();
+
+    fn handle(&mut self, blocked: seccomp::Blocked, _: &mut Context<Self>) {
+        crate::fault::contain("monitor::blocked", || self.blocked(blocked));
+    }
+}
+
+impl MonitorActor {
+    /// A killed call: counted, and audited for its session once per call and period.
+    fn blocked(&mut self, blocked: seccomp::Blocked) {
+        let owner = self
+            .shared
+            .monitor
+            .watched
+            .lock()
+            .iter()
+            .find(|(_, w)| w.audit_id == Some(blocked.audit_id))
+            .map(|(id, w)| (*id, w.client, w.container_id.clone()));
+        self.metrics.blocked(owner.is_some());
+        let Some((session, client, container_id)) = owner else {
+            log::debug!("seccomp record of no live session: {blocked:?}");
+            return;
+        };
+        let now = Instant::now();
+        self.blocked_audited
+            .retain(|_, at| now.duration_since(*at) < BLOCKED_AUDIT_EVERY);
+        let key = (session, blocked.syscall.clone());
+        let names = self
+            .blocked_audited
+            .keys()
+            .filter(|(s, _)| *s == session)
+            .count();
+        if self.blocked_audited.contains_key(&key) || names >= BLOCKED_NAMES_PER_PERIOD {
+            return;
+        }
+        self.blocked_audited.insert(key, now);
+        self.shared.audit.record(
+            AuditEvent::new("security.seccomp")
+                .session(session)
+                .client(client)
+                .field("syscall", &blocked.syscall)
+                .field("command", &blocked.comm)
+                .field("action", "killed")
+                .field("container_id", &container_id),
+        );
     }
 }
 

@@ -22,7 +22,7 @@ use crate::container::{
     StopContainer,
 };
 use crate::credentials::Fingerprint;
-use crate::monitor::Traffic;
+use crate::monitor::{Traffic, Watch};
 use crate::notice::{Notice, WarningKind};
 use crate::ratelimit::{SessionLimiter, Slot};
 use crate::registry::Unregister;
@@ -267,6 +267,8 @@ pub struct SessionActor {
     bytes_out: u64,
     /// The same byte counts, for the resource monitor.
     traffic: Arc<Traffic>,
+    /// The audit login uid of the sandbox's processes, when blocked calls are audited.
+    audit_id: Option<u32>,
     setup: Option<ContainerSetup>,
     refusals_audited: HashMap<Rejection, Instant>,
     /// When the user was last told that input was refused (at most once per `NOTICE_EVERY`,
@@ -335,6 +337,7 @@ impl SessionActor {
             bytes_in: 0,
             bytes_out: 0,
             traffic: Arc::default(),
+            audit_id: setup.audit_id(),
             setup: Some(setup),
             refusals_audited: HashMap::new(),
             last_notice: None,
@@ -765,12 +768,13 @@ impl Handler<ContainerStatus> for SessionActor {
         fail::fail_point!("session::container_status");
         match msg {
             ContainerStatus::Ready { container_id } => {
-                self.shared.monitor.watch(
-                    self.id,
-                    &container_id,
-                    self.client_ip,
-                    self.traffic.clone(),
-                );
+                self.shared.monitor.watch(Watch {
+                    session: self.id,
+                    container_id: container_id.clone(),
+                    client: self.client_ip,
+                    traffic: self.traffic.clone(),
+                    audit_id: self.audit_id,
+                });
                 self.container_id = Some(container_id);
                 self.announced_ready = true;
                 // The idle clock starts when the user can type, not while the sandbox starts.

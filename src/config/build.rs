@@ -215,6 +215,12 @@ fn sandbox(s: &Settings) -> Result<(String, String, SecurityProfile), ConfigErro
             .map_err(|e| invalid("seccomp-profile", e.to_string()))?,
     )
     .map_err(|e| invalid("seccomp-profile", e.to_string()))?;
+    let (seccomp_json, killed_syscalls) = if s.syscall_audit.unwrap_or(false) {
+        termcell_actors::monitor::seccomp::killing_profile(&seccomp_json)
+            .map_err(|e| invalid("syscall-audit", e.to_string()))?
+    } else {
+        (seccomp_json, Vec::new())
+    };
     let cpus = s.cpus.unwrap_or(d.nano_cpus as f64 / 1e9);
     if !(0.01..=64.0).contains(&cpus) {
         return Err(invalid("cpus", "between 0.01 and 64"));
@@ -258,6 +264,7 @@ fn sandbox(s: &Settings) -> Result<(String, String, SecurityProfile), ConfigErro
         uid,
         gid,
         seccomp_json,
+        killed_syscalls,
         apparmor_profile: Some(
             s.apparmor_profile
                 .clone()

@@ -132,10 +132,13 @@ fn a_v1_cgroup_reads_every_counter() {
     let r = root.path();
     write(
         &r.join("cpu/docker/abc"),
-        &[(
-            "cpu.stat",
-            "nr_periods 40\nnr_throttled 30\nthrottled_time 99\n",
-        )],
+        &[
+            (
+                "cpu.stat",
+                "nr_periods 40\nnr_throttled 30\nthrottled_time 99\n",
+            ),
+            ("cpu.cfs_period_us", "100000\n"),
+        ],
     );
     write(
         &r.join("cpuacct/docker/abc"),
@@ -169,6 +172,7 @@ fn a_v1_cgroup_reads_every_counter() {
             cpu_ns: 2_500_000_000,
             periods: 40,
             throttled_periods: 30,
+            period_us: 100_000,
             memory_bytes: 800_000,
             memory_limit: Some(4_000_000),
             pids: 7,
@@ -189,6 +193,7 @@ fn a_v2_cgroup_reads_every_counter_and_max_is_no_limit() {
                 "cpu.stat",
                 "usage_usec 1500000\nuser_usec 1\nnr_periods 10\nnr_throttled 6\n",
             ),
+            ("cpu.max", "20000 50000\n"),
             ("memory.current", "3000\n"),
             ("memory.max", "max\n"),
             ("memory.stat", "anon 1\ninactive_file 1000\n"),
@@ -200,6 +205,7 @@ fn a_v2_cgroup_reads_every_counter_and_max_is_no_limit() {
     let reading = cg.read().unwrap();
     assert_eq!(reading.cpu_ns, 1_500_000_000);
     assert_eq!((reading.periods, reading.throttled_periods), (10, 6));
+    assert_eq!(reading.period_us, 50_000);
     assert_eq!(reading.memory_bytes, 2000);
     assert_eq!(reading.memory_limit, None);
     assert_eq!(

@@ -14,6 +14,7 @@ pub struct MonitorMetrics {
     cpu_seconds: Counter,
     near_limit: IntGaugeVec,
     alerts: IntCounterVec,
+    blocked: IntCounterVec,
     pub pass_seconds: Histogram,
 }
 
@@ -54,6 +55,14 @@ impl MonitorMetrics {
                 &["threshold"],
             )
             .expect("valid"),
+            blocked: IntCounterVec::new(
+                Opts::new(
+                    "seccomp_killed_total",
+                    "Blocked system calls that killed their caller (--syscall-audit), by whether a live session made them",
+                ),
+                &["attributed"],
+            )
+            .expect("valid"),
             pass_seconds: Histogram::with_opts(
                 HistogramOpts::new(
                     "monitor_pass_seconds",
@@ -72,6 +81,7 @@ impl MonitorMetrics {
         metrics.register(Box::new(m.cpu_seconds.clone()));
         metrics.register(Box::new(m.near_limit.clone()));
         metrics.register(Box::new(m.alerts.clone()));
+        metrics.register(Box::new(m.blocked.clone()));
         metrics.register(Box::new(m.pass_seconds.clone()));
         m
     }
@@ -84,6 +94,11 @@ impl MonitorMetrics {
             self.pids_used.observe(p / 100.0);
         }
         self.cpu_seconds.inc_by(cpu_delta_seconds);
+    }
+
+    pub fn blocked(&self, attributed: bool) {
+        let label = if attributed { "true" } else { "false" };
+        self.blocked.with_label_values(&[label]).inc();
     }
 
     pub fn alert(&self, kind: &str) {

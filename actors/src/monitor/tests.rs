@@ -18,6 +18,16 @@ fn config() -> MonitorConfig {
 
 const MIB: u64 = 1024 * 1024;
 
+fn watch(session: Uuid, container: &str, traffic: Arc<Traffic>, audit_id: Option<u32>) -> Watch {
+    Watch {
+        session,
+        container_id: container.into(),
+        client: Ipv4Addr::LOCALHOST.into(),
+        traffic,
+        audit_id,
+    }
+}
+
 fn reading(memory: u64, pids: u64) -> Reading {
     Reading {
         memory_bytes: memory,
@@ -139,6 +149,25 @@ fn cpu_throttled_in_a_minority_of_periods_does_not_alert() {
 }
 
 #[test]
+fn a_short_burst_throttled_in_its_few_periods_does_not_alert() {
+    // Runnable in 1 period a second and throttled in each: 100 % of its periods, but
+    // throttled for a tenth of the window.
+    let cfg = config();
+    let t0 = Instant::now();
+    let mut t = Tracker::new(t0);
+    for s in 0..=12 {
+        let r = Reading {
+            periods: s,
+            throttled_periods: s,
+            period_us: 100_000,
+            ..Reading::default()
+        };
+        let (_, alerts) = t.update(r, (0, 0), t0 + Duration::from_secs(s), &cfg);
+        assert!(alerts.is_empty(), "{alerts:?}");
+    }
+}
+
+#[test]
 fn output_above_the_rate_for_the_window_alerts_and_below_does_not() {
     let t0 = Instant::now();
     let mut t = Tracker::new(t0);
@@ -202,10 +231,7 @@ async fn a_pass_audits_each_episode_once_and_shows_the_figures() {
     let hog = Uuid::new_v4();
     let traffic = Arc::new(Traffic::default());
     traffic.add_out(300);
-    world
-        .shared
-        .monitor
-        .watch(hog, "c1", Ipv4Addr::LOCALHOST.into(), traffic);
+    world.shared.monitor.watch(watch(hog, "c1", traffic, None));
     let mut monitor = MonitorActor::new(world.shared.clone(), config());
     monitor.sample();
     monitor.sample();
@@ -260,12 +286,10 @@ async fn a_quiet_session_is_sampled_and_never_audited() {
     write_v2(&dir, 5 * MIB, 2);
     world.fake.set_cgroup(Cgroup::V2(dir));
     let quiet = Uuid::new_v4();
-    world.shared.monitor.watch(
-        quiet,
-        "c2",
-        Ipv4Addr::LOCALHOST.into(),
-        Arc::new(Traffic::default()),
-    );
+    world
+        .shared
+        .monitor
+        .watch(watch(quiet, "c2", Arc::default(), None));
     let mut monitor = MonitorActor::new(world.shared.clone(), config());
     for _ in 0..3 {
         monitor.sample();
@@ -281,4 +305,113 @@ async fn a_quiet_session_is_sampled_and_never_audited() {
         .filter(|l| l["event"].as_str().unwrap_or("").starts_with("resource."))
         .collect();
     assert!(events.is_empty(), "{events:?}");
+}
+
+#[test]
+fn seccomp_records_name_the_call_and_the_login_uid() {
+    let line = "6,1234,20212970540,-;audit: type=1326 audit(1796342076.110:42): auid=3000000123 \
+                uid=1000 gid=1000 ses=2 pid=23452 comm=\"unshare\" exe=\"/bin/busybox\" sig=31 \
+                arch=c000003e syscall=272 compat=0 ip=0x7f91d6aa10f7 code=0x80000000";
+    assert_eq!(
+        seccomp::parse_record(line),
+        Some(seccomp::Blocked {
+            audit_id: 3_000_000_123,
+            syscall: "unshare".into(),
+            comm: "unshare".into(),
+        })
+    );
+    // No login uid: not a session's process.
+    let unset = line.replace("auid=3000000123", "auid=4294967295");
+    assert_eq!(seccomp::parse_record(&unset), None);
+    // Another architecture's call is named by its number.
+    let i386 = line
+        .replace("arch=c000003e", "arch=40000003")
+        .replace("syscall=272", "syscall=102");
+    assert_eq!(
+        seccomp::parse_record(&i386).unwrap().syscall,
+        "40000003:102"
+    );
+    assert_eq!(
+        seccomp::parse_record("6,1,2,-;oom-kill:constraint=CONSTRAINT_MEMCG"),
+        None
+    );
+    assert_eq!(seccomp::parse_record("audit: type=1326 auid=x"), None);
+}
+
+#[test]
+fn the_killing_profile_kills_only_calls_the_profile_refuses() {
+    let profile = r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
+        {"names":["read","ptrace"],"action":"SCMP_ACT_ALLOW"}]}"#;
+    let (json, killed) = seccomp::killing_profile(profile).unwrap();
+    assert!(killed.contains(&"unshare".to_string()) && killed.contains(&"mount".to_string()));
+    assert!(
+        !killed.contains(&"ptrace".to_string()),
+        "allowed calls stay allowed"
+    );
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let rules = value["syscalls"].as_array().unwrap();
+    assert_eq!(rules.len(), 2);
+    assert_eq!(rules[1]["action"], "SCMP_ACT_KILL_PROCESS");
+    assert_eq!(rules[1]["names"].as_array().unwrap().len(), killed.len());
+    // The bundled allowlist refuses every dangerous call.
+    let (_, killed) = seccomp::killing_profile(crate::profile::BUNDLED_SECCOMP).unwrap();
+    assert_eq!(killed.len(), seccomp::DANGEROUS.len());
+}
+
+#[actix_rt::test]
+async fn a_killed_call_is_audited_once_per_session_and_call() {
+    let world = World::new(SessionSettings::default());
+    let prober = Uuid::new_v4();
+    world
+        .shared
+        .monitor
+        .watch(watch(prober, "c3", Arc::default(), Some(42)));
+    let mut monitor = MonitorActor::new(world.shared.clone(), config());
+    let call = |syscall: &str, audit_id| seccomp::Blocked {
+        audit_id,
+        syscall: syscall.into(),
+        comm: "busybox".into(),
+    };
+    for _ in 0..5 {
+        monitor.blocked(call("unshare", 42));
+    }
+    monitor.blocked(call("mount", 42));
+    monitor.blocked(call("mount", 7));
+    let events = world.audited("security.seccomp", prober).await;
+    let names: Vec<&str> = events
+        .iter()
+        .map(|e| e["syscall"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["unshare", "mount"], "{events:?}");
+    assert_eq!(events[0]["container_id"], "c3");
+    let text = world.shared.metrics.render();
+    assert!(
+        text.contains("termcell_seccomp_killed_total{attributed=\"true\"} 6"),
+        "{text}"
+    );
+    assert!(
+        text.contains("termcell_seccomp_killed_total{attributed=\"false\"} 1"),
+        "{text}"
+    );
+}
+
+#[test]
+fn tagging_sets_the_login_uid_before_the_command() {
+    let monitor = Monitor::new(true);
+    let mut body = bollard::models::ContainerCreateBody::default();
+    let first = monitor.tag(&mut body).unwrap();
+    let entry = body.entrypoint.unwrap();
+    assert_eq!(entry[0], "/bin/sh");
+    assert_eq!(
+        entry[2],
+        format!("echo {first} > /proc/self/loginuid && exec \"$@\"")
+    );
+    assert_eq!(
+        body.cmd,
+        Some(vec!["/bin/sh".to_string()]),
+        "the image's command"
+    );
+    let second = monitor.tag(&mut bollard::models::ContainerCreateBody::default());
+    assert_eq!(second, Some(first + 1));
+    assert_eq!(Monitor::default().tag(&mut Default::default()), None);
 }

@@ -47,6 +47,8 @@ struct Step {
     at: Instant,
     periods: u64,
     throttled: u64,
+    /// Time spent throttled (periods throttled times their length), in microseconds.
+    throttled_us: u64,
     cpu_ns: u64,
     out_bytes: u64,
 }
@@ -119,6 +121,14 @@ impl Tracker {
                 throttled: reading
                     .throttled_periods
                     .saturating_sub(prev.throttled_periods),
+                throttled_us: reading
+                    .throttled_periods
+                    .saturating_sub(prev.throttled_periods)
+                    * if reading.period_us == 0 {
+                        DEFAULT_PERIOD_US
+                    } else {
+                        reading.period_us
+                    },
                 cpu_ns: reading.cpu_ns.saturating_sub(prev.cpu_ns),
                 out_bytes: bytes_out.saturating_sub(prev_out),
             };
@@ -163,20 +173,25 @@ impl Tracker {
         }
         // The sustained rules need a whole window of samples behind them.
         let covered = now.duration_since(self.since) >= config.sustained;
-        let (periods, throttled, cpu_ns, out_bytes) =
-            self.steps.iter().fold((0, 0, 0, 0), |(p, t, c, o), s| {
-                (
-                    p + s.periods,
-                    t + s.throttled,
-                    c + s.cpu_ns,
-                    o + s.out_bytes,
-                )
-            });
+        let (periods, throttled, throttled_us, cpu_ns, out_bytes) =
+            self.steps
+                .iter()
+                .fold((0, 0, 0, 0, 0), |(p, t, tu, c, o), s| {
+                    (
+                        p + s.periods,
+                        t + s.throttled,
+                        tu + s.throttled_us,
+                        c + s.cpu_ns,
+                        o + s.out_bytes,
+                    )
+                });
         let window = config.sustained.as_secs_f64().max(1e-3);
-        let cpu_over = covered && periods > 0 && throttled * 2 > periods;
+        // Throttled for most of the window: a session that ran briefly and was throttled
+        // in those few periods is not.
+        let cpu_over = covered && throttled_us as u128 * 2 > config.sustained.as_micros();
         if edge(&mut self.over.cpu, cpu_over) {
             alerts.push(Alert::Cpu {
-                throttled_percent: throttled as f64 * 100.0 / periods as f64,
+                throttled_percent: throttled as f64 * 100.0 / periods.max(1) as f64,
                 cpu_percent: cpu_ns as f64 / 1e9 / window * 100.0,
             });
         }
@@ -199,6 +214,9 @@ impl Tracker {
         (usage, alerts)
     }
 }
+
+/// The scheduler period when the cgroup does not say (the kernel's default, 100 ms).
+const DEFAULT_PERIOD_US: u64 = 100_000;
 
 /// Sets the episode flag; true when an episode begins now.
 fn edge(open: &mut bool, over: bool) -> bool {
