@@ -236,8 +236,8 @@ impl MonitorActor {
                 traffic: w.traffic.clone(),
             })
             .collect();
-        self.trackers
-            .retain(|id, _| due.iter().any(|d| d.session == *id));
+        let live: std::collections::HashSet<Uuid> = due.iter().map(|d| d.session).collect();
+        self.trackers.retain(|id, _| live.contains(id));
         let now = Instant::now();
         let mut sampled = Vec::with_capacity(due.len());
         for d in &due {

@@ -118,8 +118,9 @@ async fn memory_pids_and_cpu_hogs_show_their_figures_and_alert_once_each() {
     let ev = server
         .wait_audit("resource.pids", Some(&forker_id), T)
         .await;
+    // The figures at the crossing: above 80 % of 50, maybe while the loop still forked.
     assert!(
-        ev["pids"].as_u64().unwrap() >= 44 && ev["pids_limit"] == 50,
+        ev["pids"].as_u64().unwrap() > 40 && ev["pids_limit"] == 50,
         "{ev}"
     );
     let ev = server

@@ -89,7 +89,9 @@ pub fn killing_profile(json: &str) -> Result<(String, Vec<String>), serde_json::
 }
 
 /// Makes the container's first process set its audit login uid to `audit_id` before it
-/// runs the command in `body`. Needs `/bin/sh` in the image and replaces the image's
+/// runs the command in `body`; if it cannot (the engine's processes already carry a login
+/// uid), the session still starts and its records count as unattributed. Needs `/bin/sh`
+/// in the image and replaces the image's
 /// entrypoint; an entrypoint given at create drops the image's command too, so a body
 /// without a command runs `/bin/sh` (the default image's command; `--shell` names another).
 pub fn tag(body: &mut ContainerCreateBody, audit_id: u32) {
@@ -97,7 +99,7 @@ pub fn tag(body: &mut ContainerCreateBody, audit_id: u32) {
     body.entrypoint = Some(vec![
         "/bin/sh".into(),
         "-c".into(),
-        format!("echo {audit_id} > /proc/self/loginuid && exec \"$@\""),
+        format!("{{ echo {audit_id} > /proc/self/loginuid; }} 2>/dev/null; exec \"$@\""),
         "termcell".into(),
     ]);
 }

@@ -404,7 +404,7 @@ fn tagging_sets_the_login_uid_before_the_command() {
     assert_eq!(entry[0], "/bin/sh");
     assert_eq!(
         entry[2],
-        format!("echo {first} > /proc/self/loginuid && exec \"$@\"")
+        format!("{{ echo {first} > /proc/self/loginuid; }} 2>/dev/null; exec \"$@\"")
     );
     assert_eq!(
         body.cmd,
