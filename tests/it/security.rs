@@ -341,6 +341,7 @@ async fn start_reports_what_the_host_enforces() {
             "non_root_user",
             "apparmor",
             "user_namespaces",
+            "blocked_syscalls_audited",
             "cgroup",
         ],
         "every protection is reported"
