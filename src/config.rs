@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use serde::Deserialize;
 use termcell_actors::audit::AuditConfig;
+use termcell_actors::monitor::MonitorConfig;
 use termcell_actors::network::RestrictedNetwork;
 use termcell_actors::SessionSettings;
 
@@ -327,6 +328,34 @@ pub struct Settings {
     /// Days rotated audit logs are kept (also AUDIT_LOG_RETENTION_DAYS). Default 365.
     #[arg(long, env = "TERMCELL_AUDIT_RETENTION_DAYS", global = true)]
     pub audit_retention_days: Option<u32>,
+    /// Seconds between two samples of every session's resource use (cgroup CPU, memory,
+    /// processes; WebSocket bytes), shown by the admin API and /metrics. Default 5.
+    #[arg(long, env = "TERMCELL_MONITOR_INTERVAL", global = true)]
+    pub monitor_interval: Option<u64>,
+    /// A session's memory above this percent of its limit is audited (resource.memory),
+    /// once per episode. Default 90.
+    #[arg(long, env = "TERMCELL_ALERT_MEMORY_PERCENT", global = true)]
+    pub alert_memory_percent: Option<u8>,
+    /// A session's processes above this percent of its pids limit are audited
+    /// (resource.pids), once per episode. Default 80.
+    #[arg(long, env = "TERMCELL_ALERT_PIDS_PERCENT", global = true)]
+    pub alert_pids_percent: Option<u8>,
+    /// Seconds a session's CPU must be throttled in most scheduler periods, or its output
+    /// stay above --alert-output-bytes-per-second, before it is audited (resource.cpu,
+    /// resource.output). Default 60.
+    #[arg(long, env = "TERMCELL_ALERT_SUSTAINED", global = true)]
+    pub alert_sustained: Option<u64>,
+    /// Output rate (bytes a second, averaged over --alert-sustained) above which a
+    /// session is audited (resource.output). Default 1048576.
+    #[arg(long, env = "TERMCELL_ALERT_OUTPUT_BYTES_PER_SECOND", global = true)]
+    pub alert_output_bytes_per_second: Option<u64>,
+    /// Make the most dangerous system calls the seccomp profile refuses (unshare, mount,
+    /// ptrace, keyctl, bpf, …) kill the calling process instead of failing with EPERM,
+    /// so that the kernel logs them and each is audited for its session
+    /// (security.seccomp). Needs root (/dev/kmsg), no auditd, runc, and /bin/sh in the
+    /// image (it becomes the entrypoint). Default false.
+    #[arg(long, env = "TERMCELL_SYSCALL_AUDIT", global = true, num_args = 0..=1, default_missing_value = "true")]
+    pub syscall_audit: Option<bool>,
     /// Seconds a shutdown waits for sessions to end before exiting. Default 20.
     #[arg(long, env = "TERMCELL_SHUTDOWN_TIMEOUT", global = true)]
     pub shutdown_timeout: Option<u64>,
@@ -368,6 +397,7 @@ pub struct Config {
     pub restricted: Option<RestrictedNetwork>,
     pub audit: AuditConfig,
     pub shutdown_timeout: Duration,
+    pub monitor: MonitorConfig,
 }
 
 pub const DEFAULT_IMAGE: &str = "termcell-sandbox:latest";
@@ -537,6 +567,12 @@ impl Settings {
             audit_max_total_bytes,
             audit_repeat_window,
             audit_retention_days,
+            monitor_interval,
+            alert_memory_percent,
+            alert_pids_percent,
+            alert_sustained,
+            alert_output_bytes_per_second,
+            syscall_audit,
             shutdown_timeout,
             admin_token_env,
         )

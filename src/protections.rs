@@ -4,6 +4,7 @@
 
 use serde::Serialize;
 use termcell_actors::docker::HostSecurity;
+use termcell_actors::monitor::seccomp;
 use termcell_actors::network::guard::RestrictedNet;
 use termcell_actors::profile::SecurityProfile;
 use termcell_actors::runtime::Runtime;
@@ -115,6 +116,7 @@ pub fn report(
                 "not enabled in the daemon: container uids are host uids (see docs/security.md)".into()
             },
         ),
+        blocked_syscalls(host, profile, runtime),
         p(
             "credentials_out_of_config",
             profile.entry.is_some(),
@@ -129,6 +131,51 @@ pub fn report(
             format!("cgroup v{}", if host.cgroup_version.is_empty() { "?" } else { &host.cgroup_version }),
         ),
     ]
+}
+
+/// Whether refused system calls are seen and audited per session (`--syscall-audit`).
+fn blocked_syscalls(
+    host: &HostSecurity,
+    profile: &SecurityProfile,
+    runtime: &Runtime,
+) -> Protection {
+    let killed = &profile.killed_syscalls;
+    let (enforced, detail) = if killed.is_empty() {
+        (
+            false,
+            "not visible: refused system calls fail with EPERM and leave no kernel record termcell can read (--syscall-audit makes the most dangerous ones fatal and audited)".to_string(),
+        )
+    } else if !host.seccomp {
+        (
+            false,
+            "not visible: the engine reports no seccomp support".to_string(),
+        )
+    } else if runtime.user_space_kernel {
+        (
+            false,
+            format!("not visible: gVisor runtime {} handles system calls in its own kernel, which the host's kernel log does not show", runtime.name),
+        )
+    } else {
+        match seccomp::host_visibility() {
+            Ok(()) => (
+                true,
+                format!(
+                    "{} refused calls kill their caller and are audited per session (security.seccomp): {}",
+                    killed.len(),
+                    killed.join(", ")
+                ),
+            ),
+            Err(why) => (
+                false,
+                format!("not visible: {why}; the {} calls still kill their caller, unaudited", killed.len()),
+            ),
+        }
+    };
+    Protection {
+        name: "blocked_syscalls_audited",
+        enforced,
+        detail,
+    }
 }
 
 /// The network mode, its allowlist and whether termcell enforces it (for /ready).

@@ -14,6 +14,7 @@ use termcell_actors::audit::{Audit, AuditEvent};
 use termcell_actors::credentials::FingerprintKey;
 use termcell_actors::docker::{DockerEngine, DockerError, HostSecurity};
 use termcell_actors::metrics::Metrics;
+use termcell_actors::monitor::{seccomp, Monitor, MonitorActor};
 use termcell_actors::network::guard::{NetworkError, NetworkGuard, RestrictedNet};
 use termcell_actors::network::nft;
 use termcell_actors::pool::{Pool, Shutdown as PoolShutdown};
@@ -59,6 +60,8 @@ pub enum StartError {
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
     Lock(#[from] crate::deployment_lock::LockError),
+    #[error("--syscall-audit: cannot read the kernel log: {0}")]
+    KernelLog(std::io::Error),
 }
 
 impl From<nft::NftError> for StartError {
@@ -202,6 +205,11 @@ fn start_pool(shared: &Arc<Shared>) {
     let size = shared.settings.pool_size;
     if size == 0 {
         log::info!("warm pool off (--pool-size 0): every session starts its own sandbox");
+    } else if shared.monitor.audits_calls() {
+        // A pool sandbox would carry an audit id no session knows yet.
+        log::warn!(
+            "warm pool off: --syscall-audit tags each sandbox for its session when it is created"
+        );
     } else if shared.settings.profile.entry.is_none() {
         log::warn!(
             "warm pool off: image {} has no {} (rebuild the default image, or add the program to yours)",
@@ -352,12 +360,14 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             .field("runtime", &runtime.name),
     );
 
+    let monitor = Monitor::new(!settings.profile.killed_syscalls.is_empty());
     let shared = Arc::new(Shared {
         engine: engine.clone(),
         settings,
         audit: audit.clone(),
         metrics: Metrics::new(),
         pool: Default::default(),
+        monitor,
     });
     start_pool(&shared);
     let threads = std::thread::available_parallelism()
@@ -374,6 +384,14 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         NetworkGuard::start_in_arbiter(&Arbiter::new().handle(), move |_| {
             NetworkGuard::new(net, shared)
         });
+    }
+    // One sampler for every session's resource use, on its own thread.
+    let (monitor_shared, monitor_config) = (shared.clone(), config.monitor.clone());
+    let monitor = MonitorActor::start_in_arbiter(&Arbiter::new().handle(), move |_| {
+        MonitorActor::new(monitor_shared, monitor_config)
+    });
+    if !shared.settings.profile.killed_syscalls.is_empty() && seccomp::host_visibility().is_ok() {
+        seccomp::watch_kernel_log(monitor).map_err(StartError::KernelLog)?;
     }
     let limits = shared.settings.limits.clone();
     let limiter =

@@ -130,6 +130,8 @@ impl ContainerDeath {
 pub struct ContainerSetup {
     name: String,
     body: ContainerCreateBody,
+    /// The audit login uid its processes get (`monitor::seccomp::tag`).
+    audit_id: Option<u32>,
     session_id: Uuid,
     cols: u16,
     rows: u16,
@@ -222,14 +224,22 @@ impl ContainerSetup {
             None
         };
         let owner = (labels::SESSION, session_id.to_string());
+        let mut body = sandbox_body(settings, env, owner, entry::COLD_TIMEOUT);
+        let audit_id = shared.monitor.tag(&mut body);
         ContainerSetup {
             name: format!("termcell-{}-{}", settings.deployment, session_id.simple()),
-            body: sandbox_body(settings, env, owner, entry::COLD_TIMEOUT),
+            body,
+            audit_id,
             session_id,
             cols: settings.default_cols,
             rows: settings.default_rows,
             env_line,
         }
+    }
+
+    /// The audit login uid the container's processes get, when blocked calls are audited.
+    pub fn audit_id(&self) -> Option<u32> {
+        self.audit_id
     }
 }
 

@@ -25,6 +25,7 @@ use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::cgroup::{pids_limit_hits, Cgroup, CGROUP_ROOT};
 use crate::profile::{labels, DETACH_KEYS};
 
 #[cfg(test)]
@@ -199,6 +200,10 @@ pub trait Engine: Send + Sync + 'static {
     /// the engine cannot tell.
     fn pids_limit_hits(&self, id: &str) -> Option<u64>;
 
+    /// The started container's cgroup, for reading its usage; `None` where the engine
+    /// runs it out of this host's sight.
+    fn cgroup(&self, id: &str) -> Option<Cgroup>;
+
     /// Container events (die, oom, destroy, kill) of the given deployment's containers.
     fn events(&self, deployment: &str) -> BoxStream<'static, Result<ContainerEvent, DockerError>>;
 
@@ -284,9 +289,9 @@ struct Bollard {
     docker: Docker,
     endpoint: Endpoint,
     api_version: String,
-    /// Each started container's `pids.events` file, found from its init process's cgroup;
-    /// dropped when the container is removed.
-    pids_events: parking_lot::Mutex<HashMap<String, PathBuf>>,
+    /// Each started container's cgroup, found from its init process; dropped when the
+    /// container is removed.
+    cgroups: parking_lot::Mutex<HashMap<String, Cgroup>>,
 }
 
 impl Bollard {
@@ -333,38 +338,38 @@ impl Bollard {
             docker,
             endpoint,
             api_version,
-            pids_events: parking_lot::Mutex::new(HashMap::new()),
+            cgroups: parking_lot::Mutex::new(HashMap::new()),
         })
     }
 
-    /// Finds and keeps the `pids.events` file of a started container, from the cgroup of
-    /// its init process (`State.Pid`). Only for an engine on this host; a cgroup path that
-    /// does not name the container (the engine sees other pids than we do) is not kept.
-    async fn remember_pids_events(&self, id: &str) {
+    /// Finds and keeps the cgroup of a started container, from its init process
+    /// (`State.Pid`). Only for an engine on this host; a cgroup that does not name the
+    /// container (the engine sees other pids than we do) is not kept.
+    async fn remember_cgroup(&self, id: &str) {
         if !matches!(self.endpoint, Endpoint::Unix(_)) {
             return;
         }
         let inspect = match self.docker.inspect_container(id, None).await {
             Ok(inspect) => inspect,
             Err(e) => {
-                log::debug!("no pids counter for {id}: inspect failed: {e}");
+                log::debug!("no cgroup for {id}: inspect failed: {e}");
                 return;
             }
         };
         let full_id = inspect.id.unwrap_or_else(|| id.to_string());
         let Some(pid) = inspect.state.and_then(|s| s.pid).filter(|&p| p > 0) else {
-            log::debug!("no pids counter for {id}: no init pid");
+            log::debug!("no cgroup for {id}: no init pid");
             return;
         };
-        let path = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
             .ok()
-            .and_then(|text| pids_events_path(&text))
-            .filter(|path| path.to_string_lossy().contains(&full_id));
-        match path {
-            Some(path) => {
-                self.pids_events.lock().insert(id.to_string(), path);
+            .and_then(|text| Cgroup::from_proc(&text, Path::new(CGROUP_ROOT)))
+            .filter(|cgroup| cgroup.names(&full_id));
+        match cgroup {
+            Some(cgroup) => {
+                self.cgroups.lock().insert(id.to_string(), cgroup);
             }
-            None => log::debug!("no pids counter for {id}: pid {pid} is not in its cgroup"),
+            None => log::debug!("no cgroup for {id}: pid {pid} is not in its cgroup"),
         }
     }
 }
@@ -502,7 +507,7 @@ impl Engine for Bollard {
         Box::pin(async move {
             engine_failpoint!("start");
             self.docker.start_container(id, None).await?;
-            self.remember_pids_events(id).await;
+            self.remember_cgroup(id).await;
             Ok(())
         })
     }
@@ -557,7 +562,7 @@ impl Engine for Bollard {
                 .force(true)
                 .v(true)
                 .build();
-            self.pids_events.lock().remove(id);
+            self.cgroups.lock().remove(id);
             match self.docker.remove_container(id, Some(options)).await {
                 Ok(()) => Ok(()),
                 Err(bollard::errors::Error::DockerResponseServerError {
@@ -602,8 +607,12 @@ impl Engine for Bollard {
     /// Read from the container's cgroup, found at start; `None` where it was not found
     /// (the engine on another host, or a cgroup layout without a pids controller).
     fn pids_limit_hits(&self, id: &str) -> Option<u64> {
-        let path = self.pids_events.lock().get(id).cloned()?;
-        parse_pids_events(&std::fs::read_to_string(path).ok()?)
+        let path = self.cgroups.lock().get(id)?.pids_events()?;
+        pids_limit_hits(&std::fs::read_to_string(path).ok()?)
+    }
+
+    fn cgroup(&self, id: &str) -> Option<Cgroup> {
+        self.cgroups.lock().get(id).cloned()
     }
 
     fn events(&self, deployment: &str) -> BoxStream<'static, Result<ContainerEvent, DockerError>> {
@@ -658,45 +667,6 @@ fn to_event(msg: EventMessage) -> ContainerEvent {
         session: attrs.get(labels::SESSION).cloned(),
         exit_code: attrs.get("exitCode").and_then(|c| c.parse().ok()),
     }
-}
-
-/// Where the pids controller's `pids.events` of a process lives, from its
-/// `/proc/PID/cgroup`: in the v1 `pids` hierarchy when there is one (cgroup v1 and hybrid
-/// hosts: `N:pids:/path`), else in the v2 unified hierarchy (`0::/path`). The same for
-/// cgroupfs (`/docker/<id>`) and systemd (`/system.slice/docker-<id>.scope`) paths.
-fn pids_events_path(proc_cgroup: &str) -> Option<PathBuf> {
-    let mut unified = None;
-    for line in proc_cgroup.lines() {
-        let mut fields = line.splitn(3, ':');
-        let (Some(hierarchy), Some(controllers), Some(path)) =
-            (fields.next(), fields.next(), fields.next())
-        else {
-            continue;
-        };
-        let relative = path.trim().trim_start_matches('/');
-        if controllers.split(',').any(|c| c == "pids") {
-            return Some(
-                Path::new("/sys/fs/cgroup/pids")
-                    .join(relative)
-                    .join("pids.events"),
-            );
-        }
-        if hierarchy == "0" && controllers.is_empty() {
-            unified = Some(
-                Path::new("/sys/fs/cgroup")
-                    .join(relative)
-                    .join("pids.events"),
-            );
-        }
-    }
-    unified
-}
-
-/// The `max N` field of a `pids.events` file: how often a fork failed at the limit.
-fn parse_pids_events(text: &str) -> Option<u64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix("max "))
-        .and_then(|n| n.trim().parse().ok())
 }
 
 fn percent_encode(s: &str) -> String {

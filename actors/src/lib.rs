@@ -5,12 +5,14 @@
 
 pub mod audit;
 pub mod budget;
+pub mod cgroup;
 pub mod container;
 pub mod credentials;
 pub mod docker;
 pub mod entry;
 pub mod fault;
 pub mod metrics;
+pub mod monitor;
 pub mod network;
 pub mod notice;
 pub mod pool;
@@ -106,4 +108,6 @@ pub struct Shared {
     pub metrics: metrics::Metrics,
     /// The warm pool, once started, and the sandboxes it owns.
     pub pool: pool::PoolLink,
+    /// Sessions whose use is sampled, and their latest figures.
+    pub monitor: monitor::Monitor,
 }

@@ -201,6 +201,13 @@ impl Metrics {
         m
     }
 
+    /// Adds a metric kept by another component (the resource monitor's).
+    pub fn register(&self, collector: Box<dyn prometheus::core::Collector>) {
+        self.registry
+            .register(collector)
+            .expect("unique metric names");
+    }
+
     pub fn reject(&self, kind: Rejection) {
         self.rejections.with_label_values(&[kind.as_str()]).inc();
     }

@@ -41,6 +41,9 @@ pub struct SecurityProfile {
     pub gid: u32,
     /// The seccomp profile as JSON text (passed inline: a path fails at start).
     pub seccomp_json: String,
+    /// Refused calls that kill their caller, so that the kernel logs them
+    /// (`--syscall-audit`); empty: every refused call fails with EPERM.
+    pub killed_syscalls: Vec<String>,
     /// AppArmor profile name, applied only when the host enforces AppArmor.
     pub apparmor_profile: Option<String>,
     pub network_mode: String,
@@ -82,6 +85,7 @@ impl Default for SecurityProfile {
             uid: 1000,
             gid: 1000,
             seccomp_json: BUNDLED_SECCOMP.to_string(),
+            killed_syscalls: Vec::new(),
             apparmor_profile: None,
             network_mode: "none".into(),
             dns: Vec::new(),

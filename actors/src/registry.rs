@@ -168,6 +168,7 @@ impl Registry {
             return;
         }
         log::error!("session {} vanished without ending; ending it", short(id));
+        self.shared.monitor.unwatch(id);
         let metrics = &self.shared.metrics;
         metrics.sessions_active.dec();
         if entry.ledger.detached() {

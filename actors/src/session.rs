@@ -22,6 +22,7 @@ use crate::container::{
     StopContainer,
 };
 use crate::credentials::Fingerprint;
+use crate::monitor::{Traffic, Watch};
 use crate::notice::{Notice, WarningKind};
 use crate::ratelimit::{SessionLimiter, Slot};
 use crate::registry::Unregister;
@@ -135,6 +136,8 @@ pub struct SessionInfo {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub credential_fingerprint: String,
+    /// Resource use at the latest sample (`None` until the sandbox has been sampled).
+    pub usage: Option<crate::monitor::Usage>,
 }
 
 // Messages to a session. What a client sends carries a credit on its connection's read
@@ -262,6 +265,10 @@ pub struct SessionActor {
     last_input: Option<DateTime<Utc>>,
     bytes_in: u64,
     bytes_out: u64,
+    /// The same byte counts, for the resource monitor.
+    traffic: Arc<Traffic>,
+    /// The audit login uid of the sandbox's processes, when blocked calls are audited.
+    audit_id: Option<u32>,
     setup: Option<ContainerSetup>,
     refusals_audited: HashMap<Rejection, Instant>,
     /// When the user was last told that input was refused (at most once per `NOTICE_EVERY`,
@@ -329,6 +336,8 @@ impl SessionActor {
             last_input: None,
             bytes_in: 0,
             bytes_out: 0,
+            traffic: Arc::default(),
+            audit_id: setup.audit_id(),
             setup: Some(setup),
             refusals_audited: HashMap::new(),
             last_notice: None,
@@ -352,6 +361,7 @@ impl SessionActor {
 
     fn deliver_input(&mut self, data: Bytes) {
         self.bytes_in += data.len() as u64;
+        self.traffic.add_in(data.len());
         self.shared.metrics.bytes_in.inc_by(data.len() as u64);
         match &self.container {
             Some(container) if self.announced_ready => container.do_send(ContainerInput(data)),
@@ -562,6 +572,7 @@ impl SessionActor {
             }
         };
         self.set_state(SessionState::Ending);
+        self.shared.monitor.unwatch(self.id);
         self.shared.metrics.sessions_active.dec();
         self.shared
             .metrics
@@ -745,6 +756,7 @@ impl Handler<Describe> for SessionActor {
             bytes_in: self.bytes_in,
             bytes_out: self.bytes_out,
             credential_fingerprint: self.fingerprint.prefix(),
+            usage: self.shared.monitor.usage(self.id),
         })
     }
 }
@@ -756,6 +768,13 @@ impl Handler<ContainerStatus> for SessionActor {
         fail::fail_point!("session::container_status");
         match msg {
             ContainerStatus::Ready { container_id } => {
+                self.shared.monitor.watch(Watch {
+                    session: self.id,
+                    container_id: container_id.clone(),
+                    client: self.client_ip,
+                    traffic: self.traffic.clone(),
+                    audit_id: self.audit_id,
+                });
                 self.container_id = Some(container_id);
                 self.announced_ready = true;
                 // The idle clock starts when the user can type, not while the sandbox starts.
@@ -841,6 +860,7 @@ impl Handler<ContainerOutput> for SessionActor {
                 .observe(self.requested_at.elapsed().as_secs_f64());
         }
         self.bytes_out += data.len() as u64;
+        self.traffic.add_out(data.len());
         self.shared.metrics.bytes_out.inc_by(data.len() as u64);
         let Some(client) = self.client.clone() else {
             self.feed_screen(&data, ctx);

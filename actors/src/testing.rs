@@ -21,6 +21,7 @@ use crate::budget::Credit;
 use crate::credentials::{Fingerprint, FingerprintKey};
 use crate::docker::fake::FakeEngine;
 use crate::metrics::Metrics;
+use crate::monitor::Monitor;
 use crate::session::{ClientHandle, EndCause, Input, SessionRequest, ToClient};
 use crate::{SessionSettings, Shared};
 
@@ -201,6 +202,7 @@ impl World {
             settings,
             audit,
             metrics: Metrics::new(),
+            monitor: Monitor::default(),
         });
         World {
             fake,

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use termcell_actors::audit::AuditConfig;
+use termcell_actors::monitor::MonitorConfig;
 use termcell_actors::network::allow::EgressAllow;
 use termcell_actors::network::RestrictedNetwork;
 use termcell_actors::profile::{SecurityProfile, BUNDLED_SECCOMP};
@@ -68,7 +69,45 @@ pub(super) fn config(s: &Settings) -> Result<Config, ConfigError> {
         restricted,
         audit,
         shutdown_timeout: seconds("shutdown-timeout", s.shutdown_timeout.unwrap_or(20))?,
+        monitor: monitor(s)?,
     })
+}
+
+/// The resource monitor's interval and thresholds.
+fn monitor(s: &Settings) -> Result<MonitorConfig, ConfigError> {
+    let d = MonitorConfig::default();
+    let percent = |setting, value: Option<u8>, default| match value.unwrap_or(default) {
+        p @ 1..=100 => Ok(p),
+        _ => Err(invalid(setting, "a percent between 1 and 100")),
+    };
+    let config = MonitorConfig {
+        interval: positive_seconds(
+            "monitor-interval",
+            s.monitor_interval.unwrap_or(d.interval.as_secs()),
+        )?,
+        memory_percent: percent(
+            "alert-memory-percent",
+            s.alert_memory_percent,
+            d.memory_percent,
+        )?,
+        pids_percent: percent("alert-pids-percent", s.alert_pids_percent, d.pids_percent)?,
+        sustained: positive_seconds(
+            "alert-sustained",
+            s.alert_sustained.unwrap_or(d.sustained.as_secs()),
+        )?,
+        output_bytes_per_second: positive(
+            "alert-output-bytes-per-second",
+            s.alert_output_bytes_per_second
+                .unwrap_or(d.output_bytes_per_second),
+        )?,
+    };
+    if config.sustained < config.interval {
+        return Err(invalid(
+            "alert-sustained",
+            "at least --monitor-interval (a window needs a sample in it)",
+        ));
+    }
+    Ok(config)
 }
 
 /// The public and admin listeners and the admin token.
@@ -176,6 +215,12 @@ fn sandbox(s: &Settings) -> Result<(String, String, SecurityProfile), ConfigErro
             .map_err(|e| invalid("seccomp-profile", e.to_string()))?,
     )
     .map_err(|e| invalid("seccomp-profile", e.to_string()))?;
+    let (seccomp_json, killed_syscalls) = if s.syscall_audit.unwrap_or(false) {
+        termcell_actors::monitor::seccomp::killing_profile(&seccomp_json)
+            .map_err(|e| invalid("syscall-audit", e.to_string()))?
+    } else {
+        (seccomp_json, Vec::new())
+    };
     let cpus = s.cpus.unwrap_or(d.nano_cpus as f64 / 1e9);
     if !(0.01..=64.0).contains(&cpus) {
         return Err(invalid("cpus", "between 0.01 and 64"));
@@ -219,6 +264,7 @@ fn sandbox(s: &Settings) -> Result<(String, String, SecurityProfile), ConfigErro
         uid,
         gid,
         seccomp_json,
+        killed_syscalls,
         apparmor_profile: Some(
             s.apparmor_profile
                 .clone()

@@ -41,6 +41,39 @@ fn defaults_are_the_documented_ones() {
 }
 
 #[test]
+fn monitor_settings_default_and_are_validated() {
+    let c = parse(&[]).unwrap();
+    assert_eq!(c.monitor, MonitorConfig::default());
+    assert_eq!(c.monitor.interval, Duration::from_secs(5));
+    assert_eq!((c.monitor.memory_percent, c.monitor.pids_percent), (90, 80));
+    let c = parse(&[
+        "--alert-memory-percent",
+        "75",
+        "--monitor-interval",
+        "2",
+        "--alert-sustained",
+        "4",
+    ])
+    .unwrap();
+    assert_eq!(c.monitor.memory_percent, 75);
+    assert_eq!(c.monitor.interval, Duration::from_secs(2));
+    assert_eq!(c.monitor.sustained, Duration::from_secs(4));
+    for (flag, value) in [
+        ("--alert-memory-percent", "0"),
+        ("--alert-pids-percent", "101"),
+        ("--monitor-interval", "0"),
+        ("--alert-output-bytes-per-second", "0"),
+    ] {
+        let err = parse(&[flag, value]).unwrap_err().to_string();
+        assert!(err.contains(flag.trim_start_matches('-')), "{flag}: {err}");
+    }
+    let err = parse(&["--monitor-interval", "10", "--alert-sustained", "5"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("alert-sustained"), "{err}");
+}
+
+#[test]
 fn bad_values_name_the_setting() {
     let err = parse(&["--user", "0:0"]).unwrap_err().to_string();
     assert!(err.contains("user"), "{err}");

@@ -835,7 +835,9 @@ fn alert_rules_check_and_fire_in_their_unit_tests() {
     }
     // Every termcell metric an alert uses is one /metrics serves.
     let rules = std::fs::read_to_string(repo_file("config/alerts.yml")).unwrap();
-    let served = std::fs::read_to_string(repo_file("actors/src/metrics.rs")).unwrap();
+    let served = ["actors/src/metrics.rs", "actors/src/monitor/metrics.rs"]
+        .map(|f| std::fs::read_to_string(repo_file(f)).unwrap())
+        .concat();
     for name in rules
         .lines()
         .filter(|l| l.trim_start().starts_with("expr:"))

@@ -11,6 +11,7 @@ mod faults;
 mod gvisor;
 mod image;
 mod limits;
+mod monitor;
 mod ops;
 mod pool;
 mod protocol;

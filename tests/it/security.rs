@@ -342,6 +342,7 @@ async fn start_reports_what_the_host_enforces() {
             "apparmor",
             "user_namespaces",
             "credentials_out_of_config",
+            "blocked_syscalls_audited",
             "cgroup",
         ],
         "every protection is reported"

@@ -61,6 +61,8 @@ struct State {
     /// Attached TTYs whose shell side no test has taken yet.
     shells: Vec<Shell>,
     pids_hits: Option<u64>,
+    /// The cgroup every container has (a directory of files a test writes).
+    cgroup: Option<crate::cgroup::Cgroup>,
     next_id: u64,
 }
 
@@ -138,6 +140,11 @@ impl FakeEngine {
 
     pub fn set_pids_hits(&self, hits: u64) {
         self.state.send_modify(|s| s.pids_hits = Some(hits));
+    }
+
+    /// Every container's cgroup from now on (a test's directory of v2 files).
+    pub fn set_cgroup(&self, cgroup: crate::cgroup::Cgroup) {
+        self.state.send_modify(|s| s.cgroup = Some(cgroup));
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -407,6 +414,10 @@ impl Engine for FakeEngine {
 
     fn pids_limit_hits(&self, _id: &str) -> Option<u64> {
         self.state.borrow().pids_hits
+    }
+
+    fn cgroup(&self, _id: &str) -> Option<crate::cgroup::Cgroup> {
+        self.state.borrow().cgroup.clone()
     }
 
     fn events(&self, _deployment: &str) -> BoxStream<'static, Result<ContainerEvent, DockerError>> {
