@@ -18,6 +18,7 @@ use termcell_actors::network::guard::{NetworkError, NetworkGuard, RestrictedNet}
 use termcell_actors::network::nft;
 use termcell_actors::profile::{labels, SecurityProfile};
 use termcell_actors::ratelimit::RateLimiter;
+use termcell_actors::recording::Recordings;
 use termcell_actors::registry::{reap_previous_runs, Drain, Registry};
 use termcell_actors::runtime::{self, Runtime, RuntimeError};
 use termcell_actors::session::EndCause;
@@ -41,6 +42,11 @@ pub enum StartError {
         "cannot open the audit log {path}: {source} (set --audit-log, or AUDIT_LOGGING=false)"
     )]
     Audit {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot use the recording directory {path}: {source} (set --record-dir)")]
+    Recording {
         path: PathBuf,
         source: std::io::Error,
     },
@@ -276,11 +282,30 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             .field("runtime", &runtime.name),
     );
 
+    let metrics = Metrics::new();
+    let recordings = match &config.recording {
+        Some(cfg) => {
+            let recordings = Recordings::start(cfg.clone(), &metrics).map_err(|source| {
+                StartError::Recording {
+                    path: cfg.dir.clone(),
+                    source,
+                }
+            })?;
+            log::info!(
+                "recording sessions to {} (input {})",
+                cfg.dir.display(),
+                if cfg.input { "too" } else { "not recorded" }
+            );
+            recordings
+        }
+        None => Recordings::disabled(&metrics),
+    };
     let shared = Arc::new(Shared {
         engine: engine.clone(),
         settings,
         audit: audit.clone(),
-        metrics: Metrics::new(),
+        metrics,
+        recordings,
     });
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())

@@ -14,6 +14,7 @@ pub mod network;
 pub mod notice;
 pub mod profile;
 pub mod ratelimit;
+pub mod recording;
 pub mod registry;
 pub mod rejection;
 pub mod runtime;
@@ -22,6 +23,7 @@ pub mod session;
 #[cfg(test)]
 mod testing;
 pub mod timeout;
+pub mod viewers;
 
 use std::time::Duration;
 
@@ -55,6 +57,8 @@ pub struct SessionSettings {
     /// Environment every sandbox gets before the client's allowlisted variables.
     pub base_env: Vec<String>,
     pub max_sessions: usize,
+    /// Operators that may watch one session at once (the live read-only view).
+    pub max_viewers: usize,
     pub reap_interval: Duration,
     pub limits: ratelimit::RateLimitConfig,
 }
@@ -82,6 +86,7 @@ impl Default for SessionSettings {
                 "LANG=C.UTF-8".into(),
             ],
             max_sessions: 50,
+            max_viewers: 4,
             reap_interval: Duration::from_secs(60),
             limits: ratelimit::RateLimitConfig::default(),
         }
@@ -94,4 +99,6 @@ pub struct Shared {
     pub settings: SessionSettings,
     pub audit: audit::Audit,
     pub metrics: metrics::Metrics,
+    /// Session recordings (off without `--record-dir`) and the live-view metrics.
+    pub recordings: recording::Recordings,
 }

@@ -164,6 +164,11 @@ impl Metrics {
         m
     }
 
+    /// Registers a module's own metrics (recording.rs) beside these.
+    pub fn register(&self, collector: Box<dyn prometheus::core::Collector>) {
+        self.registry.register(collector).expect("unique");
+    }
+
     pub fn reject(&self, kind: Rejection) {
         self.rejections.with_label_values(&[kind.as_str()]).inc();
     }

@@ -195,11 +195,13 @@ impl World {
         })
         .expect("the audit log opens");
         let fake = FakeEngine::new();
+        let metrics = Metrics::new();
         let shared = Arc::new(Shared {
             engine: fake.handle(),
             settings,
             audit,
-            metrics: Metrics::new(),
+            recordings: crate::recording::Recordings::disabled(&metrics),
+            metrics,
         });
         World {
             fake,
