@@ -11,6 +11,7 @@ mod image;
 mod limits;
 mod ops;
 mod protocol;
+mod record;
 mod redraw;
 mod resume;
 mod rsh;
