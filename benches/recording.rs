@@ -1,8 +1,9 @@
 //! Recording benchmark against the real server and the real Docker engine. Prints figures;
 //! asserts nothing about speed. Run: `cargo bench --bench recording`.
 //!
-//! Two servers run side by side, one recording every session (`--record-dir`, the default
-//! per-session cap of 64 MiB) and one not. In turns, a session on each prints flat out for
+//! Three servers run side by side: one recording nothing, one recording every session
+//! (`--record-dir`) with the default per-session cap of 64 MiB, and one with a cap of
+//! 2 GiB (so that the whole 20 s is recorded). In turns, a session on each prints flat out for
 //! 20 s (`yes` of 40-character lines, stopped by `timeout`) while the client reads as fast
 //! as it can; printed for each: the throughput, the server's CPU per MiB and its peak RSS,
 //! and for the recorded one the file's size and whether it was cut at its cap.
@@ -105,14 +106,28 @@ fn describe(dir: &Path, id: &str) -> String {
 async fn main() {
     let dir = std::env::temp_dir().join(format!("termcell-bench-rec-{}", std::process::id()));
     let plain = Server::start(&[]);
-    let recorded = Server::start(&["--record-dir", dir.to_str().unwrap()]);
-    let servers = [("without recording", &plain), ("with recording", &recorded)];
-    let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let capped = Server::start(&["--record-dir", dir.to_str().unwrap()]);
+    let whole = Server::start(&[
+        "--record-dir",
+        dir.to_str().unwrap(),
+        "--record-max-bytes",
+        "2147483648",
+        "--record-max-total-bytes",
+        "4294967296",
+    ]);
+    let servers = [
+        ("without recording", &plain),
+        ("recording, 64 MiB cap", &capped),
+        ("recording, 2 GiB cap", &whole),
+    ];
+    let mut rates: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
     for turn in 0..TURNS {
         for (i, (name, server)) in servers.iter().enumerate() {
             let t = flood(server).await;
-            let file = if i == 1 {
-                format!("; recording {}", describe(&dir, &t.id))
+            let file = if i > 0 {
+                let file = format!("; recording {}", describe(&dir, &t.id));
+                let _ = std::fs::remove_file(dir.join(format!("{}.cast", t.id)));
+                file
             } else {
                 String::new()
             };
@@ -126,10 +141,13 @@ async fn main() {
             rates[i].push(t.mib_per_s);
         }
     }
-    let (off, on) = (median(&rates[0]), median(&rates[1]));
-    println!(
-        "output throughput, {SECONDS} s of yes: without recording median {off:.1} MiB/s, with recording median {on:.1} MiB/s ({:.2}x)",
-        on / off
-    );
+    let off = median(&rates[0]);
+    for (i, (name, _)) in servers.iter().enumerate().skip(1) {
+        let on = median(&rates[i]);
+        println!(
+            "output throughput, {SECONDS} s of yes: without recording median {off:.1} MiB/s, {name} median {on:.1} MiB/s ({:.2}x)",
+            on / off
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

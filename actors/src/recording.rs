@@ -275,7 +275,9 @@ fn header_line(h: &RecordingHeader<'_>) -> Vec<u8> {
         "version": 2,
         "width": h.size.cols,
         "height": h.size.rows,
-        "timestamp": h.started.timestamp(),
+        // The recording's own start (its event times count from it); `started` is the
+        // session's.
+        "timestamp": Utc::now().timestamp(),
         "title": format!("termcell session {}", h.session_id),
         "env": {"TERM": "xterm-256color"},
         "session_id": h.session_id,
