@@ -5,6 +5,7 @@
 //! `buffer_bytes` of queued lines; output it cannot keep (queue full, size cap reached)
 //! is left out and the file says so with a truncation marker.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -427,7 +428,13 @@ impl Drop for Recorder {
 
 /// The text of `data` after what `carry` held back; a character cut at the end of a chunk
 /// is held back for the next, invalid bytes become U+FFFD (asciicast is JSON: UTF-8 only).
-fn utf8_text(carry: &mut Vec<u8>, data: &[u8]) -> String {
+/// Borrowed, without a copy, in the common case: nothing carried and the chunk valid.
+fn utf8_text<'a>(carry: &mut Vec<u8>, data: &'a [u8]) -> Cow<'a, str> {
+    if carry.is_empty() {
+        if let Ok(text) = std::str::from_utf8(data) {
+            return Cow::Borrowed(text);
+        }
+    }
     let mut bytes = std::mem::take(carry);
     bytes.extend_from_slice(data);
     let mut text = String::with_capacity(bytes.len());
@@ -446,7 +453,7 @@ fn utf8_text(carry: &mut Vec<u8>, data: &[u8]) -> String {
             text.push(char::REPLACEMENT_CHARACTER);
         }
     }
-    text
+    Cow::Owned(text)
 }
 
 #[cfg(test)]
