@@ -495,6 +495,9 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
                 .field("containers_removed", removed),
         );
         audit.flush().await;
+        // The recordings of the sessions just ended are written before the process exits.
+        let recordings = shared.recordings.clone();
+        let _ = tokio::task::spawn_blocking(move || recordings.flush(Duration::from_secs(5))).await;
     };
     if tokio::time::timeout(deadline + Duration::from_secs(10), shutdown)
         .await

@@ -608,3 +608,22 @@ async fn a_watcher_that_stops_reading_is_dropped_while_the_session_goes_on() {
         "{reason}"
     );
 }
+
+#[tokio::test]
+async fn a_shutdown_writes_the_recordings_of_the_sessions_it_ends() {
+    let (mut server, dir) = recording_server(&[]);
+    let (mut c, id) = Client::session(&server).await;
+    c.run("echo last-words-$((3*3))", "last-words-9").await;
+    server.signal("TERM");
+    assert_eq!(server.wait_exit(T), Some(0), "{}", server.log());
+    let ended = server
+        .audit_lines()
+        .into_iter()
+        .find(|l| l["event"] == "session.ended" && l["session_id"] == id.as_str())
+        .expect("session.ended");
+    assert_eq!(ended["cause"], "shutdown");
+    assert_eq!(ended["recording"]["file"], format!("{id}.cast").as_str());
+    let (_, events) = cast(&dir.join(format!("{id}.cast")));
+    assert_events_well_formed(&events);
+    assert!(events_text(&events, "o").contains("last-words-9"));
+}
