@@ -26,6 +26,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/admin/drain", web::post().to(drain))
         .route("/admin/status", web::get().to(status));
     recordings::configure(cfg);
+    watch::configure_page(cfg);
     // Only in a build with failpoints (test builds): set and clear them in this process.
     if termcell_actors::fault::ENABLED {
         cfg.route("/admin/failpoints", web::get().to(failpoints))
@@ -82,13 +83,18 @@ impl actix_web::ResponseError for AdminError {
 
 /// Ok when the request carries the configured token.
 fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), AdminError> {
-    let expected = state.config.admin_token.as_deref().unwrap_or_default();
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
+    token_matches(given, state)
+}
+
+/// Ok when `given` is the configured token (compared in constant time).
+fn token_matches(given: &str, state: &AppState) -> Result<(), AdminError> {
+    let expected = state.config.admin_token.as_deref().unwrap_or_default();
     let ok = !expected.is_empty()
         && given.len() == expected.len()
         && bool::from(given.as_bytes().ct_eq(expected.as_bytes()));

@@ -4,6 +4,11 @@
 //! Invariant: nothing the viewer sends reaches the session (input and resize are
 //! ignored, the first answered with an `error` event); a viewer that does not take output
 //! is dropped by the session (close 4010) without slowing it.
+//!
+//! A browser cannot set `Authorization` on a WebSocket: the built-in page's viewer mode
+//! (`/admin/viewer`, served here without the token: it is the same public page) offers the
+//! token as a subprotocol instead, `termcell.token.<base64url of the token>`, beside
+//! `termcell.watch`, which the server selects.
 
 use std::net::IpAddr;
 use std::time::Instant;
@@ -21,7 +26,7 @@ use termcell_actors::viewers::{
 };
 use uuid::Uuid;
 
-use super::{authorize, session_id, AdminError};
+use super::{authorize, session_id, token_matches, AdminError};
 use crate::state::AppState;
 
 /// Close codes of a view (besides 1000 when its session ended and 1009 for a frame over
@@ -32,6 +37,42 @@ pub const VIEWER_TOO_SLOW: u16 = 4010;
 const MAX_FRAME: usize = 4096;
 /// The operator name a viewer may give (`?operator=`), cut to this many bytes.
 const MAX_OPERATOR: usize = 64;
+
+/// The subprotocol the view speaks, and the prefix of the one that carries the token.
+const PROTOCOL: &str = "termcell.watch";
+const TOKEN_PROTOCOL: &str = "termcell.token.";
+
+/// The page and its files on the admin listener, for the viewer mode (no token: they are
+/// the public page's bytes; the token is asked for by the page and sent on the socket).
+pub(super) fn configure_page(cfg: &mut web::ServiceConfig) {
+    cfg.route(
+        "/admin/viewer",
+        web::get().to(|| async { crate::web_assets::file("index.html") }),
+    );
+    for file in ["app.js", "app.css", "favicon.svg"] {
+        cfg.route(
+            &format!("/{file}"),
+            web::get().to(move || async move { crate::web_assets::file(file) }),
+        );
+    }
+}
+
+/// The token a browser offered as a subprotocol, if any.
+fn protocol_token(req: &HttpRequest) -> Option<String> {
+    use base64::Engine as _;
+    let offered = req
+        .headers()
+        .get(actix_web::http::header::SEC_WEBSOCKET_PROTOCOL)?
+        .to_str()
+        .ok()?;
+    let encoded = offered
+        .split(',')
+        .find_map(|p| p.trim().strip_prefix(TOKEN_PROTOCOL))?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(encoded)
+        .ok()?;
+    String::from_utf8(bytes).ok()
+}
 
 pub(super) fn status_of(e: &WatchRefused) -> StatusCode {
     match e {
@@ -55,7 +96,10 @@ pub(super) async fn watch(
     stream: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    authorize(&req, &state)?;
+    match protocol_token(&req) {
+        Some(token) => token_matches(&token, &state)?,
+        None => authorize(&req, &state)?,
+    }
     let id = session_id(&path)?;
     let session = state
         .registry
@@ -88,6 +132,7 @@ pub(super) async fn watch(
         timeout: state.config.client_timeout,
     };
     ws::WsResponseBuilder::new(viewer, &req, stream)
+        .protocols(&[PROTOCOL])
         .frame_size(MAX_FRAME)
         .start()
 }

@@ -346,6 +346,21 @@ async fn watch(
     token: Option<&str>,
     recv_buffer: Option<u32>,
 ) -> Result<Watcher, u16> {
+    watch_as(server, id, token.map(Auth::Bearer), recv_buffer).await
+}
+
+/// How a watcher gives the admin token: the header, or (as a browser must) a subprotocol.
+enum Auth<'a> {
+    Bearer(&'a str),
+    Protocol(&'a str),
+}
+
+async fn watch_as(
+    server: &Server,
+    id: &str,
+    auth: Option<Auth<'_>>,
+    recv_buffer: Option<u32>,
+) -> Result<Watcher, u16> {
     let addr: SocketAddr = server.admin.unwrap();
     let socket = TcpSocket::new_v4().unwrap();
     if let Some(size) = recv_buffer {
@@ -355,10 +370,20 @@ async fn watch(
     let mut request = format!("ws://{addr}/admin/sessions/{id}/watch?operator=alice")
         .into_client_request()
         .unwrap();
-    if let Some(token) = token {
-        request
-            .headers_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    use base64::Engine as _;
+    let header = match auth {
+        Some(Auth::Bearer(token)) => Some(("authorization", format!("Bearer {token}"))),
+        Some(Auth::Protocol(token)) => Some((
+            "sec-websocket-protocol",
+            format!(
+                "termcell.watch, termcell.token.{}",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token)
+            ),
+        )),
+        None => None,
+    };
+    if let Some((name, value)) = header {
+        request.headers_mut().insert(name, value.parse().unwrap());
     }
     match tokio_tungstenite::client_async(request, tcp).await {
         Ok((ws, _)) => Ok(Watcher {
@@ -460,6 +485,34 @@ async fn a_watcher_sees_the_screen_then_live_output_cannot_type_and_is_audited()
         Some(400)
     );
 
+    // A browser offers the token as a subprotocol; the server selects `termcell.watch`.
+    assert_eq!(
+        watch_as(
+            &server,
+            &id,
+            Some(Auth::Protocol("wrong-token-wrong-token")),
+            None
+        )
+        .await
+        .err(),
+        Some(401)
+    );
+    let mut browser = watch_as(&server, &id, Some(Auth::Protocol(ADMIN_TOKEN)), None)
+        .await
+        .expect("a subprotocol token is accepted");
+    browser.wait_output("before-2").await;
+    browser.ws.close(None).await.unwrap();
+    let closed = server.wait_audit("session.watch_ended", Some(&id), T).await;
+    assert_eq!(closed["reason"], "closed", "{closed}");
+    // The viewer page itself is served on the admin listener without the token.
+    let page = http()
+        .get(server.admin_url("/admin/viewer"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("watch-form"));
+
     let mut w = watch(&server, &id, Some(ADMIN_TOKEN), None)
         .await
         .expect("watch accepted");
@@ -543,11 +596,19 @@ async fn a_watcher_sees_the_screen_then_live_output_cannot_type_and_is_audited()
         "{:?}",
         w.events
     );
-    let ended = server.wait_audit("session.watch_ended", Some(&id), T).await;
-    assert_eq!(ended["reason"], "session_ended", "{ended}");
-    assert!(ended["watched_ms"].as_u64().is_some());
+    let ended_views = async || {
+        server
+            .audit_lines()
+            .into_iter()
+            .filter(|l| l["event"] == "session.watch_ended" && l["reason"] == "session_ended")
+            .count()
+    };
+    assert!(
+        eventually(T, async || ended_views().await == 1).await,
+        "the view's end is audited"
+    );
     let samples = scrape(&server).await;
-    assert_eq!(metric(&samples, "termcell_viewers_total", &[]), Some(1.0));
+    assert_eq!(metric(&samples, "termcell_viewers_total", &[]), Some(2.0));
     assert_eq!(metric(&samples, "termcell_viewers_active", &[]), Some(0.0));
     // Without --record-dir there is no recording to name or list.
     assert!(server
