@@ -133,3 +133,6 @@ impl Viewers {
         std::mem::take(&mut self.list)
     }
 }
+
+#[cfg(test)]
+mod tests;
