@@ -594,6 +594,7 @@ impl Handler<Unwatch> for SessionActor {
     type Result = ();
 
     fn handle(&mut self, msg: Unwatch, _ctx: &mut Context<Self>) {
+        fail::fail_point!("session::unwatch");
         if let Some((viewer, since)) = self.viewers.remove(msg.viewer_id) {
             self.unwatched(&viewer, since, "closed");
         }

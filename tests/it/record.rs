@@ -688,3 +688,39 @@ async fn a_shutdown_writes_the_recordings_of_the_sessions_it_ends() {
     assert_events_well_formed(&events);
     assert!(events_text(&events, "o").contains("last-words-9"));
 }
+
+#[tokio::test]
+async fn a_fault_while_watching_ends_only_that_session_with_its_recording_closed() {
+    let (server, dir) = recording_server(&[]);
+    let (mut c, id) = Client::session(&server).await;
+    c.run("echo seen-$((2+2))", "seen-4").await;
+    let resp = http()
+        .put(server.admin_url("/admin/failpoints/session::watch"))
+        .bearer_auth(ADMIN_TOKEN)
+        .body("1*panic")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut w = watch(&server, &id, Some(ADMIN_TOKEN), None)
+        .await
+        .expect("upgrade accepted");
+    assert_eq!(w.wait_close().await, (1000, "Session ended".to_string()));
+    let closed = c.wait_close(T).await.expect("a close frame");
+    assert_eq!(closed.0, 1011, "{closed:?}");
+    server.expect_one_end(&id, "crashed").await;
+    let ended = server.wait_audit("session.ended", Some(&id), T).await;
+    assert_eq!(ended["recording"]["file"], format!("{id}.cast").as_str());
+    let path = dir.join(format!("{id}.cast"));
+    assert!(
+        eventually(T, async || std::fs::read_to_string(&path)
+            .is_ok_and(|t| t.contains("seen-4")))
+        .await,
+        "the crashed session's recording is written"
+    );
+    assert_eq!(
+        metric(&scrape(&server).await, "termcell_viewers_active", &[]),
+        Some(0.0)
+    );
+    still_serves(&server).await;
+}
