@@ -724,3 +724,26 @@ async fn a_fault_while_watching_ends_only_that_session_with_its_recording_closed
     );
     still_serves(&server).await;
 }
+
+#[test]
+fn an_unusable_recording_directory_is_a_clear_startup_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_dir = dir.path().join("a-file");
+    std::fs::write(&not_a_dir, b"").unwrap();
+    let deployment = format!("it-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let out = Command::new(env!("CARGO_BIN_EXE_termcell"))
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "off"])
+        .args(["--deployment", &deployment])
+        .arg("--audit-log")
+        .arg(dir.path().join("audit.log"))
+        .arg("--record-dir")
+        .arg(&not_a_dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot use the recording directory") && stderr.contains("a-file"),
+        "{stderr}"
+    );
+}

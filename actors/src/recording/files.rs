@@ -53,14 +53,17 @@ pub(super) fn session_of(name: &str) -> Option<Uuid> {
         .flatten()
 }
 
-/// Creates the directory, readable by its owner and group only (recordings are personal
-/// data), and checks that it can be written.
+/// Creates the directory if it is missing, readable by its owner and group only
+/// (recordings are personal data; an existing directory keeps the mode its operator gave
+/// it), and checks that it can be written.
 pub(super) fn prepare_dir(dir: &Path) -> io::Result<()> {
-    fs::create_dir_all(dir)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o750))?;
+    if !dir.is_dir() {
+        fs::create_dir_all(dir)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o750))?;
+        }
     }
     let probe = dir.join(".termcell-write-check");
     fs::write(&probe, b"")?;

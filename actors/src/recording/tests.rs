@@ -208,3 +208,19 @@ fn retention_deletes_the_oldest_finished_recordings_over_the_cap_and_nothing_els
     assert_eq!(left, [ids[0], ids[3]].into());
     assert!(dir.path().join("notes.txt").exists());
 }
+
+#[test]
+fn a_new_directory_is_private_and_an_unwritable_one_fails_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new().unwrap();
+    let recs = recordings(&dir, |_| {});
+    let mode = std::fs::metadata(&recs.config().unwrap().dir)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o750);
+    // A file where the directory should be.
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"").unwrap();
+    assert!(Recordings::start(RecordingConfig::new(file), &Metrics::new()).is_err());
+}
