@@ -114,6 +114,7 @@ async fn main() {
     for n in 0..CONTAINERS {
         let spec = ContainerSpec {
             image: &settings.image,
+            entrypoint: None,
             cmd: None,
             env: settings.base_env.clone(),
             labels: [
@@ -143,11 +144,14 @@ async fn main() {
         "every sandbox's cgroup is found (run as root on the engine's host)"
     );
 
+    let metrics = Metrics::new();
     let shared = Arc::new(Shared {
         engine: engine.clone(),
         settings,
         audit: Audit::disabled(),
-        metrics: Metrics::new(),
+        recordings: termcell_actors::recording::Recordings::disabled(&metrics),
+        metrics,
+        pool: Default::default(),
         monitor: Monitor::default(),
     });
     let interval = MonitorConfig::default().interval;

@@ -12,6 +12,8 @@ command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || need+=(nftables)
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need+=(iproute2)
 # The tests' listeners in those namespaces.
 [ -x /usr/bin/python3 ] || need+=(python3)
+# The recording tests check that a session's recording plays (`asciinema cat`).
+command -v asciinema >/dev/null 2>&1 || need+=(asciinema)
 if [ "${TERMCELL_WITH_BROWSER:-0}" = 1 ] && [ ! -x /usr/bin/chromium ]; then
     need+=(chromium)
 fi

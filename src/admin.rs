@@ -1,5 +1,9 @@
 //! The admin API, on its own listener behind a bearer token (compared in constant time):
-//! list, inspect and end sessions, drain the server. Ids are validated before use.
+//! list, inspect and end sessions, drain the server; session recordings (recordings.rs)
+//! and the live read-only view (watch.rs). Ids are validated before use.
+
+mod recordings;
+mod watch;
 
 use std::time::Duration;
 
@@ -18,8 +22,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/admin/sessions", web::get().to(list))
         .route("/admin/sessions/{id}", web::get().to(show))
         .route("/admin/sessions/{id}", web::delete().to(kill))
+        .route("/admin/sessions/{id}/watch", web::get().to(watch::watch))
         .route("/admin/drain", web::post().to(drain))
         .route("/admin/status", web::get().to(status));
+    recordings::configure(cfg);
+    watch::configure_page(cfg);
     // Only in a build with failpoints (test builds): set and clear them in this process.
     if termcell_actors::fault::ENABLED {
         cfg.route("/admin/failpoints", web::get().to(failpoints))
@@ -47,6 +54,10 @@ pub enum AdminError {
     Unavailable,
     #[error("{0}")]
     BadFailpoint(String),
+    #[error(transparent)]
+    Recording(#[from] termcell_actors::recording::RecordingsError),
+    #[error(transparent)]
+    Watch(#[from] termcell_actors::viewers::WatchRefused),
 }
 
 impl actix_web::ResponseError for AdminError {
@@ -56,6 +67,8 @@ impl actix_web::ResponseError for AdminError {
             AdminError::BadId | AdminError::BadFailpoint(_) => StatusCode::BAD_REQUEST,
             AdminError::NoSession | AdminError::NoEndpoint => StatusCode::NOT_FOUND,
             AdminError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            AdminError::Recording(e) => recordings::status_of(e),
+            AdminError::Watch(e) => watch::status_of(e),
         }
     }
 
@@ -70,13 +83,18 @@ impl actix_web::ResponseError for AdminError {
 
 /// Ok when the request carries the configured token.
 fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), AdminError> {
-    let expected = state.config.admin_token.as_deref().unwrap_or_default();
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
+    token_matches(given, state)
+}
+
+/// Ok when `given` is the configured token (compared in constant time).
+fn token_matches(given: &str, state: &AppState) -> Result<(), AdminError> {
+    let expected = state.config.admin_token.as_deref().unwrap_or_default();
     let ok = !expected.is_empty()
         && given.len() == expected.len()
         && bool::from(given.as_bytes().ct_eq(expected.as_bytes()));

@@ -10,11 +10,13 @@ use serde::Deserialize;
 use termcell_actors::audit::AuditConfig;
 use termcell_actors::monitor::MonitorConfig;
 use termcell_actors::network::RestrictedNetwork;
+use termcell_actors::recording::RecordingConfig;
 use termcell_actors::SessionSettings;
 
 use crate::protocol::AuthPolicy;
 
 mod build;
+mod recording;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -356,6 +358,30 @@ pub struct Settings {
     /// image (it becomes the entrypoint). Default false.
     #[arg(long, env = "TERMCELL_SYSCALL_AUDIT", global = true, num_args = 0..=1, default_missing_value = "true")]
     pub syscall_audit: Option<bool>,
+    /// Record every session to an asciicast v2 file `<session id>.cast` in this directory
+    /// (output and resizes; input only with --record-input). Default: off. Tell users
+    /// (docs/operations.md, "Session recording").
+    #[arg(long, env = "TERMCELL_RECORD_DIR", global = true)]
+    pub record_dir: Option<PathBuf>,
+    /// Also record what users type (it can carry passwords and keys they type). Default
+    /// false.
+    #[arg(long, env = "TERMCELL_RECORD_INPUT", global = true, num_args = 0..=1, default_missing_value = "true")]
+    pub record_input: Option<bool>,
+    /// A session's recording stops at this many bytes and is marked truncated. Default
+    /// 67108864.
+    #[arg(long, env = "TERMCELL_RECORD_MAX_BYTES", global = true)]
+    pub record_max_bytes: Option<u64>,
+    /// Days finished recordings are kept (0 keeps them all). Default 30.
+    #[arg(long, env = "TERMCELL_RECORD_RETENTION_DAYS", global = true)]
+    pub record_retention_days: Option<u32>,
+    /// The recordings together stay under this many bytes (the oldest finished ones are
+    /// deleted first); at least twice --record-max-bytes. Default 10737418240.
+    #[arg(long, env = "TERMCELL_RECORD_MAX_TOTAL_BYTES", global = true)]
+    pub record_max_total_bytes: Option<u64>,
+    /// Operators that may watch one session at once through the admin API's live
+    /// read-only view (1..=64). Default 4.
+    #[arg(long, env = "TERMCELL_MAX_VIEWERS", global = true)]
+    pub max_viewers: Option<usize>,
     /// Seconds a shutdown waits for sessions to end before exiting. Default 20.
     #[arg(long, env = "TERMCELL_SHUTDOWN_TIMEOUT", global = true)]
     pub shutdown_timeout: Option<u64>,
@@ -396,6 +422,8 @@ pub struct Config {
     /// Set with `--network restricted`: the allowlist and its resolver's settings.
     pub restricted: Option<RestrictedNetwork>,
     pub audit: AuditConfig,
+    /// `--record-dir`: how sessions are recorded; `None` records nothing.
+    pub recording: Option<RecordingConfig>,
     pub shutdown_timeout: Duration,
     pub monitor: MonitorConfig,
 }
@@ -573,6 +601,12 @@ impl Settings {
             alert_sustained,
             alert_output_bytes_per_second,
             syscall_audit,
+            record_dir,
+            record_input,
+            record_max_bytes,
+            record_retention_days,
+            record_max_total_bytes,
+            max_viewers,
             shutdown_timeout,
             admin_token_env,
         )

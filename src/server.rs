@@ -20,6 +20,7 @@ use termcell_actors::network::nft;
 use termcell_actors::pool::{Pool, Shutdown as PoolShutdown};
 use termcell_actors::profile::{labels, ContainerSpec, SecurityProfile};
 use termcell_actors::ratelimit::RateLimiter;
+use termcell_actors::recording::Recordings;
 use termcell_actors::registry::{reap_previous_runs, Drain, Registry};
 use termcell_actors::runtime::{self, Runtime, RuntimeError};
 use termcell_actors::session::EndCause;
@@ -43,6 +44,11 @@ pub enum StartError {
         "cannot open the audit log {path}: {source} (set --audit-log, or AUDIT_LOGGING=false)"
     )]
     Audit {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot use the recording directory {path}: {source} (set --record-dir)")]
+    Recording {
         path: PathBuf,
         source: std::io::Error,
     },
@@ -361,13 +367,32 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     );
 
     let monitor = Monitor::new(!settings.profile.killed_syscalls.is_empty());
+    let metrics = Metrics::new();
+    let recordings = match &config.recording {
+        Some(cfg) => {
+            let recordings = Recordings::start(cfg.clone(), &metrics).map_err(|source| {
+                StartError::Recording {
+                    path: cfg.dir.clone(),
+                    source,
+                }
+            })?;
+            log::info!(
+                "recording sessions to {} (input {})",
+                cfg.dir.display(),
+                if cfg.input { "too" } else { "not recorded" }
+            );
+            recordings
+        }
+        None => Recordings::disabled(&metrics),
+    };
     let shared = Arc::new(Shared {
         engine: engine.clone(),
         settings,
         audit: audit.clone(),
-        metrics: Metrics::new(),
+        metrics,
         pool: Default::default(),
         monitor,
+        recordings,
     });
     start_pool(&shared);
     let threads = std::thread::available_parallelism()
@@ -571,6 +596,9 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
                 .field("containers_removed", removed),
         );
         audit.flush().await;
+        // The recordings of the sessions just ended are written before the process exits.
+        let recordings = shared.recordings.clone();
+        let _ = tokio::task::spawn_blocking(move || recordings.flush(Duration::from_secs(5))).await;
     };
     if tokio::time::timeout(deadline + Duration::from_secs(10), shutdown)
         .await

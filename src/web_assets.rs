@@ -17,11 +17,15 @@ fn asset(path: &str) -> Option<(std::borrow::Cow<'static, [u8]>, String)> {
 
 pub async fn serve(path: web::Path<String>) -> HttpResponse {
     let path = path.into_inner();
-    let path = if path.is_empty() {
+    file(if path.is_empty() {
         "index.html"
     } else {
         path.as_str()
-    };
+    })
+}
+
+/// One file of the page (`index.html`, `app.js`, ...), or 404.
+pub fn file(path: &str) -> HttpResponse {
     match asset(path) {
         Some((body, mime)) => HttpResponse::Ok()
             .content_type(mime)

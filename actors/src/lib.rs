@@ -18,6 +18,7 @@ pub mod notice;
 pub mod pool;
 pub mod profile;
 pub mod ratelimit;
+pub mod recording;
 pub mod registry;
 pub mod rejection;
 pub mod runtime;
@@ -26,6 +27,7 @@ pub mod session;
 #[cfg(test)]
 mod testing;
 pub mod timeout;
+pub mod viewers;
 
 use std::time::Duration;
 
@@ -66,6 +68,8 @@ pub struct SessionSettings {
     pub max_sessions: usize,
     /// Sandboxes the warm pool keeps waiting (pool.rs); 0: every session starts its own.
     pub pool_size: usize,
+    /// Operators that may watch one session at once (the live read-only view).
+    pub max_viewers: usize,
     pub reap_interval: Duration,
     pub limits: ratelimit::RateLimitConfig,
 }
@@ -94,6 +98,7 @@ impl Default for SessionSettings {
             ],
             max_sessions: 50,
             pool_size: DEFAULT_POOL_SIZE,
+            max_viewers: 4,
             reap_interval: Duration::from_secs(60),
             limits: ratelimit::RateLimitConfig::default(),
         }
@@ -110,4 +115,6 @@ pub struct Shared {
     pub pool: pool::PoolLink,
     /// Sessions whose use is sampled, and their latest figures.
     pub monitor: monitor::Monitor,
+    /// Session recordings (off without `--record-dir`) and the live-view metrics.
+    pub recordings: recording::Recordings,
 }

@@ -433,6 +433,19 @@ impl Handler<ListSessions> for Registry {
     }
 }
 
+/// The address of a live session (to watch it), if there is one.
+#[derive(Message)]
+#[rtype(result = "Option<Addr<SessionActor>>")]
+pub struct FindSession(pub Uuid);
+
+impl Handler<FindSession> for Registry {
+    type Result = Option<Addr<SessionActor>>;
+
+    fn handle(&mut self, msg: FindSession, _ctx: &mut Context<Self>) -> Self::Result {
+        self.sessions.get(&msg.0).map(|e| e.addr.clone())
+    }
+}
+
 #[derive(Message)]
 #[rtype(result = "Result<Option<SessionInfo>, Refusal>")]
 pub struct GetSession(pub Uuid);

@@ -22,13 +22,15 @@ use crate::container::{
     StopContainer,
 };
 use crate::credentials::Fingerprint;
-use crate::monitor::{Traffic, Watch};
+use crate::monitor::{self, Traffic};
 use crate::notice::{Notice, WarningKind};
 use crate::ratelimit::{SessionLimiter, Slot};
+use crate::recording::{Recorder, RecordingHeader};
 use crate::registry::Unregister;
 use crate::rejection::Rejection;
 use crate::screen::{ScreenModel, Size, CLEAR};
 use crate::timeout::{TimeoutActor, TimerEvent, TimerKind, TimerUpdate};
+use crate::viewers::{ToViewer, Unwatch, ViewerHandle, Viewers, Watch, WatchRefused};
 use crate::Shared;
 
 #[cfg(test)]
@@ -277,6 +279,10 @@ pub struct SessionActor {
     last_notice: Option<Instant>,
     /// The end has been wound up (by `stopped()`, or by `drop` after a panic).
     wound_up: bool,
+    /// The session's recording, from the moment its TTY is ready (`--record-dir`).
+    recorder: Option<Recorder>,
+    /// Operators watching the session (read-only).
+    viewers: Viewers,
     _slot: Option<Slot>,
 }
 
@@ -342,6 +348,8 @@ impl SessionActor {
             refusals_audited: HashMap::new(),
             last_notice: None,
             wound_up: false,
+            recorder: None,
+            viewers: Viewers::new(settings.max_viewers),
             _slot: request.slot,
             shared,
         }
@@ -360,6 +368,9 @@ impl SessionActor {
     }
 
     fn deliver_input(&mut self, data: Bytes) {
+        if let Some(recorder) = &mut self.recorder {
+            recorder.input(&data);
+        }
         self.bytes_in += data.len() as u64;
         self.traffic.add_in(data.len());
         self.shared.metrics.bytes_in.inc_by(data.len() as u64);
@@ -452,6 +463,10 @@ impl SessionActor {
             if let Some(screen) = &mut self.screen {
                 screen.resize(size);
             }
+            if let Some(recorder) = &mut self.recorder {
+                recorder.resize(size);
+            }
+            self.tell_viewers(ToViewer::Resize(size));
         }
     }
 
@@ -497,6 +512,101 @@ impl SessionActor {
         match &mut self.screen {
             Some(screen) => screen.snapshot(),
             None => Bytes::from_static(CLEAR.as_bytes()),
+        }
+    }
+}
+
+impl SessionActor {
+    /// Hands every viewer a message without waiting; the slow ones are dropped.
+    fn tell_viewers(&mut self, msg: ToViewer) {
+        if self.viewers.is_empty() {
+            return;
+        }
+        for (viewer, since) in self.viewers.send(&msg) {
+            log::info!(
+                "session {}: viewer {} did not keep up, dropped",
+                short(self.id),
+                viewer.id
+            );
+            self.shared
+                .recordings
+                .metrics
+                .viewers_dropped
+                .with_label_values(&["slow"])
+                .inc();
+            self.unwatched(&viewer, since, "slow");
+        }
+    }
+
+    /// A view ended: the gauge and the audit line that closes `session.watched`.
+    fn unwatched(&self, viewer: &ViewerHandle, since: Instant, reason: &str) {
+        self.shared.recordings.metrics.viewers_active.dec();
+        self.shared.audit.record(
+            AuditEvent::new("session.watch_ended")
+                .session(self.id)
+                .client(viewer.ip)
+                .field("viewer", viewer.id)
+                .field("operator", viewer.operator.as_deref())
+                .field("reason", reason)
+                .field("watched_ms", since.elapsed().as_millis() as u64),
+        );
+    }
+}
+
+impl Handler<Watch> for SessionActor {
+    type Result = Result<(), WatchRefused>;
+
+    fn handle(&mut self, Watch(viewer): Watch, _ctx: &mut Context<Self>) -> Self::Result {
+        fail::fail_point!("session::watch");
+        if self.end.is_some() {
+            return Err(WatchRefused::Ended);
+        }
+        if let Some(refused) = self.viewers.full() {
+            self.shared
+                .recordings
+                .metrics
+                .viewers_dropped
+                .with_label_values(&["limit"])
+                .inc();
+            return Err(refused);
+        }
+        // The screen as it is, then live output: the viewer's mailbox is empty, so these
+        // fit; output fed from now on comes after them.
+        let first = [
+            ToViewer::Watching {
+                session_id: self.id,
+                size: self.screen_size,
+            },
+            ToViewer::Output(self.snapshot()),
+        ];
+        for msg in first {
+            if viewer.recipient.try_send(msg).is_err() {
+                return Err(WatchRefused::Ended);
+            }
+        }
+        self.shared.recordings.metrics.viewers_active.inc();
+        self.shared.recordings.metrics.viewers_started.inc();
+        self.shared.audit.record(
+            AuditEvent::new("session.watched")
+                .session(self.id)
+                .client(viewer.ip)
+                .field("viewer", viewer.id)
+                .field("operator", viewer.operator.as_deref())
+                .field("session_client", self.client_ip)
+                .field("recorded", self.recorder.is_some()),
+        );
+        log::info!("session {}: viewer {} watching", short(self.id), viewer.id);
+        self.viewers.add(viewer)
+    }
+}
+
+impl Handler<Unwatch> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Unwatch, _ctx: &mut Context<Self>) {
+        fail::fail_point!("session::unwatch");
+        if let Some((viewer, since)) = self.viewers.remove(msg.viewer_id) {
+            self.unwatched(&viewer, since, "closed");
         }
     }
 }
@@ -593,6 +703,12 @@ impl SessionActor {
             EndCause::CreateFailed(error) => event = event.field("detail", error.to_string()),
             EndCause::ContainerDied(death) => event = event.field("detail", death.to_string()),
             _ => {}
+        }
+        if let Some(recorder) = self.recorder.take() {
+            event = event.field("recording", recorder.finish());
+        }
+        for (viewer, since) in self.viewers.end(cause.as_str()) {
+            self.unwatched(&viewer, since, "session_ended");
         }
         self.shared.audit.record(event);
         self.registry.do_send(Unregister { id: self.id });
@@ -768,7 +884,7 @@ impl Handler<ContainerStatus> for SessionActor {
         fail::fail_point!("session::container_status");
         match msg {
             ContainerStatus::Ready { container_id } => {
-                self.shared.monitor.watch(Watch {
+                self.shared.monitor.watch(monitor::Watch {
                     session: self.id,
                     container_id: container_id.clone(),
                     client: self.client_ip,
@@ -799,10 +915,20 @@ impl Handler<ContainerStatus> for SessionActor {
                     .container
                     .clone()
                     .expect("ready comes from the container");
+                self.recorder = self.shared.recordings.begin(RecordingHeader {
+                    session_id: self.id,
+                    started: self.created,
+                    size: self.screen_size,
+                    image: &self.shared.settings.image,
+                    client: self.client_ip,
+                });
                 if let Some((cols, rows)) = self.pending_resize.take() {
                     self.resize_tty(&container, Size { cols, rows });
                 }
                 for data in self.pending_input.drain(..) {
+                    if let Some(recorder) = &mut self.recorder {
+                        recorder.input(&data);
+                    }
                     container.do_send(ContainerInput(data));
                 }
                 self.pending_input_bytes = 0;
@@ -862,6 +988,10 @@ impl Handler<ContainerOutput> for SessionActor {
         self.bytes_out += data.len() as u64;
         self.traffic.add_out(data.len());
         self.shared.metrics.bytes_out.inc_by(data.len() as u64);
+        if let Some(recorder) = &mut self.recorder {
+            recorder.output(&data);
+        }
+        self.tell_viewers(ToViewer::Output(data.clone()));
         let Some(client) = self.client.clone() else {
             self.feed_screen(&data, ctx);
             return Box::pin(actix::fut::ready(()));

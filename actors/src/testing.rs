@@ -196,13 +196,15 @@ impl World {
         })
         .expect("the audit log opens");
         let fake = FakeEngine::new();
+        let metrics = Metrics::new();
         let shared = Arc::new(Shared {
             pool: Default::default(),
             engine: fake.handle(),
             settings,
             audit,
-            metrics: Metrics::new(),
             monitor: Monitor::default(),
+            recordings: crate::recording::Recordings::disabled(&metrics),
+            metrics,
         });
         World {
             fake,

@@ -28,7 +28,8 @@ pub(super) fn config(s: &Settings) -> Result<Config, ConfigError> {
         // The network's name and its resolver are known once it exists (at start).
         profile.network_mode = RESTRICTED.to_string();
     }
-    let (session, client_timeout) = session(s, image.clone(), deployment, profile)?;
+    let (mut session, client_timeout) = session(s, image.clone(), deployment, profile)?;
+    session.max_viewers = super::recording::max_viewers(s)?;
     let (auth_policy, max_message_bytes, max_auth_bytes) = auth(s)?;
     let (allowed_origins, public_origin) = origins(s)?;
     let (max_connections_per_ip, max_connections) = connections(s)?;
@@ -68,6 +69,7 @@ pub(super) fn config(s: &Settings) -> Result<Config, ConfigError> {
         session,
         restricted,
         audit,
+        recording: super::recording::config(s)?,
         shutdown_timeout: seconds("shutdown-timeout", s.shutdown_timeout.unwrap_or(20))?,
         monitor: monitor(s)?,
     })

@@ -447,3 +447,50 @@ mod file_loader_properties {
         }
     }
 }
+
+#[test]
+fn recording_is_off_by_default_and_its_settings_are_checked() {
+    let c = parse(&[]).unwrap();
+    assert_eq!(c.recording, None);
+    assert_eq!(c.session.max_viewers, 4);
+    let c = parse(&[
+        "--record-dir",
+        "/var/lib/termcell/rec",
+        "--max-viewers",
+        "2",
+    ])
+    .unwrap();
+    let rec = c.recording.expect("recording on");
+    assert_eq!(rec.dir, PathBuf::from("/var/lib/termcell/rec"));
+    assert!(!rec.input, "input is not recorded unless asked");
+    assert_eq!(rec.max_bytes, 64 * 1024 * 1024);
+    assert_eq!(rec.retention_days, 30);
+    assert_eq!(c.session.max_viewers, 2);
+    let rec = parse(&["--record-dir", "/r", "--record-input"])
+        .unwrap()
+        .recording
+        .unwrap();
+    assert!(rec.input);
+    for (args, setting) in [
+        (
+            &["--record-dir", "/r", "--record-max-bytes", "100"][..],
+            "record-max-bytes",
+        ),
+        (
+            &[
+                "--record-dir",
+                "/r",
+                "--record-max-bytes",
+                "10000",
+                "--record-max-total-bytes",
+                "19999",
+            ][..],
+            "record-max-total-bytes",
+        ),
+        (&["--max-viewers", "0"][..], "max-viewers"),
+        (&["--max-viewers", "65"][..], "max-viewers"),
+    ] {
+        let e = parse(args).unwrap_err().to_string();
+        assert!(e.contains(setting), "{args:?}: {e}");
+    }
+}

@@ -13,12 +13,13 @@ export const serverBinary = process.env.TERMCELL_BIN
   : path.resolve(here, '../../target/debug/termcell');
 
 const LISTEN_LINE = /listening on http:\/\/([0-9.]+):(\d+)/;
+const ADMIN_LINE = /admin API listening on http:\/\/([0-9.]+):(\d+)/;
 // The first start on a machine may build the sandbox image.
 const START_TIMEOUT_MS = 90_000;
 const STOP_TIMEOUT_MS = 15_000;
 
 /** Starts the server; resolves to `{ url, stop }` once it listens. */
-export async function startServer({ requireCredentials = false, extraArgs = [] } = {}) {
+export async function startServer({ requireCredentials = false, extraArgs = [], env = {} } = {}) {
   const deployment = `browser-test-${randomBytes(4).toString('hex')}`;
   // The server's files (audit log) go to a scratch dir, never into the source tree.
   const workDir = await mkdtemp(path.join(tmpdir(), 'termcell-browser-'));
@@ -33,7 +34,7 @@ export async function startServer({ requireCredentials = false, extraArgs = [] }
   const child = spawn(serverBinary, args, {
     cwd: workDir,
     stdio: ['ignore', 'ignore', 'pipe'],
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info' },
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info', ...env },
   });
   const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   let log = '';
@@ -78,5 +79,11 @@ export async function startServer({ requireCredentials = false, extraArgs = [] }
     await rm(workDir, { recursive: true, force: true });
   }
 
-  return { url, deployment, stop, log: () => log };
+  /** The admin listener's URL, once the server printed it. */
+  function adminUrl() {
+    const match = ADMIN_LINE.exec(log);
+    return match ? `http://${match[1]}:${match[2]}` : null;
+  }
+
+  return { url, deployment, stop, log: () => log, adminUrl };
 }

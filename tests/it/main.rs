@@ -15,6 +15,7 @@ mod monitor;
 mod ops;
 mod pool;
 mod protocol;
+mod record;
 mod redraw;
 mod resume;
 mod rsh;

@@ -9,10 +9,14 @@ import './style.css';
 
 import { Connection } from './connection.js';
 import { credentialsFromFragment, isSafeLink } from './protocol.js';
+import { Viewer, sessionFromFragment } from './viewer.js';
 
 const RESIZE_DEBOUNCE_MS = 120;
 const NOTICE_MS = 6000;
 const OSC_CLIPBOARD = 52;
+
+// Served at /admin/viewer (on the admin listener), the page is a read-only view of a session.
+const viewerMode = window.location.pathname === '/admin/viewer';
 
 const el = (id) => document.getElementById(id);
 const ui = {
@@ -26,6 +30,9 @@ const ui = {
   credentialsReason: el('credentials-reason'),
   apiKey: el('api-key'),
   accessToken: el('access-token'),
+  watchForm: el('watch-form'),
+  watchSession: el('watch-session'),
+  adminToken: el('admin-token'),
 };
 
 const term = new Terminal({
@@ -66,14 +73,15 @@ term.loadAddon(new WebLinksAddon((_event, uri) => openLink(uri)));
 // No program in the sandbox may write the user's clipboard: swallow OSC 52.
 term.parser.registerOscHandler(OSC_CLIPBOARD, () => true);
 term.open(ui.terminal);
-fit.fit();
+if (!viewerMode) fit.fit();
 
 function openLink(uri) {
   if (isSafeLink(uri)) window.open(uri, '_blank', 'noopener,noreferrer');
 }
 
 const wsUrl = `${window.location.protocol === 'https:' ? 'wss:' : 'ws:'}//${window.location.host}/`;
-const connection = new Connection({
+let viewer = null;
+const connection = viewerMode ? null : new Connection({
   url: wsUrl,
   storage: window.sessionStorage,
   credentials: credentialsFromFragment(window.location.hash),
@@ -94,10 +102,11 @@ const connection = new Connection({
 });
 
 term.onData((data) => {
+  if (!connection) return;
   connection.sendInput(data);
   if (banner.idle) hideBanner();
 });
-term.onResize(({ cols, rows }) => connection.resize(cols, rows));
+term.onResize(({ cols, rows }) => connection?.resize(cols, rows));
 // The title comes from the sandbox: text only.
 term.onTitleChange((title) => {
   ui.title.textContent = title;
@@ -106,6 +115,8 @@ term.onTitleChange((title) => {
 // Refit whenever the terminal's box changes: a window resize, or the banner showing or hiding.
 let resizeTimer = null;
 new ResizeObserver(() => {
+  // A view takes the watched session's size.
+  if (viewerMode) return;
   clearTimeout(resizeTimer);
   resizeTimer = setTimeout(() => fit.fit(), RESIZE_DEBOUNCE_MS);
 }).observe(ui.terminal);
@@ -115,7 +126,7 @@ let countdownTimer = null;
 function showState(state, detail) {
   clearInterval(countdownTimer);
   ui.dot.dataset.state = state;
-  ui.newSession.hidden = state !== 'ended' && state !== 'credentials';
+  ui.newSession.hidden = viewerMode || (state !== 'ended' && state !== 'credentials');
   ui.credentials.hidden = state !== 'credentials';
   switch (state) {
     case 'connecting':
@@ -123,6 +134,9 @@ function showState(state, detail) {
       break;
     case 'connected':
       ui.state.textContent = 'connected';
+      break;
+    case 'watching':
+      ui.state.textContent = 'watching, read-only';
       break;
     case 'reconnecting': {
       // Warnings belonged to the lost connection; the server repeats any that still hold.
@@ -184,12 +198,12 @@ function hideBanner() {
 
 ui.newSession.addEventListener('click', () => {
   term.reset();
-  connection.newSession();
+  connection?.newSession();
 });
 
 ui.credentials.addEventListener('submit', (event) => {
   event.preventDefault();
-  connection.setCredentials({ apiKey: ui.apiKey.value.trim(), accessToken: ui.accessToken.value.trim() });
+  connection?.setCredentials({ apiKey: ui.apiKey.value.trim(), accessToken: ui.accessToken.value.trim() });
   ui.accessToken.value = '';
   ui.apiKey.value = '';
 });
@@ -197,13 +211,42 @@ ui.credentials.addEventListener('submit', (event) => {
 // Read-only view for tests and for debugging from the console.
 window.termcell = Object.freeze({
   get state() {
-    return connection.state;
+    return (connection ?? viewer)?.state ?? 'idle';
   },
   get sessionId() {
-    return connection.sessionId;
+    return connection?.sessionId ?? null;
   },
   term,
-  dropForTest: () => connection.dropForTest(),
+  dropForTest: () => connection?.dropForTest(),
 });
 
-connection.connect();
+// The viewer mode: asks for the session and the admin token, then shows the session as
+// it is and as it goes on; the terminal takes no input.
+function startViewer() {
+  term.options.disableStdin = true;
+  document.title = 'termcell viewer';
+  ui.state.textContent = 'viewer: admin token needed';
+  ui.watchSession.value = sessionFromFragment(window.location.hash);
+  ui.watchForm.hidden = false;
+  ui.watchForm.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const token = ui.adminToken.value;
+    ui.adminToken.value = '';
+    ui.watchForm.hidden = true;
+    const id = encodeURIComponent(ui.watchSession.value.trim());
+    viewer = new Viewer({
+      url: `${wsUrl}admin/sessions/${id}/watch`,
+      token,
+      on: {
+        state: showState,
+        output: (data) => term.write(data),
+        size: (cols, rows) => term.resize(cols, rows),
+      },
+    });
+    viewer.connect();
+  });
+  (ui.watchSession.value ? ui.adminToken : ui.watchSession).focus();
+}
+
+if (viewerMode) startViewer();
+else connection.connect();
