@@ -11,6 +11,7 @@ mod gvisor;
 mod image;
 mod limits;
 mod ops;
+mod page;
 mod protocol;
 mod redraw;
 mod resume;

@@ -963,3 +963,14 @@ pub async fn admin_json(
         .unwrap_or_else(|e| panic!("admin {path} answered non-JSON ({e}): {body:?}"));
     (status, value)
 }
+
+/// Reads whatever arrives for `time` (or until the socket closes).
+pub async fn drain_for(c: &mut Client, time: Duration) {
+    let until = Instant::now() + time;
+    while c.closed.is_none() {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() || c.next(left).await.is_none() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! What the built-in page relies on, through the real server: a pasted script against the
+//! command limit (refused lines dropped whole, a notice for the page's banner), closed tabs
+//! (the short grace, a reload within it, a drop keeping the full grace, a refusal naming its
+//! cause), and the page's assets (compressed, cacheable, HEAD like GET).
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::support::*;
+
+const KEY: &str = "app.key:secret";
+
+/// Opens a socket that resumes `id`.
+async fn resume(server: &Server, id: &str) -> Client {
+    let mut c = Client::connect(server).await;
+    c.auth(json!({"apiKey": KEY, "sessionId": id})).await;
+    c
+}
+
+#[tokio::test]
+async fn a_paste_over_the_burst_runs_the_burst_and_drops_the_rest_whole() {
+    let server = Server::start(&["--commands-per-minute", "60", "--command-burst", "5"]);
+    let (mut c, _) = Client::session(&server).await;
+    c.wait_output("$ ", T).await;
+
+    // Eight lines in one piece, as a paste arrives: five run, three are not sent at all.
+    let paste: String = (1..=8).map(|n| format!("echo p-$(({n}*11))\r")).collect();
+    c.send_text(&paste).await;
+    let notice = c.wait_control("notice", None, T).await;
+    assert_eq!(
+        notice["reason"], "command rate limit reached (60 per minute): 3 lines not run, wait 1s",
+        "{notice}"
+    );
+    c.wait_output("p-55", T).await;
+    let text = c
+        .wait_output("[termcell] command rate limit reached", T)
+        .await;
+    assert!(text.contains("3 lines not run"), "{text:?}");
+
+    // A second later the budget has one press again: the next command runs alone, with
+    // nothing of the refused lines before it.
+    drain_for(&mut c, Duration::from_millis(1500)).await;
+    c.run("echo after-$((6*7))", "after-42").await;
+    let text = String::from_utf8_lossy(&c.output).to_string();
+    for n in 6..=8 {
+        assert!(
+            !text.contains(&format!("p-$(({n}*11))")),
+            "refused line {n} reached the shell: {text:?}"
+        );
+    }
+    assert!(c.closed.is_none());
+}
+
+#[tokio::test]
+async fn a_typed_line_whose_enter_is_refused_is_erased_not_joined_with_the_next() {
+    let server = Server::start(&["--commands-per-minute", "60", "--command-burst", "1"]);
+    let (mut c, _) = Client::session(&server).await;
+    c.wait_output("$ ", T).await;
+    c.run("echo first-$((1+1))", "first-2").await;
+    // Typed key by key: the bytes reach the shell before the refused Enter.
+    for key in "echo typed".chars() {
+        c.send_text(&key.to_string()).await;
+    }
+    c.send_text("\r").await;
+    c.wait_control("notice", None, T).await;
+    drain_for(&mut c, Duration::from_millis(1500)).await;
+    c.run("echo next-$((3+3))", "next-6").await;
+    let text = String::from_utf8_lossy(&c.output).to_string();
+    assert!(
+        !text.contains("typedecho") && !text.contains("typed next"),
+        "the refused line was joined with the next: {text:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_closed_page_waits_the_short_grace_and_a_reload_resumes_within_it() {
+    let server = Server::start(&["--closed-page-grace", "3", "--resume-grace", "300"]);
+
+    // A reload: the page closes with `page-closed`, the new page resumes at once.
+    let (mut a, id) = Client::session(&server).await;
+    a.run("echo before-$((2*2))", "before-4").await;
+    a.close(1000, "page-closed").await;
+    let mut b = resume(&server, &id).await;
+    assert_eq!(b.wait_hello().await, id, "a reload resumes the session");
+    b.wait_output("before-4", T).await;
+
+    // A closed tab: gone after the short grace, not the full one.
+    let closed = Instant::now();
+    b.close(1000, "page-closed").await;
+    assert!(
+        wait_gone(&id, Duration::from_secs(20)).await,
+        "the closed page's container is removed after the short grace"
+    );
+    let gone_after = closed.elapsed();
+    assert!(
+        gone_after >= Duration::from_millis(2500),
+        "not before the short grace: {gone_after:?}"
+    );
+    server.expect_one_end(&id, "grace_expired").await;
+
+    // A network drop (no close frame) keeps the full grace.
+    let (mut c, dropped_id) = Client::session(&server).await;
+    c.wait_output("$ ", T).await;
+    c.reset();
+    // Time must pass here: the point is what has not happened after the short grace.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut d = resume(&server, &dropped_id).await;
+    assert_eq!(
+        d.wait_hello().await,
+        dropped_id,
+        "a dropped session outlives the short grace"
+    );
+}
+
+#[tokio::test]
+async fn closed_tabs_give_their_places_back_and_a_refusal_names_its_cause() {
+    let server = Server::start(&[
+        "--max-sessions-per-ip",
+        "2",
+        "--closed-page-grace",
+        "2",
+        "--resume-grace",
+        "300",
+    ]);
+    let (mut a, _) = Client::session(&server).await;
+    let (mut b, _) = Client::session(&server).await;
+    a.close(1000, "page-closed").await;
+    b.close(1000, "page-closed").await;
+
+    // At once, both places are still held: the refusal says why and for how long.
+    let mut third = Client::connect(&server).await;
+    third.auth(json!({"apiKey": KEY})).await;
+    expect_close(
+        &mut third,
+        "error",
+        4003,
+        "2 sessions are open from your address; closed tabs count for 2s, lost connections for 300s",
+    )
+    .await;
+
+    // Within the short grace (and far within the resume grace) a new tab gets a session.
+    let opened = eventually(Duration::from_secs(15), async || {
+        let mut c = Client::connect(&server).await;
+        c.auth(json!({"apiKey": KEY})).await;
+        // Either hello (a session) or a close (still refused).
+        while c.next(T).await.is_some() {
+            if c.controls.iter().any(|v| v["type"] == "hello") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(
+        opened,
+        "a sixth tab opens once the closed ones' grace is over"
+    );
+}
