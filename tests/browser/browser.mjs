@@ -105,3 +105,25 @@ export async function run(page, command) {
   await page.keyboard.type(command, { delay: 5 });
   await page.keyboard.press('Enter');
 }
+
+/** Pastes `text` into the terminal as the browser does for a user's paste (a paste event). */
+export async function paste(page, text) {
+  await page.locator('#terminal').click();
+  await page.evaluate((data) => {
+    const transfer = new DataTransfer();
+    transfer.setData('text/plain', data);
+    const target = document.querySelector('#terminal textarea');
+    target.dispatchEvent(new ClipboardEvent('paste', { clipboardData: transfer, bubbles: true, cancelable: true }));
+  }, text);
+}
+
+/** Opens the page of `server` in a new tab and waits for a connected session with a prompt. */
+export async function openTerminal(browser, server, viewport = { width: 1000, height: 620 }) {
+  const page = await browser.context.newPage();
+  await page.setViewportSize(viewport);
+  await page.goto(server.url);
+  await waitForState(page, 'connected');
+  await page.waitForFunction(() => typeof window.termcell.sessionId === 'string');
+  await waitForPrompt(page);
+  return page;
+}

@@ -14,6 +14,8 @@ import {
 const SESSION_KEY = 'termcell.sessionId';
 const PING_INTERVAL_MS = 20_000;
 const TEST_DROP_CODE = 4500;
+// The close reason (code 1000) that tells the server the page is closing (docs/protocol.md).
+const PAGE_CLOSED_REASON = 'page-closed';
 
 export class Connection {
   /**
@@ -94,6 +96,17 @@ export class Connection {
     if (this.state === 'connected') this.sendRaw(resizeMessage(cols, rows));
   }
 
+  /**
+   * The page is going away (a closed tab or a reload): tell the server, so the session
+   * waits only the short closed-page grace. A reload resumes it within that grace.
+   */
+  closePage() {
+    this.stopTimers();
+    const ws = this.ws;
+    this.ws = null;
+    if (ws && ws.readyState <= WebSocket.OPEN) ws.close(1000, PAGE_CLOSED_REASON);
+  }
+
   /** Closes the socket as a network drop would (non-final code), to exercise resume. */
   dropForTest() {
     this.ws?.close(TEST_DROP_CODE, 'test drop');
@@ -122,6 +135,10 @@ export class Connection {
         break;
       case 'warning':
         this.on.warning(String(message.reason ?? ''), Number(message.secondsLeft) || 0);
+        break;
+      case 'notice':
+        // Input a limit removed (also a line in the terminal, where it happened).
+        this.on.notice(String(message.reason ?? ''));
         break;
       default:
         // pong and anything unknown: nothing to do

@@ -206,4 +206,7 @@ window.termcell = Object.freeze({
   dropForTest: () => connection.dropForTest(),
 });
 
+// A closed tab or a reload: the server keeps the session only for the short grace.
+window.addEventListener('pagehide', () => connection.closePage());
+
 connection.connect();
