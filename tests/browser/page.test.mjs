@@ -90,3 +90,22 @@ describe('tabs', () => {
     await sixth.close();
   });
 });
+
+describe('page weight', () => {
+  it('sends app.js compressed and serves a second load from the cache', async () => {
+    const served = await server();
+    const size = (page) =>
+      page.evaluate(() => {
+        const entry = performance.getEntriesByType('resource').find((e) => e.name.includes('/app.js'));
+        return { transfer: entry.transferSize, encoded: entry.encodedBodySize, decoded: entry.decodedBodySize };
+      });
+    const first = await openTerminal(browser, served);
+    const cold = await size(first);
+    assert.ok(cold.encoded < 100_000 && cold.decoded > 250_000, `compressed: ${JSON.stringify(cold)}`);
+    await first.close();
+    const second = await openTerminal(browser, served);
+    const warm = await size(second);
+    assert.equal(warm.transfer, 0, `from the cache: ${JSON.stringify(warm)}`);
+    await second.close();
+  });
+});

@@ -157,3 +157,100 @@ async fn closed_tabs_give_their_places_back_and_a_refusal_names_its_cause() {
         "a sixth tab opens once the closed ones' grace is over"
     );
 }
+
+/// The `?v=` a page URL is linked with in index.html.
+fn linked_version(html: &str, file: &str) -> String {
+    let from = html
+        .find(&format!("/{file}?v="))
+        .unwrap_or_else(|| panic!("index.html links /{file} with its hash: {html}"));
+    html[from + file.len() + 4..]
+        .chars()
+        .take_while(char::is_ascii_hexdigit)
+        .collect()
+}
+
+#[tokio::test]
+async fn page_assets_are_compressed_cacheable_and_answer_head() {
+    let server = Server::start(&[]);
+    let http = http();
+    let get = |path: &str, headers: &[(&str, &str)]| {
+        let mut request = http.get(server.http(path));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send()
+    };
+
+    // The page links its script and stylesheet by content hash: immutable for a year.
+    let index = get("/", &[]).await.unwrap();
+    assert_eq!(index.status(), 200);
+    assert_eq!(index.headers()["cache-control"], "no-cache");
+    let index_tag = index.headers()["etag"].to_str().unwrap().to_owned();
+    let html = index.text().await.unwrap();
+    let version = linked_version(&html, "app.js");
+    assert_eq!(version.len(), 16, "{html}");
+
+    let plain = get("/app.js", &[]).await.unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+    let plain_len = plain.bytes().await.unwrap().len();
+
+    let packed = get(
+        &format!("/app.js?v={version}"),
+        &[("Accept-Encoding", "gzip, br")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(packed.status(), 200);
+    let headers = packed.headers().clone();
+    assert_eq!(headers["content-encoding"], "gzip");
+    assert_eq!(headers["vary"], "Accept-Encoding");
+    assert_eq!(headers["content-type"], "text/javascript");
+    assert_eq!(
+        headers["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    let tag = headers["etag"].to_str().unwrap().to_owned();
+    assert_eq!(tag, format!("W/\"{version}\""));
+    let body = packed.bytes().await.unwrap();
+    assert!(
+        body.len() * 3 < plain_len && body.starts_with(&[0x1f, 0x8b]),
+        "gzip: {} bytes of {plain_len}",
+        body.len()
+    );
+    println!("app.js: {plain_len} bytes, {} gzipped", body.len());
+
+    // A second load revalidates: 304, no body.
+    let again = get("/app.js", &[("If-None-Match", tag.as_str())])
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    assert_eq!(again.headers()["etag"], tag.as_str());
+    assert!(again.bytes().await.unwrap().is_empty());
+    let index_again = get("/", &[("If-None-Match", index_tag.as_str())])
+        .await
+        .unwrap();
+    assert_eq!(index_again.status(), 304);
+    // An old version is only revalidated, never kept for a year.
+    let old = get("/app.js?v=0000000000000000", &[]).await.unwrap();
+    assert_eq!(old.headers()["cache-control"], "no-cache");
+
+    // HEAD is GET's answer without the body.
+    for path in ["/", "/app.js", "/app.css", "/favicon.svg"] {
+        let head = http.head(server.http(path)).send().await.unwrap();
+        let full = get(path, &[]).await.unwrap();
+        assert_eq!(head.status(), 200, "HEAD {path}");
+        for name in ["content-type", "content-length", "etag", "cache-control"] {
+            assert_eq!(
+                head.headers().get(name),
+                full.headers().get(name),
+                "{name} of {path}"
+            );
+        }
+        assert!(
+            head.bytes().await.unwrap().is_empty(),
+            "HEAD {path} has no body"
+        );
+    }
+    let missing = http.head(server.http("/missing.js")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+}
