@@ -1,9 +1,25 @@
 // The built-in page as a demanding user drives it: pasting scripts against the command limit,
-// closing and reopening tabs against the per-address session limit.
+// closing and reopening tabs against the per-address session limit, the states of a
+// session (ended, timed out, a black-holed link, a server restart), the page's weight.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer } from './server.mjs';
-import { launchBrowser, openTerminal, paste, run, screenText, waitForLine, waitForState } from './browser.mjs';
+import { startProxy } from './proxy.mjs';
+import {
+  launchBrowser,
+  openTerminal,
+  pageState,
+  paste,
+  run,
+  screenText,
+  waitForLine,
+  waitForPrompt,
+  waitForState,
+} from './browser.mjs';
+
+// The page's dead-link bound (web/src/connection.js: three unanswered pings, 3 s apart,
+// so 9 to 12 s after the cut) and slack for timers and the test's own polling.
+const DEAD_BOUND_MS = 12_000 + 2_000;
 
 let browser;
 const servers = [];
@@ -107,5 +123,91 @@ describe('page weight', () => {
     const warm = await size(second);
     assert.equal(warm.transfer, 0, `from the cache: ${JSON.stringify(warm)}`);
     await second.close();
+  });
+});
+
+describe('states', () => {
+  it('shows the end in an overlay and starts a new session with the keyboard only', async () => {
+    const page = await openTerminal(browser, await server());
+    const { sessionId } = await pageState(page);
+    await run(page, 'exit');
+    await waitForState(page, 'ended');
+    assert.ok(await page.isVisible('#overlay'));
+    assert.equal(await page.textContent('#overlay-title'), 'Session ended');
+    assert.match(await page.textContent('#overlay-reason'), /Session ended by user/);
+    assert.match(await page.title(), /^\[ended\]/);
+    assert.equal(await page.evaluate(() => document.activeElement?.id), 'overlay-action', 'the button has the keyboard');
+    assert.equal(await page.evaluate(() => window.termcell.term.options.cursorBlink), false);
+    await page.keyboard.press('Enter');
+    await waitForState(page, 'connected');
+    assert.notEqual((await pageState(page)).sessionId, sessionId);
+    assert.ok(await page.isHidden('#overlay'));
+    assert.doesNotMatch(await page.title(), /ended/);
+    await waitForPrompt(page);
+    await run(page, 'echo again-$((4*4))');
+    await waitForLine(page, 'again-16', { exact: true });
+    await page.close();
+  });
+
+  it('shows a timeout in the overlay; Enter in the terminal starts a new session', async () => {
+    const page = await openTerminal(browser, await server(['--idle-timeout', '3', '--warn-before', '1']));
+    await waitForState(page, 'ended', 15_000);
+    assert.match(await page.textContent('#overlay-reason'), /inactivity/);
+    assert.match(await page.title(), /^\[ended\]/);
+    // Back into the terminal, as a user who clicked it: Enter there acts too.
+    await page.locator('#terminal').click({ position: { x: 5, y: 5 } });
+    await page.keyboard.press('Enter');
+    await waitForState(page, 'connected');
+    await page.close();
+  });
+
+  it('detects a black-holed link, keeps typed input and sends it once the session is back', async () => {
+    const served = await server();
+    const proxy = await startProxy(served.url);
+    try {
+      const page = await openTerminal(browser, proxy);
+      const { sessionId } = await pageState(page);
+      proxy.blackhole();
+      const cut = Date.now();
+      await waitForState(page, 'reconnecting', 20_000);
+      const detected = Date.now() - cut;
+      assert.ok(detected <= DEAD_BOUND_MS, `detected after ${detected} ms`);
+      assert.match(await page.textContent('#overlay-reason'), /connection lost/);
+      assert.match(await page.title(), /^\[reconnecting\]/);
+      await page.locator('#terminal').click({ position: { x: 5, y: 5 } });
+      await page.keyboard.type('echo kept-$((8*8))', { delay: 5 });
+      assert.equal(await page.evaluate(() => window.termcell.queuedInput), 'echo kept-$((8*8))');
+      await page.waitForFunction(() =>
+        document.querySelector('#overlay-reason').textContent.includes('18 typed characters will be sent'),
+      );
+      proxy.up();
+      await waitForState(page, 'connected', 20_000);
+      assert.equal((await pageState(page)).sessionId, sessionId, 'the same session');
+      await page.keyboard.press('Enter');
+      await waitForLine(page, 'kept-64', { exact: true });
+      await page.close();
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('reconnects within a second of the server being back', async () => {
+    const served = await server();
+    const proxy = await startProxy(served.url);
+    try {
+      const page = await openTerminal(browser, proxy);
+      proxy.down();
+      await waitForState(page, 'reconnecting');
+      // Long enough for the backoff to have grown past several seconds.
+      await page.waitForTimeout(6000);
+      proxy.up();
+      const back = Date.now();
+      await waitForState(page, 'connected', 15_000);
+      const took = Date.now() - back;
+      assert.ok(took <= 1000, `reconnected ${took} ms after the server was back`);
+      await page.close();
+    } finally {
+      await proxy.close();
+    }
   });
 });

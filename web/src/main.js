@@ -8,6 +8,7 @@ import '@xterm/xterm/css/xterm.css';
 import './style.css';
 
 import { Connection } from './connection.js';
+import { StateView } from './overlay.js';
 import { credentialsFromFragment, isSafeLink } from './protocol.js';
 
 const RESIZE_DEBOUNCE_MS = 120;
@@ -26,7 +27,13 @@ const ui = {
   credentialsReason: el('credentials-reason'),
   apiKey: el('api-key'),
   accessToken: el('access-token'),
+  overlay: el('overlay'),
+  overlayTitle: el('overlay-title'),
+  overlayReason: el('overlay-reason'),
+  overlayAction: el('overlay-action'),
+  announce: el('announce'),
 };
+const view = new StateView(ui);
 
 const term = new Terminal({
   cursorBlink: true,
@@ -94,13 +101,18 @@ const connection = new Connection({
 });
 
 term.onData((data) => {
-  connection.sendInput(data);
+  // Enter while the session is lost or over is the overlay's action (reconnect now, new
+  // session); typed input while reconnecting is kept and sent once the session is back.
+  const taken = connection.sendInput(data);
+  if (data === '\r' && connection.state === 'reconnecting') connection.reconnectNow();
+  else if (!taken && data === '\r') view.act();
   if (banner.idle) hideBanner();
 });
 term.onResize(({ cols, rows }) => connection.resize(cols, rows));
 // The title comes from the sandbox: text only.
 term.onTitleChange((title) => {
   ui.title.textContent = title;
+  view.setTitle({ program: title });
 });
 
 // Refit whenever the terminal's box changes: a window resize, or the banner showing or hiding.
@@ -112,36 +124,73 @@ new ResizeObserver(() => {
 
 // The status bar.
 let countdownTimer = null;
+let everConnected = false;
+let lostReason = '';
+function typedNote() {
+  const queued = connection.queuedInput.length;
+  return queued ? ` ${queued} typed characters will be sent then.` : '';
+}
 function showState(state, detail) {
   clearInterval(countdownTimer);
   ui.dot.dataset.state = state;
   ui.newSession.hidden = state !== 'ended' && state !== 'credentials';
   ui.credentials.hidden = state !== 'credentials';
+  // A cursor that blinks on says "type here": only while typing reaches a session.
+  term.options.cursorBlink = state === 'connected';
   switch (state) {
     case 'connecting':
       ui.state.textContent = 'connecting…';
+      view.setTitle({ state: everConnected ? 'reconnecting' : 'connecting' });
+      // An overlay of a lost connection stays up, saying what happens now.
+      if (view.visible) {
+        const tick = () => view.setReason(`${lostReason}. Reconnecting now…${typedNote()}`);
+        tick();
+        countdownTimer = setInterval(tick, 250);
+      }
       break;
     case 'connected':
       ui.state.textContent = 'connected';
+      view.hide();
+      view.setTitle({ state: '' });
+      view.announce(everConnected ? 'Reconnected.' : 'Connected.');
+      everConnected = true;
       break;
     case 'reconnecting': {
       // Warnings belonged to the lost connection; the server repeats any that still hold.
       hideBanner();
+      view.show({
+        title: 'Connection lost',
+        reason: detail.reason,
+        actionLabel: 'Reconnect now',
+        action: () => connection.reconnectNow(),
+        focus: false,
+      });
+      lostReason = detail.reason;
       const tick = () => {
         const seconds = Math.max(0, Math.ceil((detail.until - Date.now()) / 1000));
         ui.state.textContent = `reconnecting in ${seconds}s (${detail.reason})`;
+        view.setReason(`${detail.reason}. Reconnecting in ${seconds}s.${typedNote()}`);
       };
       tick();
       countdownTimer = setInterval(tick, 250);
+      view.setTitle({ state: 'reconnecting' });
+      view.announce(`Connection lost: ${detail.reason}. Reconnecting.`);
       break;
     }
-    case 'ended':
+    case 'ended': {
       ui.state.textContent = `ended: ${detail.reason}`;
       hideBanner();
+      const title = detail.refused ? 'Session refused' : 'Session ended';
+      view.show({ title, reason: detail.reason, actionLabel: 'New session', action: startNewSession, focus: true });
+      view.setTitle({ state: detail.refused ? 'refused' : 'ended' });
+      view.announce(`${title}: ${detail.reason}`);
       break;
+    }
     case 'credentials':
       ui.state.textContent = `credentials needed: ${detail.reason}`;
       ui.credentialsReason.textContent = detail.reason;
+      view.hide();
+      view.setTitle({ state: 'credentials needed' });
       ui.apiKey.focus();
       break;
     default:
@@ -182,10 +231,13 @@ function hideBanner() {
   ui.banner.hidden = true;
 }
 
-ui.newSession.addEventListener('click', () => {
+function startNewSession() {
+  view.hide();
   term.reset();
   connection.newSession();
-});
+  term.focus();
+}
+ui.newSession.addEventListener('click', startNewSession);
 
 ui.credentials.addEventListener('submit', (event) => {
   event.preventDefault();
@@ -201,6 +253,9 @@ window.termcell = Object.freeze({
   },
   get sessionId() {
     return connection.sessionId;
+  },
+  get queuedInput() {
+    return connection.queuedInput;
   },
   term,
   dropForTest: () => connection.dropForTest(),
