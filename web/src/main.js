@@ -9,6 +9,8 @@ import './style.css';
 
 import { Connection } from './connection.js';
 import { StateView } from './overlay.js';
+import { pageKeys } from './keys.js';
+import { ReplayGuard } from './replay.js';
 import { credentialsFromFragment, isSafeLink } from './protocol.js';
 
 const RESIZE_DEBOUNCE_MS = 120;
@@ -74,6 +76,18 @@ term.loadAddon(new WebLinksAddon((_event, uri) => openLink(uri)));
 term.parser.registerOscHandler(OSC_CLIPBOARD, () => true);
 term.open(ui.terminal);
 fit.fit();
+term.attachCustomKeyEventHandler(
+  pageKeys(term, {
+    copied: (text) => showBanner(`Copied ${text.length} characters`, 'info', 1500),
+    // The next control after the terminal: the overlay's or the status bar's button.
+    leave: () => {
+      const next = [ui.overlayAction, ui.newSession].find((b) => b.offsetParent !== null);
+      if (next) next.focus();
+      else term.blur();
+    },
+  }),
+);
+const replay = new ReplayGuard(term);
 
 function openLink(uri) {
   if (isSafeLink(uri)) window.open(uri, '_blank', 'noopener,noreferrer');
@@ -87,8 +101,11 @@ const connection = new Connection({
   size: () => ({ cols: term.cols, rows: term.rows }),
   on: {
     state: showState,
-    output: (data) => term.write(data),
-    hello: () => {
+    output: (data) => replay.write(data),
+    hello: (_id, resumed) => {
+      // What a resumed session sends first is drawn from the past: its queries are not
+      // answered (the answers would reach the shell as typed text).
+      if (resumed) replay.expectReplay();
       // A resumed session is drawn again by the server after hello (its snapshot clears the
       // terminal first too): start from a clean screen.
       term.reset();
@@ -259,6 +276,11 @@ window.termcell = Object.freeze({
   },
   term,
   dropForTest: () => connection.dropForTest(),
+  /** Writes `data` as output drawn again on resume (its queries go unanswered). */
+  replayForTest: (data) => {
+    replay.expectReplay();
+    replay.write(data);
+  },
 });
 
 // A closed tab or a reload: the server keeps the session only for the short grace.
