@@ -1,9 +1,11 @@
 // Headless Chromium from the distribution (no browser download) with a throw-away profile,
 // and small helpers to read the terminal page's state and screen.
+import { after, before } from 'node:test';
 import { chromium } from 'playwright-core';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { startServer } from './server.mjs';
 
 const CHROMIUM = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
 const ARGS = [
@@ -126,4 +128,25 @@ export async function openTerminal(browser, server, viewport = { width: 1000, he
   await page.waitForFunction(() => typeof window.termcell.sessionId === 'string');
   await waitForPrompt(page);
   return page;
+}
+
+/**
+ * For a test file: one browser for all its tests, and `server(extraArgs)` to start a server
+ * with its own settings; all are stopped after the file.
+ */
+export function pageTestEnv() {
+  const env = { browser: null, servers: [] };
+  before(async () => {
+    env.browser = await launchBrowser();
+  });
+  after(async () => {
+    await env.browser?.close();
+    await Promise.all(env.servers.map((server) => server.stop()));
+  });
+  env.server = async (extraArgs = []) => {
+    const started = await startServer({ extraArgs });
+    env.servers.push(started);
+    return started;
+  };
+  return env;
 }
