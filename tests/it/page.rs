@@ -158,6 +158,28 @@ async fn closed_tabs_give_their_places_back_and_a_refusal_names_its_cause() {
     );
 }
 
+#[tokio::test]
+async fn a_client_that_names_itself_gets_a_warning_once_as_a_control_message() {
+    let server = Server::start(&["--idle-timeout", "4", "--warn-before", "2"]);
+    let mut c = Client::connect(&server).await;
+    c.auth(json!({"apiKey": KEY, "client": "it-page"})).await;
+    c.wait_hello().await;
+    let warning = c.wait_control("warning", None, T).await;
+    assert_eq!(warning["reason"], "Session will end due to inactivity");
+    expect_close(
+        &mut c,
+        "disconnected",
+        1000,
+        "Session timed out due to inactivity",
+    )
+    .await;
+    let text = String::from_utf8_lossy(&c.output).to_string();
+    assert!(
+        !text.contains("[termcell] Session will end"),
+        "no warning line in the terminal of a client that shows the control: {text:?}"
+    );
+}
+
 /// The `?v=` a page URL is linked with in index.html.
 fn linked_version(html: &str, file: &str) -> String {
     let from = html
