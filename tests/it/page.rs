@@ -166,14 +166,7 @@ async fn a_client_that_names_itself_gets_a_warning_once_as_a_control_message() {
     c.wait_hello().await;
     let warning = c.wait_control("warning", None, T).await;
     assert_eq!(warning["reason"], "Session will end due to inactivity");
-    expect_close(
-        &mut c,
-        "disconnected",
-        1000,
-        "Session timed out due to inactivity",
-    )
-    .await;
-    let text = String::from_utf8_lossy(&c.output).to_string();
+    let text = expect_idle_end(&mut c).await;
     assert!(
         !text.contains("[termcell] Session will end"),
         "no warning line in the terminal of a client that shows the control: {text:?}"

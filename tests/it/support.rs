@@ -974,3 +974,15 @@ pub async fn drain_for(c: &mut Client, time: Duration) {
         }
     }
 }
+
+/// Waits for the close of an idle session and returns everything its terminal showed.
+pub async fn expect_idle_end(c: &mut Client) -> String {
+    expect_close(
+        c,
+        "disconnected",
+        1000,
+        "Session timed out due to inactivity",
+    )
+    .await;
+    String::from_utf8_lossy(&c.output).to_string()
+}
