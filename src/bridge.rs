@@ -20,13 +20,13 @@ use termcell_actors::ratelimit::{AcquireSessionSlot, CheckResume, RateLimiter, R
 use termcell_actors::registry::{OpenSession, Refusal, Registry, ResumeSession};
 use termcell_actors::rejection::Rejection;
 use termcell_actors::session::{
-    Attach, ClientHandle, Detach, End, EndCause, Input, Resize, SessionActor, SessionRequest,
-    ToClient,
+    Attach, ClientHandle, Departure, Detach, End, EndCause, Input, Resize, SessionActor,
+    SessionRequest, ToClient,
 };
 use uuid::Uuid;
 
 use crate::protocol::{
-    self, client_close_ends_session, decode_client_frame, encode_control, notice_line, notice_text,
+    self, client_close_departure, decode_client_frame, encode_control, notice_line, notice_text,
     parse_auth_frame, validate_auth, warning_line, warning_reason, ClientFrame, Close,
     ServerControl, Utf8Framer, ValidatedAuth, OUTPUT_HANDSHAKE,
 };
@@ -171,7 +171,7 @@ impl WsBridge {
             code: ws::CloseCode::from(code),
             description: Some(reason),
         }));
-        self.dropped(false);
+        self.dropped(Departure::Dropped);
         // The handshake completes when the client's close frame arrives (then the actor
         // stops and the TCP connection goes at once); a client that never answers is cut off.
         ctx.run_later(CLOSE_REPLY_WAIT, |_, ctx| ctx.stop());
@@ -351,6 +351,12 @@ impl WsBridge {
             .network
             .as_ref()
             .is_some_and(|net| !net.enforced());
+        let session = &self.state.config.session;
+        let too_many = Close::too_many_sessions(
+            session.limits.max_sessions_per_ip,
+            session.closed_page_grace.as_secs(),
+            session.resume_grace.as_secs(),
+        );
         ctx.wait(
             async move {
                 if unguarded {
@@ -358,7 +364,7 @@ impl WsBridge {
                 }
                 let slot = match o.limiter.send(AcquireSessionSlot { ip: o.ip }).await {
                     Ok(Some(slot)) => slot,
-                    Ok(None) => return Err((Close::rate_limited(), Rejection::Concurrency)),
+                    Ok(None) => return Err((too_many, Rejection::Concurrency)),
                     Err(_) => return Err((Close::server_error(), Rejection::Internal)),
                 };
                 let request = SessionRequest {
@@ -391,11 +397,11 @@ impl WsBridge {
         );
     }
 
-    fn dropped(&mut self, user_closed: bool) {
+    fn dropped(&mut self, departure: Departure) {
         if let Phase::Attached(session) = &self.phase {
             session.do_send(Detach {
                 conn_id: self.conn_id,
-                user_closed,
+                departure,
             });
         }
         self.phase = Phase::Closing;
@@ -422,7 +428,7 @@ impl Actor for WsBridge {
                     act.conn_id,
                     act.ip
                 );
-                act.dropped(false);
+                act.dropped(Departure::Dropped);
                 ctx.stop();
             } else if !matches!(act.phase, Phase::Closing) {
                 ctx.ping(b"");
@@ -431,7 +437,7 @@ impl Actor for WsBridge {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.dropped(false);
+        self.dropped(Departure::Dropped);
     }
 }
 
@@ -448,7 +454,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsBridge {
 
     fn finished(&mut self, ctx: &mut Self::Context) {
         // The socket is gone (reset or EOF) without a close frame: a drop, not an end.
-        self.dropped(false);
+        self.dropped(Departure::Dropped);
         ctx.stop();
     }
 }
@@ -494,7 +500,7 @@ impl WsBridge {
             Err(e) => {
                 // The socket is unusable; a live session keeps its grace period.
                 log::debug!("connection {}: protocol error: {e}", self.conn_id);
-                self.dropped(false);
+                self.dropped(Departure::Dropped);
                 let close = Close::for_stream_error(&e.to_string());
                 self.state.shared.metrics.reject(Rejection::ProtocolError);
                 self.close_with(ctx, close, true);
@@ -512,16 +518,16 @@ impl WsBridge {
             }
             ws::Message::Pong(_) => {}
             ws::Message::Close(reason) => {
-                let user_closed = reason
+                let departure = reason
                     .as_ref()
                     .map(|r| {
-                        client_close_ends_session(
+                        client_close_departure(
                             r.code.into(),
                             r.description.as_deref().unwrap_or(""),
                         )
                     })
-                    .unwrap_or(false);
-                self.dropped(user_closed);
+                    .unwrap_or(Departure::Dropped);
+                self.dropped(departure);
                 ctx.close(reason);
                 ctx.stop();
             }
@@ -595,7 +601,11 @@ impl WsBridge {
             }
             ToClient::Warning { kind, seconds_left } => {
                 let reason = warning_reason(kind).to_string();
-                ctx.binary(warning_line(&reason, seconds_left));
+                // A client that named itself shows the control message (the built-in page:
+                // a banner); a line in its terminal would repeat it into the scrollback.
+                if !self.announces_client {
+                    ctx.binary(warning_line(&reason, seconds_left));
+                }
                 self.control(
                     ctx,
                     ServerControl::Warning {
@@ -604,7 +614,13 @@ impl WsBridge {
                     },
                 );
             }
-            ToClient::Notice(notices) => ctx.binary(notice_line(&notice_text(&notices))),
+            ToClient::Notice(notices) => {
+                // The line stays in the terminal where the input was lost; the control
+                // message lets a client show it in its own place too (the page's banner).
+                let reason = notice_text(&notices);
+                ctx.binary(notice_line(&reason));
+                self.control(ctx, ServerControl::Notice { reason });
+            }
             ToClient::Ended(cause) => {
                 let (close, error) = close_for(&cause);
                 self.close_with(ctx, close, error);

@@ -189,6 +189,10 @@ pub struct Settings {
     /// Seconds a dropped session waits for a resume. Default 300.
     #[arg(long, env = "TERMCELL_RESUME_GRACE", global = true)]
     pub resume_grace: Option<u64>,
+    /// Seconds a session waits for a resume after its page said it was closing (a closed
+    /// tab, or a reload, which resumes within it). At most the resume grace. Default 15.
+    #[arg(long, env = "TERMCELL_CLOSED_PAGE_GRACE", global = true)]
+    pub closed_page_grace: Option<u64>,
     /// Seconds of warning before an idle or max-duration end. Default 60.
     #[arg(long, env = "TERMCELL_WARN_BEFORE", global = true)]
     pub warn_before: Option<u64>,
@@ -234,6 +238,10 @@ pub struct Settings {
     /// Enter presses per session per minute (also MAX_COMMANDS_PER_MINUTE). Default 30.
     #[arg(long, env = "TERMCELL_COMMANDS_PER_MINUTE", global = true)]
     pub commands_per_minute: Option<u32>,
+    /// Enter presses a session may make at once before the per-minute rate applies (a
+    /// pasted script of this many lines runs whole). Default 100.
+    #[arg(long, env = "TERMCELL_COMMAND_BURST", global = true)]
+    pub command_burst: Option<u32>,
     /// Input bytes per second per session. Default 65536.
     #[arg(long, env = "TERMCELL_INPUT_BYTES_PER_SECOND", global = true)]
     pub input_bytes_per_second: Option<u32>,
@@ -557,6 +565,7 @@ impl Settings {
             idle_timeout,
             max_session_duration,
             resume_grace,
+            closed_page_grace,
             warn_before,
             screen_model,
             scrollback_lines,
@@ -569,6 +578,7 @@ impl Settings {
             connections_per_minute,
             connection_burst,
             commands_per_minute,
+            command_burst,
             input_bytes_per_second,
             input_burst_bytes,
             resizes_per_second,

@@ -12,7 +12,7 @@ pub use auth::{
     jwt_expired, parse_auth_frame, validate_auth, AuthFrame, AuthPolicy, ValidatedAuth,
     DEFAULT_MAX_AUTH_FRAME,
 };
-pub use close::{client_close_ends_session, Close};
+pub use close::{client_close_departure, client_close_ends_session, Close, PAGE_CLOSED};
 pub use frames::{
     decode_client_frame, encode_control, notice_line, notice_text, warning_line, warning_reason,
     ClientFrame, ServerControl, CONTROL_PREFIX, MAX_COLS, MAX_ROWS, OUTPUT_HANDSHAKE,

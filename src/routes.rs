@@ -29,7 +29,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .guard(guard::fn_guard(is_websocket_upgrade))
                 .to(upgrade),
         )
-        .route("/{tail:.*}", web::get().to(web_assets::serve));
+        // HEAD is answered like GET (same headers, no body).
+        .route(
+            "/{tail:.*}",
+            web::route()
+                .guard(guard::Any(guard::Get()).or(guard::Head()))
+                .to(web_assets::serve),
+        );
 }
 
 fn is_websocket_upgrade(ctx: &guard::GuardContext<'_>) -> bool {

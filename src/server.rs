@@ -446,6 +446,8 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         network: network.clone(),
     });
 
+    // The page's files are compressed once, before the first user asks for them.
+    crate::web_assets::prepare();
     let public_state = state.clone();
     let user_timeout = config.client_timeout;
     let gate_shared = shared.clone();

@@ -4,7 +4,8 @@
 // output depends only on src/ and the locked packages, so web/dist is committed and
 // scripts/check-web-bundle.sh can rebuild it elsewhere and compare.
 import { build } from 'esbuild';
-import { copyFile, mkdir, readdir, rm } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { copyFile, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -37,6 +38,14 @@ await build({
   legalComments: 'eof',
   logLevel: 'warning',
 });
-for (const file of ['index.html', 'favicon.svg']) {
-  await copyFile(new URL(file, src), new URL(file, out));
+await copyFile(new URL('favicon.svg', src), new URL('favicon.svg', out));
+// index.html names the script and the stylesheet with their content's hash (`?v=`), so the
+// server may let browsers keep them for a year (src/web_assets.rs: the same 16 hex digits).
+let html = await readFile(new URL('index.html', src), 'utf8');
+for (const file of ['app.js', 'app.css']) {
+  const hash = createHash('sha256').update(await readFile(new URL(file, out))).digest('hex').slice(0, 16);
+  const linked = html.replace(`"/${file}"`, `"/${file}?v=${hash}"`);
+  if (linked === html) throw new Error(`build.mjs: index.html does not link /${file}`);
+  html = linked;
 }
+await writeFile(new URL('index.html', out), html);

@@ -54,6 +54,8 @@ pub struct SessionSettings {
     pub idle_timeout: Duration,
     pub max_duration: Duration,
     pub resume_grace: Duration,
+    /// The grace of a session whose page said it was closing (`Departure::PageClosed`).
+    pub closed_page_grace: Duration,
     pub warn_before: Duration,
     /// Keep a model of each session's screen to draw a resumed client (screen.rs).
     pub screen_model: bool,
@@ -85,6 +87,7 @@ impl Default for SessionSettings {
             idle_timeout: Duration::from_secs(600),
             max_duration: Duration::from_secs(1800),
             resume_grace: Duration::from_secs(300),
+            closed_page_grace: Duration::from_secs(15),
             warn_before: Duration::from_secs(60),
             screen_model: true,
             scrollback_lines: DEFAULT_SCROLLBACK_LINES,

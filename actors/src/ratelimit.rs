@@ -40,6 +40,9 @@ pub struct RateLimitConfig {
     pub resume_failures_per_minute_per_ip: u32,
     /// `MAX_COMMANDS_PER_MINUTE`: Enter presses per session per minute.
     pub commands_per_minute: u32,
+    /// Enter presses a session may make at once before the per-minute rate applies, so that
+    /// a pasted script of that many lines runs whole.
+    pub command_burst: u32,
     pub input_bytes_per_second: u32,
     pub input_burst_bytes: u32,
     pub resizes_per_second: u32,
@@ -55,6 +58,7 @@ impl Default for RateLimitConfig {
             resume_attempts_per_minute: 3,
             resume_failures_per_minute_per_ip: 10,
             commands_per_minute: 30,
+            command_burst: 100,
             input_bytes_per_second: 64 * 1024,
             input_burst_bytes: 256 * 1024,
             resizes_per_second: 10,

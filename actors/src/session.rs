@@ -156,13 +156,24 @@ pub struct Resize {
     pub credit: Credit,
 }
 
-/// A socket went away. `user_closed`: the client said it is done (end at once);
-/// otherwise the grace period starts.
+/// A socket went away, and how.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Detach {
     pub conn_id: u64,
-    pub user_closed: bool,
+    pub departure: Departure,
+}
+
+/// How a socket went away: what the client said in its close, if anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Departure {
+    /// Dropped, or closed without saying why: the full resume grace (a network drop).
+    Dropped,
+    /// The page said it was closing (a closed tab, or a reload that resumes at once): the
+    /// short grace, so a closed tab soon gives its place back.
+    PageClosed,
+    /// The user is done: end at once.
+    UserDone,
 }
 
 /// A new socket takes the session over (resume).
@@ -441,12 +452,22 @@ impl SessionActor {
         self.state = state;
     }
 
-    fn detach_client(&mut self, ctx: &mut Context<Self>) {
+    fn detach_client(&mut self, page_closed: bool, ctx: &mut Context<Self>) {
         if self.client.take().is_some() && self.end.is_none() {
             self.set_state(SessionState::Detached);
-            self.notify_timer(TimerUpdate::Detached);
-            log::info!("session {} detached, grace period started", short(self.id));
-            if self.shared.settings.resume_grace.is_zero() {
+            self.notify_timer(TimerUpdate::Detached { page_closed });
+            let settings = &self.shared.settings;
+            let grace = if page_closed {
+                settings.closed_page_grace
+            } else {
+                settings.resume_grace
+            };
+            log::info!(
+                "session {} detached, grace period of {}s started",
+                short(self.id),
+                grace.as_secs()
+            );
+            if grace.is_zero() {
                 self.finish(EndCause::GraceExpired, ctx);
             }
         }
@@ -788,11 +809,13 @@ impl Handler<Detach> for SessionActor {
         if current != Some(msg.conn_id) {
             return;
         }
-        if msg.user_closed {
-            self.client = None;
-            self.finish(EndCause::ClientClosed, ctx);
-        } else {
-            self.detach_client(ctx);
+        match msg.departure {
+            Departure::UserDone => {
+                self.client = None;
+                self.finish(EndCause::ClientClosed, ctx);
+            }
+            Departure::PageClosed => self.detach_client(true, ctx),
+            Departure::Dropped => self.detach_client(false, ctx),
         }
     }
 }
@@ -901,7 +924,7 @@ impl Handler<ContainerStatus> for SessionActor {
                     .as_ref()
                     .is_some_and(|c| !c.recipient.connected())
                 {
-                    self.detach_client(ctx);
+                    self.detach_client(false, ctx);
                 }
                 if self.client.is_some() {
                     self.set_state(SessionState::Attached);
@@ -1020,7 +1043,7 @@ impl Handler<ContainerOutput> for SessionActor {
                             "session {}: client stopped taking output, treating it as dropped",
                             short(act.id)
                         );
-                        act.detach_client(ctx);
+                        act.detach_client(false, ctx);
                     }
                 }),
         )

@@ -34,8 +34,9 @@ pub enum TimerEvent {
 pub enum TimerUpdate {
     /// Input from the user: the idle timer starts over.
     Activity,
-    /// The socket went away: the grace period starts.
-    Detached,
+    /// The socket went away: the grace period starts (the short one when the page said
+    /// it was closing).
+    Detached { page_closed: bool },
     /// A socket (re)attached: the grace period is off.
     Attached,
     /// The session ended: the timers go.
@@ -48,10 +49,12 @@ pub struct Schedule {
     idle: Duration,
     max: Duration,
     grace: Duration,
+    closed_page_grace: Duration,
     warn_before: Duration,
     started: Instant,
     last_input: Instant,
-    detached_since: Option<Instant>,
+    /// When the grace of a detached session runs out.
+    grace_end: Option<Instant>,
     idle_warned: bool,
     max_warned: bool,
 }
@@ -62,10 +65,11 @@ impl Schedule {
             idle: settings.idle_timeout,
             max: settings.max_duration,
             grace: settings.resume_grace,
+            closed_page_grace: settings.closed_page_grace.min(settings.resume_grace),
             warn_before: settings.warn_before,
             started: now,
             last_input: now,
-            detached_since: None,
+            grace_end: None,
             idle_warned: false,
             max_warned: false,
         }
@@ -77,9 +81,16 @@ impl Schedule {
                 self.last_input = now;
                 self.idle_warned = false;
             }
-            TimerUpdate::Detached => self.detached_since = Some(now),
+            TimerUpdate::Detached { page_closed } => {
+                let grace = if *page_closed {
+                    self.closed_page_grace
+                } else {
+                    self.grace
+                };
+                self.grace_end = Some(now + grace);
+            }
             TimerUpdate::Attached => {
-                self.detached_since = None;
+                self.grace_end = None;
                 // A resumed user counts as active.
                 self.last_input = now;
                 self.idle_warned = false;
@@ -113,18 +124,14 @@ impl Schedule {
                     .unwrap_or(self.started),
             );
         }
-        if let Some(since) = self.detached_since {
-            next.push(since + self.grace);
-        }
+        next.extend(self.grace_end);
         next.into_iter().min().expect("never empty")
     }
 
     /// What is due at `now`, if anything (at most one event per call).
     pub fn due(&mut self, now: Instant) -> Option<TimerEvent> {
-        if let Some(since) = self.detached_since {
-            if now >= since + self.grace {
-                return Some(TimerEvent::Expired(TimerKind::Grace));
-            }
+        if self.grace_end.is_some_and(|end| now >= end) {
+            return Some(TimerEvent::Expired(TimerKind::Grace));
         }
         if now >= self.max_end() {
             return Some(TimerEvent::Expired(TimerKind::MaxDuration));
@@ -327,15 +334,44 @@ mod tests {
     fn grace_runs_only_while_detached() {
         let t0 = Instant::now();
         let mut s = Schedule::new(&settings(), t0);
-        s.update(&TimerUpdate::Detached, t0 + Duration::from_secs(10));
+        s.update(
+            &TimerUpdate::Detached { page_closed: false },
+            t0 + Duration::from_secs(10),
+        );
         assert_eq!(s.next_deadline(), t0 + Duration::from_secs(310));
         s.update(&TimerUpdate::Attached, t0 + Duration::from_secs(100));
         assert_eq!(s.due(t0 + Duration::from_secs(320)), None);
-        s.update(&TimerUpdate::Detached, t0 + Duration::from_secs(400));
+        s.update(
+            &TimerUpdate::Detached { page_closed: false },
+            t0 + Duration::from_secs(400),
+        );
         assert_eq!(
             s.due(t0 + Duration::from_secs(700)),
             Some(TimerEvent::Expired(TimerKind::Grace))
         );
+    }
+
+    #[test]
+    fn a_closed_page_waits_only_the_short_grace() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(&settings(), t0);
+        s.update(
+            &TimerUpdate::Detached { page_closed: true },
+            t0 + Duration::from_secs(10),
+        );
+        assert_eq!(s.next_deadline(), t0 + Duration::from_secs(25));
+        assert_eq!(s.due(t0 + Duration::from_secs(24)), None);
+        assert_eq!(
+            s.due(t0 + Duration::from_secs(25)),
+            Some(TimerEvent::Expired(TimerKind::Grace))
+        );
+        // A reload resumes within it: the grace is off again.
+        s.update(
+            &TimerUpdate::Detached { page_closed: true },
+            t0 + Duration::from_secs(30),
+        );
+        s.update(&TimerUpdate::Attached, t0 + Duration::from_secs(32));
+        assert_eq!(s.due(t0 + Duration::from_secs(50)), None);
     }
 
     #[test]

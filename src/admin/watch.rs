@@ -47,12 +47,14 @@ const TOKEN_PROTOCOL: &str = "termcell.token.";
 pub(super) fn configure_page(cfg: &mut web::ServiceConfig) {
     cfg.route(
         "/admin/viewer",
-        web::get().to(|| async { crate::web_assets::file("index.html") }),
+        web::get()
+            .to(|req: HttpRequest| async move { crate::web_assets::file(&req, "index.html") }),
     );
     for file in ["app.js", "app.css", "favicon.svg"] {
         cfg.route(
             &format!("/{file}"),
-            web::get().to(move || async move { crate::web_assets::file(file) }),
+            web::get()
+                .to(move |req: HttpRequest| async move { crate::web_assets::file(&req, file) }),
         );
     }
 }

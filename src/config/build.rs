@@ -400,6 +400,10 @@ fn session(
                 .unwrap_or(defaults.commands_per_minute)
                 .into(),
         )? as u32,
+        command_burst: positive(
+            "command-burst",
+            s.command_burst.unwrap_or(defaults.command_burst).into(),
+        )? as u32,
         input_bytes_per_second: positive(
             "input-bytes-per-second",
             s.input_bytes_per_second
@@ -425,6 +429,10 @@ fn session(
         "client-timeout",
         s.client_timeout.unwrap_or(d.client_stall_timeout.as_secs()),
     )?;
+    let resume_grace = seconds(
+        "resume-grace",
+        s.resume_grace.unwrap_or(d.resume_grace.as_secs()),
+    )?;
     let session = SessionSettings {
         image: image.clone(),
         cmd: shell_command(s.shell.as_deref()),
@@ -438,10 +446,13 @@ fn session(
             "max-session-duration",
             s.max_session_duration.unwrap_or(d.max_duration.as_secs()),
         )?,
-        resume_grace: seconds(
-            "resume-grace",
-            s.resume_grace.unwrap_or(d.resume_grace.as_secs()),
-        )?,
+        resume_grace,
+        // A closed page never waits longer than a dropped one.
+        closed_page_grace: seconds(
+            "closed-page-grace",
+            s.closed_page_grace.unwrap_or(d.closed_page_grace.as_secs()),
+        )?
+        .min(resume_grace),
         warn_before: seconds(
             "warn-before",
             s.warn_before.unwrap_or(d.warn_before.as_secs()),

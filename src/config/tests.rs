@@ -29,6 +29,8 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(c.session.idle_timeout, Duration::from_secs(600));
     assert_eq!(c.session.max_duration, Duration::from_secs(1800));
     assert_eq!(c.session.resume_grace, Duration::from_secs(300));
+    assert_eq!(c.session.closed_page_grace, Duration::from_secs(15));
+    assert_eq!(c.session.limits.command_burst, 100);
     assert!(c.session.screen_model);
     assert_eq!(c.session.scrollback_lines, 80);
     assert_eq!(c.session.profile.memory_bytes, 256 * 1024 * 1024);
@@ -355,6 +357,8 @@ mod file_loader_properties {
         "idle_timeout",
         "max_session_duration",
         "resume_grace",
+        "closed_page_grace",
+        "command_burst",
         "warn_before",
         "scrollback_lines",
         "default_size",

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use termcell_actors::session::Departure;
+
 use super::truncate_at_char;
 
 pub const NORMAL: u16 = 1000;
@@ -90,6 +92,16 @@ impl Close {
     pub fn rate_limited() -> Close {
         Close::new(RATE_LIMITED, reason::RATE_LIMITED)
     }
+    /// Over the per-address session limit: the real cause and how long the places of
+    /// closed tabs (and of dropped connections) are held.
+    pub fn too_many_sessions(open: u32, closed_page_grace: u64, resume_grace: u64) -> Close {
+        Close::new(
+            RATE_LIMITED,
+            format!(
+                "{open} sessions are open from your address; closed tabs count for {closed_page_grace}s, lost connections for {resume_grace}s"
+            ),
+        )
+    }
     pub fn at_capacity() -> Close {
         Close::new(AT_CAPACITY, reason::AT_CAPACITY)
     }
@@ -145,6 +157,22 @@ impl fmt::Display for Close {
 pub fn client_close_ends_session(code: u16, reason: &str) -> bool {
     (code == NORMAL && reason.starts_with("user-closed"))
         || (code == RESUME_REJECTED && reason == "inactivity-timeout")
+}
+
+/// The reason of the close (code 1000) by which the built-in page says it is closing (a
+/// closed tab or a reload). The 0.8 client never sends it; its session waits only the
+/// short closed-page grace.
+pub const PAGE_CLOSED: &str = "page-closed";
+
+/// How a client's close frame leaves its session.
+pub fn client_close_departure(code: u16, reason: &str) -> Departure {
+    if client_close_ends_session(code, reason) {
+        Departure::UserDone
+    } else if code == NORMAL && reason == PAGE_CLOSED {
+        Departure::PageClosed
+    } else {
+        Departure::Dropped
+    }
 }
 
 #[cfg(test)]

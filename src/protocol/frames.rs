@@ -117,6 +117,10 @@ pub enum ServerControl {
         reason: String,
         seconds_left: u64,
     },
+    /// Input a per-session limit removed, and why (also a line in the terminal).
+    Notice {
+        reason: String,
+    },
     Pong {
         ts: Option<Value>,
     },
@@ -140,6 +144,7 @@ pub fn encode_control(msg: &ServerControl) -> Bytes {
             reason,
             seconds_left: *seconds_left,
         },
+        ServerControl::Notice { reason } => ControlJson::Notice { reason },
         ServerControl::Pong { ts } => ControlJson::Pong { ts: ts.as_ref() },
     };
     let mut frame = CONTROL_PREFIX.to_vec();
@@ -170,6 +175,9 @@ enum ControlJson<'a> {
     Warning {
         reason: &'a str,
         seconds_left: u64,
+    },
+    Notice {
+        reason: &'a str,
     },
     Pong {
         #[serde(skip_serializing_if = "Option::is_none")]

@@ -1,9 +1,11 @@
 // Headless Chromium from the distribution (no browser download) with a throw-away profile,
 // and small helpers to read the terminal page's state and screen.
+import { after, before } from 'node:test';
 import { chromium } from 'playwright-core';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { startServer } from './server.mjs';
 
 const CHROMIUM = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
 const ARGS = [
@@ -104,4 +106,47 @@ export async function run(page, command) {
   await page.locator('#terminal').click();
   await page.keyboard.type(command, { delay: 5 });
   await page.keyboard.press('Enter');
+}
+
+/** Pastes `text` into the terminal as the browser does for a user's paste (a paste event). */
+export async function paste(page, text) {
+  await page.locator('#terminal').click();
+  await page.evaluate((data) => {
+    const transfer = new DataTransfer();
+    transfer.setData('text/plain', data);
+    const target = document.querySelector('#terminal textarea');
+    target.dispatchEvent(new ClipboardEvent('paste', { clipboardData: transfer, bubbles: true, cancelable: true }));
+  }, text);
+}
+
+/** Opens the page of `server` in a new tab and waits for a connected session with a prompt. */
+export async function openTerminal(browser, server, viewport = { width: 1000, height: 620 }) {
+  const page = await browser.context.newPage();
+  await page.setViewportSize(viewport);
+  await page.goto(server.url);
+  await waitForState(page, 'connected');
+  await page.waitForFunction(() => typeof window.termcell.sessionId === 'string');
+  await waitForPrompt(page);
+  return page;
+}
+
+/**
+ * For a test file: one browser for all its tests, and `server(extraArgs)` to start a server
+ * with its own settings; all are stopped after the file.
+ */
+export function pageTestEnv() {
+  const env = { browser: null, servers: [] };
+  before(async () => {
+    env.browser = await launchBrowser();
+  });
+  after(async () => {
+    await env.browser?.close();
+    await Promise.all(env.servers.map((server) => server.stop()));
+  });
+  env.server = async (extraArgs = []) => {
+    const started = await startServer({ extraArgs });
+    env.servers.push(started);
+    return started;
+  };
+  return env;
 }

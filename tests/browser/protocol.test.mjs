@@ -6,6 +6,7 @@ import {
   authFrame,
   backoffDelay,
   credentialsFromFragment,
+  describeClose,
   isFinalClose,
   isSafeLink,
   parseServerFrame,
@@ -50,6 +51,13 @@ describe('protocol rules of the page', () => {
     assert.ok(isFinalClose(1000, 'Session timed out due to inactivity'));
     assert.ok(isFinalClose(1000, 'Maximum session duration reached'));
     assert.ok(!isFinalClose(1000, ''));
+  });
+
+  it("shows a 4003's own reason, and a sentence for the old generic one", () => {
+    const named = '5 sessions are open from your address; closed tabs count for 15s, lost connections for 300s';
+    assert.equal(describeClose(4003, named), named);
+    assert.match(describeClose(4003, 'Rate limit exceeded'), /too many connections or too much input/);
+    assert.match(describeClose(4003, ''), /too many connections or too much input/);
   });
 
   it('backs off from half a second to ten seconds', () => {

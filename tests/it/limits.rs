@@ -74,16 +74,6 @@ async fn send_huge(c: Client, bytes: usize) -> (Vec<Value>, Option<(u16, String)
 }
 
 /// Reads whatever arrives for `time` (or until the socket closes).
-async fn drain_for(c: &mut Client, time: Duration) {
-    let until = Instant::now() + time;
-    while c.closed.is_none() {
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() || c.next(left).await.is_none() {
-            return;
-        }
-    }
-}
-
 fn last_status(controls: &[Value]) -> &Value {
     controls
         .iter()
@@ -132,15 +122,8 @@ async fn idle_timeout_warns_then_closes_and_only_input_keeps_a_session() {
     let left = warning["secondsLeft"].as_u64().expect("secondsLeft");
     assert!((1..=3).contains(&left), "{warning}");
     let ticks_at_warning = String::from_utf8_lossy(&c.output).matches("tick").count();
-    expect_close(
-        &mut c,
-        "disconnected",
-        1000,
-        "Session timed out due to inactivity",
-    )
-    .await;
+    let text = expect_idle_end(&mut c).await;
     let closed_at = last_input.elapsed();
-    let text = String::from_utf8_lossy(&c.output).to_string();
     assert!(
         text.contains("[termcell] Session will end due to inactivity"),
         "the warning is also a visible line: {text:?}"
@@ -320,7 +303,13 @@ async fn sessions_per_address_are_limited_with_4003_and_no_container() {
 
     let mut third = Client::connect(&server).await;
     third.auth(json!({"apiKey": "app.key:secret"})).await;
-    expect_close(&mut third, "error", 4003, "Rate limit exceeded").await;
+    expect_close(
+        &mut third,
+        "error",
+        4003,
+        "2 sessions are open from your address; closed tabs count for 15s, lost connections for 300s",
+    )
+    .await;
     assert!(
         !third.controls.iter().any(|v| v["type"] == "hello"),
         "no session for the refused client"
@@ -377,7 +366,7 @@ async fn global_capacity_refuses_with_4009_and_no_container() {
 
 #[tokio::test]
 async fn commands_per_minute_refuse_the_fourth_line_with_a_notice() {
-    let server = Server::start(&["--commands-per-minute", "3"]);
+    let server = Server::start(&["--commands-per-minute", "3", "--command-burst", "3"]);
     let (mut c, id) = Client::session(&server).await;
     c.wait_output("$ ", T).await;
     for n in 1..=3 {

@@ -13,6 +13,7 @@ mod image;
 mod limits;
 mod monitor;
 mod ops;
+mod page;
 mod pool;
 mod protocol;
 mod record;

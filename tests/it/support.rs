@@ -966,3 +966,26 @@ pub async fn admin_json(
         .unwrap_or_else(|e| panic!("admin {path} answered non-JSON ({e}): {body:?}"));
     (status, value)
 }
+
+/// Reads whatever arrives for `time` (or until the socket closes).
+pub async fn drain_for(c: &mut Client, time: Duration) {
+    let until = Instant::now() + time;
+    while c.closed.is_none() {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() || c.next(left).await.is_none() {
+            return;
+        }
+    }
+}
+
+/// Waits for the close of an idle session and returns everything its terminal showed.
+pub async fn expect_idle_end(c: &mut Client) -> String {
+    expect_close(
+        c,
+        "disconnected",
+        1000,
+        "Session timed out due to inactivity",
+    )
+    .await;
+    String::from_utf8_lossy(&c.output).to_string()
+}

@@ -4,16 +4,24 @@
 import { Terminal } from '@xterm/xterm';
 import { FitAddon } from '@xterm/addon-fit';
 import { WebLinksAddon } from '@xterm/addon-web-links';
+import { Unicode11Addon } from '@xterm/addon-unicode11';
 import '@xterm/xterm/css/xterm.css';
 import './style.css';
 
 import { Connection } from './connection.js';
+import { StateView } from './overlay.js';
+import { pageKeys } from './keys.js';
+import { ReplayGuard } from './replay.js';
+import { KeyBar, isTouchDevice } from './keybar.js';
 import { credentialsFromFragment, isSafeLink } from './protocol.js';
 import { Viewer, sessionFromFragment } from './viewer.js';
 
 const RESIZE_DEBOUNCE_MS = 120;
 const NOTICE_MS = 6000;
 const OSC_CLIPBOARD = 52;
+const SCREEN_READER_KEY = 'termcell.screenReader';
+// The window title a program set (text only).
+let programTitle = '';
 
 // Served at /admin/viewer (on the admin listener), the page is a read-only view of a session.
 const viewerMode = window.location.pathname === '/admin/viewer';
@@ -33,16 +41,39 @@ const ui = {
   watchForm: el('watch-form'),
   watchSession: el('watch-session'),
   adminToken: el('admin-token'),
+  overlay: el('overlay'),
+  overlayTitle: el('overlay-title'),
+  overlayReason: el('overlay-reason'),
+  overlayAction: el('overlay-action'),
+  announce: el('announce'),
+  keybar: el('keybar'),
+  screenReader: el('screen-reader'),
 };
+const view = new StateView(ui);
 
 const term = new Terminal({
   cursorBlink: true,
+  // ANSI black on the dark background (and any colour pair a program picks) is lightened
+  // or darkened until it reads: WCAG AA for text.
+  minimumContrastRatio: 4.5,
+  // The Unicode 11 widths (emoji take two cells) need the proposed unicode API.
+  allowProposedApi: true,
+  screenReaderMode: window.localStorage.getItem(SCREEN_READER_KEY) === 'on',
   fontFamily: 'ui-monospace, "DejaVu Sans Mono", "Cascadia Mono", Menlo, Consolas, monospace',
   fontSize: 14,
   lineHeight: 1.15,
   scrollback: 5000,
-  // OSC 8 hyperlinks go through the same protocol check as detected links.
-  linkHandler: { activate: (_event, uri) => openLink(uri), allowNonHttpProtocols: false },
+  // OSC 8 hyperlinks: the text may read one URL and the link go to another, so the target
+  // is shown on hover and, when it differs from the text, confirmed before it opens.
+  linkHandler: {
+    activate: (_event, uri, range) => {
+      const text = rangeText(range).trim();
+      if (text === uri || window.confirm(`This link opens\n${uri}\n\nOpen it?`)) openLink(uri);
+    },
+    hover: (_event, uri) => showLinkTarget(uri),
+    leave: () => showLinkTarget(null),
+    allowNonHttpProtocols: false,
+  },
   theme: {
     background: '#0f1216',
     foreground: '#d7dde6',
@@ -70,14 +101,56 @@ const term = new Terminal({
 const fit = new FitAddon();
 term.loadAddon(fit);
 term.loadAddon(new WebLinksAddon((_event, uri) => openLink(uri)));
+term.loadAddon(new Unicode11Addon());
+term.unicode.activeVersion = '11';
 // No program in the sandbox may write the user's clipboard: swallow OSC 52.
 term.parser.registerOscHandler(OSC_CLIPBOARD, () => true);
 term.open(ui.terminal);
 if (!viewerMode) fit.fit();
+term.attachCustomKeyEventHandler(
+  pageKeys(term, {
+    copied: (text) => showBanner(`Copied ${text.length} characters`, 'info', 1500),
+    // The next control after the terminal: the overlay's or the status bar's button.
+    leave: () => {
+      const next = [ui.overlayAction, ui.newSession, ui.screenReader].find((b) => b.offsetParent !== null);
+      if (next) next.focus();
+      else term.blur();
+    },
+  }),
+);
+const replay = new ReplayGuard(term);
 
 function openLink(uri) {
   if (isSafeLink(uri)) window.open(uri, '_blank', 'noopener,noreferrer');
 }
+
+/** The text of a buffer range (1-based, inclusive), as the link shows it on screen. */
+function rangeText(range) {
+  const buffer = term.buffer.active;
+  let text = '';
+  for (let y = range.start.y; y <= range.end.y; y += 1) {
+    const line = buffer.getLine(y - 1)?.translateToString(true) ?? '';
+    const from = y === range.start.y ? range.start.x - 1 : 0;
+    const to = y === range.end.y ? range.end.x : line.length;
+    text += line.slice(from, to);
+  }
+  return text;
+}
+
+/** A link's real target in the status bar while the pointer is on it. */
+function showLinkTarget(uri) {
+  ui.title.textContent = uri ? `link: ${uri}` : programTitle;
+}
+
+// Screen-reader mode: a setting kept in this browser (xterm.js then keeps an accessible
+// text copy of the screen and announces new output).
+function setScreenReader(on) {
+  term.options.screenReaderMode = on;
+  window.localStorage.setItem(SCREEN_READER_KEY, on ? 'on' : 'off');
+  ui.screenReader.setAttribute('aria-pressed', String(on));
+}
+ui.screenReader.setAttribute('aria-pressed', String(term.options.screenReaderMode));
+ui.screenReader.addEventListener('click', () => setScreenReader(!term.options.screenReaderMode));
 
 const wsUrl = `${window.location.protocol === 'https:' ? 'wss:' : 'ws:'}//${window.location.host}/`;
 let viewer = null;
@@ -88,8 +161,11 @@ const connection = viewerMode ? null : new Connection({
   size: () => ({ cols: term.cols, rows: term.rows }),
   on: {
     state: showState,
-    output: (data) => term.write(data),
-    hello: () => {
+    output: (data) => replay.write(data),
+    hello: (_id, resumed) => {
+      // What a resumed session sends first is drawn from the past: its queries are not
+      // answered (the answers would reach the shell as typed text).
+      if (resumed) replay.expectReplay();
       // A resumed session is drawn again by the server after hello (its snapshot clears the
       // terminal first too): start from a clean screen.
       term.reset();
@@ -101,15 +177,26 @@ const connection = viewerMode ? null : new Connection({
   },
 });
 
-term.onData((data) => {
+// On touch devices, the keys a phone keyboard lacks (not in the read-only viewer).
+const keybar = !viewerMode && isTouchDevice() ? new KeyBar(ui.keybar, term, (data) => typed(data)) : null;
+
+term.onData((data) => typed(keybar ? keybar.apply(data) : data));
+
+function typed(data) {
   if (!connection) return;
-  connection.sendInput(data);
+  // Enter while the session is lost or over is the overlay's action (reconnect now, new
+  // session); typed input while reconnecting is kept and sent once the session is back.
+  const taken = connection.sendInput(data);
+  if (data === '\r' && connection.state === 'reconnecting') connection.reconnectNow();
+  else if (!taken && data === '\r') view.act();
   if (banner.idle) hideBanner();
-});
+}
 term.onResize(({ cols, rows }) => connection?.resize(cols, rows));
 // The title comes from the sandbox: text only.
 term.onTitleChange((title) => {
+  programTitle = title;
   ui.title.textContent = title;
+  view.setTitle({ program: title });
 });
 
 // Refit whenever the terminal's box changes: a window resize, or the banner showing or hiding.
@@ -123,17 +210,36 @@ new ResizeObserver(() => {
 
 // The status bar.
 let countdownTimer = null;
+let everConnected = false;
+let lostReason = '';
+function typedNote() {
+  const queued = connection?.queuedInput.length ?? 0;
+  return queued ? ` ${queued} typed characters will be sent then.` : '';
+}
 function showState(state, detail) {
   clearInterval(countdownTimer);
   ui.dot.dataset.state = state;
   ui.newSession.hidden = viewerMode || (state !== 'ended' && state !== 'credentials');
   ui.credentials.hidden = state !== 'credentials';
+  // A cursor that blinks on says "type here": only while typing reaches a session.
+  term.options.cursorBlink = state === 'connected';
   switch (state) {
     case 'connecting':
       ui.state.textContent = 'connecting…';
+      view.setTitle({ state: everConnected ? 'reconnecting' : 'connecting' });
+      // An overlay of a lost connection stays up, saying what happens now.
+      if (view.visible) {
+        const tick = () => view.setReason(`${lostReason}. Reconnecting now…${typedNote()}`);
+        tick();
+        countdownTimer = setInterval(tick, 250);
+      }
       break;
     case 'connected':
       ui.state.textContent = 'connected';
+      view.hide();
+      view.setTitle({ state: '' });
+      view.announce(everConnected ? 'Reconnected.' : 'Connected.');
+      everConnected = true;
       break;
     case 'watching':
       ui.state.textContent = 'watching, read-only';
@@ -141,21 +247,39 @@ function showState(state, detail) {
     case 'reconnecting': {
       // Warnings belonged to the lost connection; the server repeats any that still hold.
       hideBanner();
+      view.show({
+        title: 'Connection lost',
+        reason: detail.reason,
+        actionLabel: 'Reconnect now',
+        action: () => connection?.reconnectNow(),
+        focus: false,
+      });
+      lostReason = detail.reason;
       const tick = () => {
         const seconds = Math.max(0, Math.ceil((detail.until - Date.now()) / 1000));
         ui.state.textContent = `reconnecting in ${seconds}s (${detail.reason})`;
+        view.setReason(`${detail.reason}. Reconnecting in ${seconds}s.${typedNote()}`);
       };
       tick();
       countdownTimer = setInterval(tick, 250);
+      view.setTitle({ state: 'reconnecting' });
+      view.announce(`Connection lost: ${detail.reason}. Reconnecting.`);
       break;
     }
-    case 'ended':
+    case 'ended': {
       ui.state.textContent = `ended: ${detail.reason}`;
       hideBanner();
+      const title = detail.refused ? 'Session refused' : 'Session ended';
+      view.show({ title, reason: detail.reason, actionLabel: 'New session', action: startNewSession, focus: true });
+      view.setTitle({ state: detail.refused ? 'refused' : 'ended' });
+      view.announce(`${title}: ${detail.reason}`);
       break;
+    }
     case 'credentials':
       ui.state.textContent = `credentials needed: ${detail.reason}`;
       ui.credentialsReason.textContent = detail.reason;
+      view.hide();
+      view.setTitle({ state: 'credentials needed' });
       ui.apiKey.focus();
       break;
     default:
@@ -170,13 +294,20 @@ function showWarning(reason, secondsLeft) {
   // An idle warning is void once the user types again.
   banner.idle = /inactiv|idle/i.test(reason);
   clearInterval(banner.timer);
+  // The reason is announced once; the countdown beside it is for the eyes only (a live
+  // region rewritten every second would talk over everything).
+  ui.banner.textContent = `${reason} `;
+  const countdown = document.createElement('span');
+  countdown.setAttribute('aria-hidden', 'true');
+  ui.banner.append(countdown);
   const tick = () => {
     const left = Math.max(0, Math.ceil((deadline - Date.now()) / 1000));
-    ui.banner.textContent = `${reason} (${left}s left)`;
+    countdown.textContent = `(${left}s left)`;
     if (left === 0) hideBanner();
   };
   ui.banner.dataset.kind = 'warning';
   ui.banner.hidden = false;
+  view.announce(`${reason}, in ${secondsLeft} seconds.`);
   tick();
   banner.timer = setInterval(tick, 1000);
 }
@@ -185,6 +316,7 @@ function showBanner(text, kind, durationMs) {
   clearInterval(banner.timer);
   banner.idle = false;
   ui.banner.textContent = text;
+  view.announce(text);
   ui.banner.dataset.kind = kind;
   ui.banner.hidden = false;
   banner.timer = setTimeout(hideBanner, durationMs);
@@ -196,10 +328,13 @@ function hideBanner() {
   ui.banner.hidden = true;
 }
 
-ui.newSession.addEventListener('click', () => {
+function startNewSession() {
+  view.hide();
   term.reset();
   connection?.newSession();
-});
+  term.focus();
+}
+ui.newSession.addEventListener('click', startNewSession);
 
 ui.credentials.addEventListener('submit', (event) => {
   event.preventDefault();
@@ -216,9 +351,20 @@ window.termcell = Object.freeze({
   get sessionId() {
     return connection?.sessionId ?? null;
   },
+  get queuedInput() {
+    return connection?.queuedInput ?? '';
+  },
   term,
   dropForTest: () => connection?.dropForTest(),
+  /** Writes `data` as output drawn again on resume (its queries go unanswered). */
+  replayForTest: (data) => {
+    replay.expectReplay();
+    replay.write(data);
+  },
 });
+
+// A closed tab or a reload: the server keeps the session only for the short grace.
+window.addEventListener('pagehide', () => connection?.closePage());
 
 // The viewer mode: asks for the session and the admin token, then shows the session as
 // it is and as it goes on; the terminal takes no input.

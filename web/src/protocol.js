@@ -92,7 +92,10 @@ export function describeClose(code, reason) {
     case 4009:
       return 'the server is at capacity, try again in a few minutes';
     case 4003:
-      return 'too many connections or too much input from this address, wait a minute and try again';
+      // The server names the cause and the wait; older servers only say "Rate limit exceeded".
+      return reason && reason !== 'Rate limit exceeded'
+        ? reason
+        : 'too many connections or too much input from this address, wait a minute and try again';
     case 4004:
       return reason || 'the session was ended by the administrator';
     case 1001:

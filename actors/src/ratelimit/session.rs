@@ -47,6 +47,8 @@ pub struct SessionLimiter<C: Clock = DefaultClock> {
     /// The last forwarded byte was `\r`, and whether that press was allowed: a `\n` right
     /// after it belongs to the same press, even across two pieces of input.
     after_cr: Option<bool>,
+    /// Bytes of the current line were forwarded in an earlier piece of input.
+    line_open: bool,
 }
 
 impl SessionLimiter {
@@ -62,7 +64,9 @@ impl<C: LimiterClock> SessionLimiter<C> {
         let byte_burst = at_least_one(cfg.input_burst_bytes);
         let direct = |quota: Quota| governor::RateLimiter::direct_with_clock(quota, clock.clone());
         SessionLimiter {
-            commands: direct(Quota::per_minute(commands)),
+            commands: direct(
+                Quota::per_minute(commands).allow_burst(at_least_one(cfg.command_burst)),
+            ),
             commands_per_minute: commands.get(),
             refused_line_strikes: direct(Quota::per_minute(at_least_one(REFUSED_LINES_PER_MINUTE))),
             input: direct(Quota::per_second(bytes).allow_burst(byte_burst)),
@@ -74,6 +78,7 @@ impl<C: LimiterClock> SessionLimiter<C> {
                     .allow_burst(at_least_one(cfg.resize_burst)),
             ),
             after_cr: None,
+            line_open: false,
             clock,
         }
     }
@@ -165,18 +170,26 @@ impl<C: LimiterClock> SessionLimiter<C> {
         Duration::from(now.duration_since(start)) >= FLOOD_END_AFTER
     }
 
-    /// Removes the Enter presses over the command rate. `\r`, `\n` and `\r\n` are one press each.
+    /// Removes the Enter presses over the command rate, each with its whole line: a refused
+    /// line never stays on the command line to be joined with the next one. `\r`, `\n` and
+    /// `\r\n` are one press each. The bytes of a line that arrived in an earlier piece of
+    /// input (typed by hand) are already at the TTY: `KILL_LINE` erases them there.
+    /// Bracketed-paste markers in a dropped line are kept, so the paste stays balanced.
     /// Returns the bytes to forward, the refused presses, and the wait until the next allowed one.
     fn filter_enter_presses(&mut self, input: &[u8]) -> (Vec<u8>, usize, Duration) {
         let mut forward = Vec::with_capacity(input.len());
         let mut refused = 0;
         let mut wait = Duration::ZERO;
+        // Where the current line starts in `forward`.
+        let mut line_start = 0;
+        let mut line_open = std::mem::take(&mut self.line_open);
         for &byte in input {
             let after_cr = self.after_cr.take();
             match (byte, after_cr) {
                 (b'\n', Some(allowed)) => {
                     if allowed {
                         forward.push(byte);
+                        line_start = forward.len();
                     }
                 }
                 (b'\r' | b'\n', _) => {
@@ -190,7 +203,11 @@ impl<C: LimiterClock> SessionLimiter<C> {
                     };
                     if allowed {
                         forward.push(byte);
+                    } else {
+                        drop_line(&mut forward, line_start, line_open);
                     }
+                    line_start = forward.len();
+                    line_open = false;
                     if byte == b'\r' {
                         self.after_cr = Some(allowed);
                     }
@@ -198,7 +215,30 @@ impl<C: LimiterClock> SessionLimiter<C> {
                 _ => forward.push(byte),
             }
         }
+        self.line_open = line_open || forward.len() > line_start;
         (forward, refused, wait)
+    }
+}
+
+/// Ctrl-E Ctrl-U: to the end of the line, then erase it (the line editors of the sandbox's
+/// shells and the TTY's own line discipline all take Ctrl-U as "kill the line").
+const KILL_LINE: &[u8] = b"\x05\x15";
+
+/// The bracketed-paste markers a dropped line gives back.
+const PASTE_MARKERS: [&[u8]; 2] = [b"\x1b[200~", b"\x1b[201~"];
+
+/// Removes `forward[line_start..]`, keeping any bracketed-paste markers in it; with `kill`,
+/// the part of the line already at the TTY is erased first (before the markers, outside any
+/// paste, where a line editor takes keys as keys).
+fn drop_line(forward: &mut Vec<u8>, line_start: usize, kill: bool) {
+    let line = forward.split_off(line_start);
+    if kill {
+        forward.extend_from_slice(KILL_LINE);
+    }
+    for at in 0..line.len() {
+        if let Some(marker) = PASTE_MARKERS.iter().find(|m| line[at..].starts_with(m)) {
+            forward.extend_from_slice(marker);
+        }
     }
 }
 

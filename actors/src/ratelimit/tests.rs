@@ -229,10 +229,14 @@ fn retain_recent_keeps_memory_bounded_after_many_ips() {
 fn enter_presses_count_cr_lf_and_crlf_as_one_each() {
     let (mut limiter, _) = session(RateLimitConfig {
         commands_per_minute: 3,
+        command_burst: 3,
         ..RateLimitConfig::default()
     });
     let d = limiter.filter_input(b"a\r\nb\nc\rd\r");
-    assert_eq!(d.forward, b"a\r\nb\nc\rd");
+    assert_eq!(
+        d.forward, b"a\r\nb\nc\r",
+        "the refused line is dropped whole"
+    );
     assert_eq!(d.limited, Some(Rejection::Commands));
     assert_eq!(
         d.notices,
@@ -249,6 +253,7 @@ fn enter_presses_count_cr_lf_and_crlf_as_one_each() {
 fn crlf_split_across_inputs_is_one_press_and_refused_whole() {
     let (mut limiter, clock) = session(RateLimitConfig {
         commands_per_minute: 1,
+        command_burst: 1,
         ..RateLimitConfig::default()
     });
     assert_eq!(limiter.filter_input(b"ls\r").forward, b"ls\r");
@@ -257,7 +262,10 @@ fn crlf_split_across_inputs_is_one_press_and_refused_whole() {
     assert_eq!(d.notices, vec![]);
 
     let d = limiter.filter_input(b"pwd\r");
-    assert_eq!(d.forward, b"pwd");
+    assert_eq!(
+        d.forward, b"\x05\x15",
+        "xy, typed before, is erased; pwd never sent"
+    );
     assert_eq!(
         d.notices,
         vec![Notice::LinesRefused {
@@ -282,10 +290,14 @@ fn crlf_split_across_inputs_is_one_press_and_refused_whole() {
 fn a_paste_of_many_lines_is_cut_at_the_limit_with_one_notice() {
     let (mut limiter, _) = session(RateLimitConfig {
         commands_per_minute: 2,
+        command_burst: 2,
         ..RateLimitConfig::default()
     });
     let d = limiter.filter_input(b"1\n2\n3\n4\n");
-    assert_eq!(d.forward, b"1\n2\n34");
+    assert_eq!(
+        d.forward, b"1\n2\n",
+        "3 and 4 are dropped whole, not joined"
+    );
     assert_eq!(
         d.notices,
         vec![Notice::LinesRefused {
@@ -298,15 +310,66 @@ fn a_paste_of_many_lines_is_cut_at_the_limit_with_one_notice() {
 }
 
 #[test]
+fn a_paste_of_forty_lines_runs_whole_by_default() {
+    let (mut limiter, _) = session(RateLimitConfig::default());
+    let paste: Vec<u8> = (0..40)
+        .flat_map(|i| format!("echo {i}\r").into_bytes())
+        .collect();
+    let d = limiter.filter_input(&paste);
+    assert_eq!(d.forward, paste);
+    assert_eq!(d.notices, vec![]);
+}
+
+#[test]
+fn a_line_typed_key_by_key_whose_enter_is_refused_is_erased() {
+    let (mut limiter, _) = session(RateLimitConfig {
+        commands_per_minute: 1,
+        command_burst: 1,
+        ..RateLimitConfig::default()
+    });
+    assert_eq!(limiter.filter_input(b"\r").forward, b"\r");
+    assert_eq!(limiter.filter_input(b"l").forward, b"l");
+    assert_eq!(limiter.filter_input(b"s").forward, b"s");
+    let d = limiter.filter_input(b"\r");
+    assert_eq!(
+        d.forward, b"\x05\x15",
+        "the shell's line is killed, not left to join"
+    );
+    assert_eq!(d.notices.len(), 1);
+    assert_eq!(
+        limiter.filter_input(b"\r").forward,
+        b"",
+        "an empty line has nothing to erase"
+    );
+}
+
+#[test]
+fn a_refused_line_of_a_bracketed_paste_keeps_the_paste_markers() {
+    let (mut limiter, _) = session(RateLimitConfig {
+        commands_per_minute: 1,
+        command_burst: 1,
+        ..RateLimitConfig::default()
+    });
+    let d = limiter.filter_input(b"\x1b[200~one\rtwo\rthree\x1b[201~");
+    assert_eq!(d.forward, b"\x1b[200~one\rthree\x1b[201~");
+    let d = limiter.filter_input(b"\x1b[200~four\r\x1b[201~");
+    assert_eq!(
+        d.forward, b"\x05\x15\x1b[200~\x1b[201~",
+        "three, left before, is erased"
+    );
+}
+
+#[test]
 fn persistent_refused_lines_end_the_session() {
     let (mut limiter, clock) = session(RateLimitConfig {
         commands_per_minute: 1,
+        command_burst: 1,
         ..RateLimitConfig::default()
     });
     assert!(limiter.filter_input(b"\r").notices.is_empty());
     for strike in 1..=10 {
         let d = limiter.filter_input(b"x\r");
-        assert_eq!(d.forward, b"x");
+        assert_eq!(d.forward, b"");
         assert!(!d.end_session, "strike {strike} is still tolerated");
         clock.advance(Duration::from_millis(100));
     }
@@ -319,6 +382,7 @@ fn persistent_refused_lines_end_the_session() {
 fn refused_lines_spread_over_time_do_not_end_the_session() {
     let (mut limiter, clock) = session(RateLimitConfig {
         commands_per_minute: 1,
+        command_burst: 1,
         ..RateLimitConfig::default()
     });
     limiter.filter_input(b"\r");
@@ -365,6 +429,7 @@ fn paste_flood_forwards_the_burst_and_drops_the_rest_with_a_notice() {
 fn dropped_tail_is_not_counted_as_enter_presses() {
     let (mut limiter, clock) = session(RateLimitConfig {
         commands_per_minute: 1,
+        command_burst: 1,
         ..flood_cfg()
     });
     let mut input = vec![b'a'; 4_000];

@@ -133,7 +133,7 @@ enum Ending {
     /// An end from outside (admin kill, shutdown).
     End(EndCause),
     /// The socket goes away.
-    Detach { user_closed: bool },
+    Detach(Departure),
     /// Nothing: a timer ends the session.
     Wait,
 }
@@ -170,11 +170,11 @@ async fn end_with(
                 .await
         }
         Ending::End(cause) => session.send(End(cause)).await,
-        Ending::Detach { user_closed } => {
+        Ending::Detach(departure) => {
             session
                 .send(Detach {
                     conn_id: 1,
-                    user_closed,
+                    departure,
                 })
                 .await
         }
@@ -289,7 +289,7 @@ async fn dropped_socket_ends_with_grace_expired_when_nobody_resumes() {
         resume_grace: Duration::from_millis(300),
         ..settings()
     };
-    let dropped = Ending::Detach { user_closed: false };
+    let dropped = Ending::Detach(Departure::Dropped);
     end_with(s, dropped, None, "grace_expired").await;
 }
 
@@ -299,13 +299,24 @@ async fn dropped_socket_ends_at_once_without_a_grace_period() {
         resume_grace: Duration::ZERO,
         ..settings()
     };
-    let dropped = Ending::Detach { user_closed: false };
+    let dropped = Ending::Detach(Departure::Dropped);
     end_with(s, dropped, None, "grace_expired").await;
 }
 
 #[actix_rt::test]
+async fn closed_page_ends_after_the_short_grace() {
+    let s = SessionSettings {
+        resume_grace: Duration::from_secs(300),
+        closed_page_grace: Duration::from_millis(300),
+        ..settings()
+    };
+    let closed = Ending::Detach(Departure::PageClosed);
+    end_with(s, closed, None, "grace_expired").await;
+}
+
+#[actix_rt::test]
 async fn user_close_ends_with_client_closed() {
-    let closed = Ending::Detach { user_closed: true };
+    let closed = Ending::Detach(Departure::UserDone);
     end_with(settings(), closed, None, "client_closed").await;
 }
 
@@ -368,6 +379,7 @@ async fn a_second_end_does_not_change_the_cause() {
 async fn enter_flood_ends_with_rate_limited() {
     let mut s = settings();
     s.limits.commands_per_minute = 1;
+    s.limits.command_burst = 1;
     let world = World::new(s);
     let mut client = Client::new(1);
     let (mut session, mut shell) = connected(&world, &mut client).await;
@@ -469,7 +481,7 @@ async fn resume_redraws_the_screen_and_carries_on() {
     session
         .send(Detach {
             conn_id: 1,
-            user_closed: false,
+            departure: Departure::Dropped,
         })
         .await;
     assert_eq!(session.describe().await.state, SessionState::Detached);
@@ -514,7 +526,7 @@ async fn attach_while_attached_takes_the_session_over() {
     session
         .send(Detach {
             conn_id: 1,
-            user_closed: true,
+            departure: Departure::UserDone,
         })
         .await;
     assert_eq!(session.describe().await.state, SessionState::Attached);
@@ -545,7 +557,7 @@ async fn the_first_resize_after_a_resume_redraws_at_the_new_size() {
     session
         .send(Detach {
             conn_id: 1,
-            user_closed: false,
+            departure: Departure::Dropped,
         })
         .await;
 
@@ -696,7 +708,7 @@ async fn a_socket_that_resumes_while_starting_is_connected_when_ready() {
     session
         .send(Detach {
             conn_id: 1,
-            user_closed: false,
+            departure: Departure::Dropped,
         })
         .await;
     let mut second = Client::new(2);

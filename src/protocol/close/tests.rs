@@ -69,6 +69,39 @@ fn close_reason_is_cut_to_123_bytes_at_a_char_boundary() {
 }
 
 #[test]
+fn too_many_sessions_names_the_cause_and_the_waits_within_the_reason_limit() {
+    let close = Close::too_many_sessions(5, 15, 300);
+    assert_eq!(close.code, 4003);
+    assert_eq!(
+        close.reason,
+        "5 sessions are open from your address; closed tabs count for 15s, lost connections for 300s"
+    );
+    let long = Close::too_many_sessions(u32::MAX, 31_536_000, 31_536_000);
+    assert!(long.reason.len() <= 123, "{}", long.reason);
+}
+
+#[test]
+fn a_closing_page_gets_the_short_grace_and_nothing_else_does() {
+    assert_eq!(
+        client_close_departure(1000, "page-closed"),
+        Departure::PageClosed
+    );
+    assert_eq!(
+        client_close_departure(1000, "user-closed-tab"),
+        Departure::UserDone
+    );
+    assert_eq!(
+        client_close_departure(4100, "page-closed"),
+        Departure::Dropped
+    );
+    assert_eq!(
+        client_close_departure(1000, "page-closed-x"),
+        Departure::Dropped
+    );
+    assert_eq!(client_close_departure(1001, ""), Departure::Dropped);
+}
+
+#[test]
 fn user_done_closes_end_the_session_others_keep_it() {
     assert!(client_close_ends_session(1000, "user-closed-tab"));
     assert!(client_close_ends_session(4002, "inactivity-timeout"));

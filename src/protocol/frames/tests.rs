@@ -222,6 +222,10 @@ fn control_messages_are_encoded_exactly_as_documented() {
             r#"{"type":"warning","reason":"Idle","secondsLeft":60}"#.to_owned(),
         ),
         (
+            ServerControl::Notice { reason: "3 lines not run".into() },
+            r#"{"type":"notice","reason":"3 lines not run"}"#.to_owned(),
+        ),
+        (
             ServerControl::Pong { ts: Some(json!(1712345678901u64)) },
             r#"{"type":"pong","ts":1712345678901}"#.to_owned(),
         ),
