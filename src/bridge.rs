@@ -16,7 +16,9 @@ use bytes::{Bytes, BytesMut};
 use termcell_actors::audit::{cut_at_char, AuditEvent};
 use termcell_actors::credentials::Fingerprint;
 use termcell_actors::fault::contain;
-use termcell_actors::ratelimit::{AcquireSessionSlot, CheckResume, RateLimiter, ResumeFailed};
+use termcell_actors::ratelimit::{
+    AcquireSessionSlot, CheckResume, RateLimiter, ResumeFailed, SlotRefused,
+};
 use termcell_actors::registry::{OpenSession, Refusal, Registry, ResumeSession};
 use termcell_actors::rejection::Rejection;
 use termcell_actors::session::{
@@ -363,8 +365,12 @@ impl WsBridge {
                     return Err((Close::create_failed(), Rejection::NetworkUnenforced));
                 }
                 let slot = match o.limiter.send(AcquireSessionSlot { ip: o.ip }).await {
-                    Ok(Some(slot)) => slot,
-                    Ok(None) => return Err((too_many, Rejection::Concurrency)),
+                    Ok(Ok(slot)) => slot,
+                    Ok(Err(SlotRefused::Limit)) => return Err((too_many, Rejection::Concurrency)),
+                    // Failed closed: refused like a limit, without claiming one was reached.
+                    Ok(Err(SlotRefused::Failed)) => {
+                        return Err((Close::rate_limited(), Rejection::Internal))
+                    }
                     Err(_) => return Err((Close::server_error(), Rejection::Internal)),
                 };
                 let request = SessionRequest {

@@ -341,8 +341,8 @@ async fn start_reports_what_the_host_enforces() {
             "non_root_user",
             "apparmor",
             "user_namespaces",
-            "credentials_out_of_config",
             "blocked_syscalls_audited",
+            "credentials_out_of_config",
             "cgroup",
         ],
         "every protection is reported"

@@ -24,9 +24,18 @@ pub struct CheckConnection {
     pub ip: IpAddr,
 }
 
-/// Takes one of `ip`'s concurrent session slots; `None`: over the per-IP limit (close 4003).
+/// Why no session slot was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotRefused {
+    /// Over the per-IP limit (close 4003, naming the limit).
+    Limit,
+    /// The limiter failed on this request: refused, but not for the limit's reason.
+    Failed,
+}
+
+/// Takes one of `ip`'s concurrent session slots.
 #[derive(Message)]
-#[rtype(result = "Option<Slot>")]
+#[rtype(result = "Result<Slot, SlotRefused>")]
 pub struct AcquireSessionSlot {
     pub ip: IpAddr,
 }
@@ -189,14 +198,15 @@ impl<C: LimiterClock> Handler<CheckConnection> for RateLimiter<C> {
 }
 
 impl<C: LimiterClock> Handler<AcquireSessionSlot> for RateLimiter<C> {
-    type Result = Option<Slot>;
+    type Result = Result<Slot, SlotRefused>;
 
     fn handle(&mut self, msg: AcquireSessionSlot, _: &mut Self::Context) -> Self::Result {
         contain("limiter::session_slot", || {
             fail::fail_point!("limiter::session_slot");
             self.acquire_session_slot(msg.ip)
         })
-        .flatten()
+        .ok_or(SlotRefused::Failed)?
+        .ok_or(SlotRefused::Limit)
     }
 }
 

@@ -88,7 +88,10 @@ async fn session_slots_limit_concurrency_per_ip_and_release_on_drop() {
     let first = acquire(ip(1)).await.unwrap().expect("first slot");
     let second = acquire(ip(1)).await.unwrap().expect("second slot");
     assert_eq!(first.ip(), ip(1));
-    assert!(acquire(ip(1)).await.unwrap().is_none());
+    assert_eq!(
+        acquire(ip(1)).await.unwrap().err(),
+        Some(SlotRefused::Limit)
+    );
     let other = acquire(ip(2))
         .await
         .unwrap()
@@ -99,9 +102,12 @@ async fn session_slots_limit_concurrency_per_ip_and_release_on_drop() {
         .await
         .unwrap()
         .expect("a dropped slot is free again");
-    assert!(acquire(ip(1)).await.unwrap().is_none());
+    assert_eq!(
+        acquire(ip(1)).await.unwrap().err(),
+        Some(SlotRefused::Limit)
+    );
     drop((second, third, other));
-    assert!(acquire(ip(1)).await.unwrap().is_some());
+    assert!(acquire(ip(1)).await.unwrap().is_ok());
 }
 
 #[test]
