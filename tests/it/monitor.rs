@@ -149,8 +149,16 @@ async fn memory_pids_and_cpu_hogs_show_their_figures_and_alert_once_each() {
         (&spinner_id, "resource.cpu"),
     ] {
         let events = resource_events(&server, id);
-        assert_eq!(events.len(), 1, "one {kind} for {id}: {events:?}");
-        assert_eq!(events[0]["event"], kind);
+        let of_kind = events.iter().filter(|e| e["event"] == kind).count();
+        assert_eq!(of_kind, 1, "one {kind} for {id}: {events:?}");
+        // Filling its memory at a fifth of a CPU, the hog may also run at its CPU quota
+        // for the window on a loaded machine: that is an episode of its own. Nothing else.
+        assert!(
+            events
+                .iter()
+                .all(|e| e["event"] == kind || (id == &hog_id && e["event"] == "resource.cpu")),
+            "{kind} session {id}: {events:?}"
+        );
     }
 
     // The quiet session: sampled, small figures, never audited.
