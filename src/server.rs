@@ -394,7 +394,6 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         monitor,
         recordings,
     });
-    start_pool(&shared);
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
@@ -553,6 +552,8 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         ),
         (None, _) => {}
     }
+    // Only once the listeners are bound: a start that fails before leaves no sandbox.
+    start_pool(&shared);
 
     wait_for_signal().await;
     log::info!("shutting down: draining sessions");

@@ -177,8 +177,17 @@ async fn a_port_in_use_is_a_clear_startup_error_after_the_actors_started() {
     let addr = taken.local_addr().unwrap().to_string();
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("audit.log");
+    let deployment = format!("it-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    // With the default warm pool: a start that fails leaves no sandbox behind.
     let (code, stderr) = run_to_exit(
-        &["--listen", &addr, "--audit-log", audit.to_str().unwrap()],
+        &[
+            "--listen",
+            &addr,
+            "--audit-log",
+            audit.to_str().unwrap(),
+            "--deployment",
+            &deployment,
+        ],
         &[],
     );
     assert_eq!(code, Some(1));
@@ -187,6 +196,10 @@ async fn a_port_in_use_is_a_clear_startup_error_after_the_actors_started() {
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        containers_with_label(&format!("termcell.deployment={deployment}")).is_empty(),
+        "no container left behind"
+    );
 }
 
 #[tokio::test]
