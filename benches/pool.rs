@@ -229,19 +229,6 @@ fn flood() -> String {
     format!("head -c {THROUGHPUT_BYTES} /dev/zero | tr '\\0' a; echo DONE-$((1+1))\r")
 }
 
-/// The CPU seconds a process has used (user and system).
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    ticks / 100.0
-}
-
 /// Sessions opened to their prompt and closed, one after the other, for `n` sessions.
 async fn per_minute(server: &Server, n: usize) -> f64 {
     let t0 = Instant::now();
@@ -371,9 +358,9 @@ async fn main() {
     let mut cpu = 0.0;
     for _ in 0..THROUGHPUT_TURNS {
         f_raw.push(raw_throughput(&mut running_tty).await);
-        let before = cpu_seconds(warm.pid());
+        let before = warm.cpu_seconds();
         f_tc.push(session_throughput(&mut c).await);
-        cpu += cpu_seconds(warm.pid()) - before;
+        cpu += warm.cpu_seconds() - before;
     }
     println!(
         "-- output throughput, {} MB (MB/s)",

@@ -22,18 +22,6 @@ use support::{Client, Event, Server};
 const TURNS: usize = 3;
 const SECONDS: u32 = 20;
 
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    ticks / 100.0
-}
-
 struct Turn {
     mib_per_s: f64,
     cpu_ms_per_mib: f64,
@@ -49,7 +37,7 @@ async fn flood(server: &Server) -> Turn {
         "timeout {SECONDS} yes 0123456789012345678901234567890123456789; echo flood-$((1+1))\r"
     ))
     .await;
-    let cpu0 = cpu_seconds(server.pid());
+    let cpu0 = server.cpu_seconds();
     let t0 = Instant::now();
     let (mut bytes, mut peak, mut next_rss) = (0usize, 0u64, 0usize);
     let mut tail = String::new();
@@ -71,7 +59,7 @@ async fn flood(server: &Server) -> Turn {
     let mib = bytes as f64 / (1024.0 * 1024.0);
     let turn = Turn {
         mib_per_s: mib / t0.elapsed().as_secs_f64(),
-        cpu_ms_per_mib: (cpu_seconds(server.pid()) - cpu0) * 1000.0 / mib,
+        cpu_ms_per_mib: (server.cpu_seconds() - cpu0) * 1000.0 / mib,
         rss_peak_kib: peak,
         id,
     };

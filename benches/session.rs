@@ -114,19 +114,6 @@ async fn resume_time(server: &Server, id: &str, model: bool) -> Duration {
     took
 }
 
-/// CPU seconds (user and system) the process has used.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    ticks / 100.0
-}
-
 /// Runs `command` in a new session and reads its output as fast as possible until
 /// `done`; returns MiB/s, the server's CPU milliseconds per MiB, and its peak RSS.
 async fn throughput(server: &Server, command: &str, done: &str) -> (f64, f64, u64) {
@@ -134,7 +121,7 @@ async fn throughput(server: &Server, command: &str, done: &str) -> (f64, f64, u6
     c.send_text(&format!("{command}; echo {done}-$((1+1))\r"))
         .await;
     let marker = format!("{done}-2");
-    let cpu0 = cpu_seconds(server.pid());
+    let cpu0 = server.cpu_seconds();
     let t0 = Instant::now();
     let mut bytes = 0usize;
     let mut peak = 0u64;
@@ -157,7 +144,7 @@ async fn throughput(server: &Server, command: &str, done: &str) -> (f64, f64, u6
     }
     let secs = t0.elapsed().as_secs_f64();
     let mib = bytes as f64 / (1024.0 * 1024.0);
-    let cpu_ms_per_mib = (cpu_seconds(server.pid()) - cpu0) * 1000.0 / mib;
+    let cpu_ms_per_mib = (server.cpu_seconds() - cpu0) * 1000.0 / mib;
     c.close(1000, "user-closed-bench").await;
     (mib / secs, cpu_ms_per_mib, peak)
 }
