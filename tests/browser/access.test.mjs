@@ -158,6 +158,9 @@ describe('mobile', () => {
     await waitForLine(page, '~', { exact: true });
     await page.keyboard.type('iabc', { delay: 5 });
     await page.click('#keybar button[aria-label="Esc"]');
+    // vi takes an Esc followed at once by more bytes as the start of a key's escape
+    // sequence: on a loaded machine the Esc and ":wq" could reach it in one read.
+    await page.waitForTimeout(500);
     await page.keyboard.type(':wq', { delay: 5 });
     await page.keyboard.press('Enter');
     await run(page, 'cat /tmp/k');
