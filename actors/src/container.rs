@@ -243,9 +243,20 @@ impl ContainerSetup {
     }
 }
 
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct ContainerInput(pub Bytes);
+/// The way into the sandbox's TTY: the session writes keystrokes here itself, straight to
+/// the task that writes the TTY, without a hop through the container actor.
+#[derive(Clone)]
+pub struct TtyInput {
+    queue: mpsc::Sender<Bytes>,
+}
+
+impl TtyInput {
+    /// Queues input for the TTY; `false` when the TTY is not reading (the queue is full or
+    /// the writer is gone), and the input is dropped.
+    pub fn send(&self, data: Bytes) -> bool {
+        self.queue.try_send(data).is_ok()
+    }
+}
 
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -266,7 +277,6 @@ pub struct ContainerActor {
     /// The container, once created (set by `launch` as soon as the engine answers, so that
     /// a failure later in the launch still removes it).
     id: Arc<parking_lot::Mutex<Option<String>>>,
-    input: Option<mpsc::Sender<Bytes>>,
     pids_hits: u64,
     /// The session asked for this end (`StopContainer`) or was told of it (a launch
     /// failure, its own disappearance). Otherwise the actor failed: after a panic actix may
@@ -286,7 +296,6 @@ impl ContainerActor {
             session_id: setup.session_id,
             setup: Some(setup),
             id: Arc::default(),
-            input: None,
             pids_hits: 0,
             session_knows: false,
         }
@@ -357,7 +366,9 @@ impl ContainerActor {
         }
     }
 
-    fn run_tty(&mut self, id: String, tty: RawTty) {
+    /// Starts the TTY's reader and writer tasks; the writer ends when the session drops the
+    /// returned input (the session ends) or the TTY fails.
+    fn run_tty(&mut self, id: String, tty: RawTty) -> TtyInput {
         let RawTty {
             reader,
             mut writer,
@@ -373,8 +384,7 @@ impl ContainerActor {
                 Err(panic) => crashed(&session, "TTY reader", &panic),
             }
         });
-        let (tx, mut rx) = mpsc::channel::<Bytes>(INPUT_QUEUE);
-        self.input = Some(tx);
+        let (queue, mut rx) = mpsc::channel::<Bytes>(INPUT_QUEUE);
         let session = self.session.clone();
         let session_id = self.session_id;
         actix::spawn(async move {
@@ -398,6 +408,7 @@ impl ContainerActor {
                 Err(panic) => crashed(&session, "TTY writer", &panic),
             }
         });
+        TtyInput { queue }
     }
 }
 
@@ -587,9 +598,10 @@ impl Actor for ContainerActor {
                     match result {
                         Ok(tty) => {
                             let id = id.expect("a started container has an id");
-                            act.run_tty(id.clone(), tty);
+                            let input = act.run_tty(id.clone(), tty);
                             act.session.do_send(ContainerStatus::Ready {
                                 container_id: id.clone(),
+                                input,
                             });
                             ctx.run_interval(PIDS_CHECK, move |act, ctx| {
                                 // A session that vanished takes its sandbox with it.
@@ -614,7 +626,6 @@ impl Actor for ContainerActor {
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         self.tell_session_of_failure();
-        self.input = None;
         if let Some(id) = self.container_id() {
             self.check_pids(&id);
         }
@@ -628,22 +639,6 @@ impl Drop for ContainerActor {
     fn drop(&mut self) {
         self.tell_session_of_failure();
         self.remove_container();
-    }
-}
-
-impl Handler<ContainerInput> for ContainerActor {
-    type Result = ();
-
-    fn handle(&mut self, ContainerInput(data): ContainerInput, _ctx: &mut Context<Self>) {
-        fail::fail_point!("container::input");
-        if let Some(tx) = &self.input {
-            if tx.try_send(data).is_err() {
-                log::debug!(
-                    "session {}: the TTY is not reading input; input dropped",
-                    short(self.session_id)
-                );
-            }
-        }
     }
 }
 

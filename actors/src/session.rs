@@ -18,8 +18,8 @@ use uuid::Uuid;
 use crate::audit::AuditEvent;
 use crate::budget::Credit;
 use crate::container::{
-    ContainerActor, ContainerDeath, ContainerInput, ContainerResize, ContainerSetup, SandboxError,
-    StopContainer,
+    ContainerActor, ContainerDeath, ContainerResize, ContainerSetup, SandboxError, StopContainer,
+    TtyInput,
 };
 use crate::credentials::Fingerprint;
 use crate::monitor::{self, Traffic};
@@ -206,7 +206,11 @@ pub struct ContainerOutput(pub Bytes);
 #[derive(Message)]
 #[rtype(result = "()")]
 pub enum ContainerStatus {
-    Ready { container_id: String },
+    /// The sandbox runs; `input` is its TTY, which the session writes directly.
+    Ready {
+        container_id: String,
+        input: TtyInput,
+    },
     ShellExited,
     LaunchFailed(SandboxError),
     Died(ContainerDeath),
@@ -252,6 +256,8 @@ pub struct SessionActor {
     state: SessionState,
     container: Option<Addr<ContainerActor>>,
     container_id: Option<String>,
+    /// The sandbox's TTY, once it is ready: keystrokes go there without another hop.
+    tty: Option<TtyInput>,
     timer: Option<Addr<TimeoutActor>>,
     /// `None` when the server keeps no screen models (`--screen-model false`).
     screen: Option<ScreenModel>,
@@ -333,6 +339,7 @@ impl SessionActor {
             state: SessionState::Starting,
             container: None,
             container_id: None,
+            tty: None,
             timer: None,
             screen: settings
                 .screen_model
@@ -378,6 +385,16 @@ impl SessionActor {
         }
     }
 
+    /// Hands input to the TTY's writer; a TTY that is not reading loses it.
+    fn write_tty(&self, tty: &TtyInput, data: Bytes) {
+        if !tty.send(data) {
+            log::debug!(
+                "session {}: the TTY is not reading input; input dropped",
+                short(self.id)
+            );
+        }
+    }
+
     fn deliver_input(&mut self, data: Bytes) {
         if let Some(recorder) = &mut self.recorder {
             recorder.input(&data);
@@ -385,9 +402,9 @@ impl SessionActor {
         self.bytes_in += data.len() as u64;
         self.traffic.add_in(data.len());
         self.shared.metrics.bytes_in.inc_by(data.len() as u64);
-        match &self.container {
-            Some(container) if self.announced_ready => container.do_send(ContainerInput(data)),
-            _ => {
+        match &self.tty {
+            Some(tty) => self.write_tty(tty, data),
+            None => {
                 if self.pending_input_bytes + data.len() > PENDING_INPUT_LIMIT {
                     log::debug!(
                         "session {}: input before start over the limit, dropped",
@@ -906,7 +923,10 @@ impl Handler<ContainerStatus> for SessionActor {
     fn handle(&mut self, msg: ContainerStatus, ctx: &mut Context<Self>) {
         fail::fail_point!("session::container_status");
         match msg {
-            ContainerStatus::Ready { container_id } => {
+            ContainerStatus::Ready {
+                container_id,
+                input,
+            } => {
                 self.shared.monitor.watch(monitor::Watch {
                     session: self.id,
                     container_id: container_id.clone(),
@@ -948,13 +968,14 @@ impl Handler<ContainerStatus> for SessionActor {
                 if let Some((cols, rows)) = self.pending_resize.take() {
                     self.resize_tty(&container, Size { cols, rows });
                 }
-                for data in self.pending_input.drain(..) {
+                for data in std::mem::take(&mut self.pending_input) {
                     if let Some(recorder) = &mut self.recorder {
                         recorder.input(&data);
                     }
-                    container.do_send(ContainerInput(data));
+                    self.write_tty(&input, data);
                 }
                 self.pending_input_bytes = 0;
+                self.tty = Some(input);
             }
             ContainerStatus::ShellExited => self.finish(EndCause::ShellExited, ctx),
             ContainerStatus::LaunchFailed(error) => {

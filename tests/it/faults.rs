@@ -430,13 +430,6 @@ async fn faults_in_the_engine_the_tty_and_a_sessions_actors_end_only_that_sessio
             "crashed",
         ),
         case(
-            "container::input",
-            "1*panic",
-            Input,
-            SERVER_ERROR,
-            "crashed",
-        ),
-        case(
             "container::resize",
             "1*panic",
             Resize,
