@@ -981,7 +981,10 @@ async fn server_image_built_without_a_registry_runs_under_compose() {
     c.send(&json!({"apiKey": KEY}).to_string()).await;
     let id = c.hello().await;
     c.run("echo in-compose-$((8*8))", "in-compose-64").await;
-    let sandbox = container_of(&id).expect("the session's sandbox");
+    // The session's sandbox is a cold one or a claimed pool sandbox (the example
+    // environment keeps a pool of 2), so the deployment's label finds it either way.
+    let deployment = format!("termcell.deployment={name}");
+    let sandboxes = containers_with_label(&deployment);
     let inspect = docker_inspect(&container);
     let host = &inspect["HostConfig"];
     let confined = host["ReadonlyRootfs"] == true
@@ -1002,8 +1005,12 @@ async fn server_image_built_without_a_registry_runs_under_compose() {
     // Stopping the service drains: the session ends, its sandbox is removed.
     let down = compose(&project, &vars, &["stop", "-t", "40"]);
     let closed = c.close_code().await;
-    let left = containers_with_label(&format!("termcell.session={id}"));
+    let left = containers_with_label(&deployment);
     cleanup(&project);
+    assert!(
+        !sandboxes.is_empty(),
+        "the session's sandbox carries the deployment label"
+    );
     assert!(confined, "read-only, no capabilities, not root: {host}");
     assert!(
         audit.contains("\"session.created\""),
@@ -1011,5 +1018,8 @@ async fn server_image_built_without_a_registry_runs_under_compose() {
     );
     assert!(down.status.success());
     assert_eq!(closed, Some(1001), "SIGTERM from compose drains");
-    assert!(left.is_empty(), "sandbox {sandbox} removed at stop");
+    assert!(
+        left.is_empty(),
+        "session {id}: every sandbox of {sandboxes:?} removed at stop, left {left:?}"
+    );
 }
