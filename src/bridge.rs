@@ -30,7 +30,7 @@ use uuid::Uuid;
 use crate::protocol::{
     self, client_close_departure, decode_client_frame, encode_control, notice_line, notice_text,
     parse_auth_frame, validate_auth, warning_line, warning_reason, ClientFrame, Close,
-    ServerControl, Utf8Framer, ValidatedAuth, OUTPUT_HANDSHAKE,
+    ServerControl, UsageReport, Utf8Framer, ValidatedAuth, OUTPUT_HANDSHAKE,
 };
 use crate::state::AppState;
 use inbound::Inbound;
@@ -65,6 +65,16 @@ pub struct WsBridge {
     address_recipient: Option<Recipient<ToClient>>,
     inbound: Inbound,
     pongs: PongAllowance,
+    usage: UsageFeed,
+}
+
+/// `usage` control messages for a client that asked for them in its auth frame: each new
+/// sample of the monitor, once the session's `hello` is out. The bridge reads the monitor's
+/// table; the monitor and the session know nothing of it.
+#[derive(Default)]
+struct UsageFeed {
+    connected: bool,
+    last_sample: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// How long a close the server started waits for the client's close frame.
@@ -144,6 +154,7 @@ impl WsBridge {
                 second: Instant::now(),
                 sent: 0,
             },
+            usage: UsageFeed::default(),
         };
         ws::WsResponseBuilder::new(bridge, req, limited)
             .frame_size(max)
@@ -261,6 +272,11 @@ impl WsBridge {
             );
         }
         self.announces_client = auth.announces_client;
+        if auth.usage {
+            // Half the sampling interval: each sample goes out within half an interval.
+            let every = self.state.config.monitor.interval / 2;
+            ctx.run_interval(every, |act, ctx| act.send_usage(ctx));
+        }
         if auth.resume_requested_invalid {
             self.state.limiter.do_send(ResumeFailed { ip: self.ip });
             return self.reject(ctx, Close::resume_rejected(), Rejection::ResumeUnknown);
@@ -401,6 +417,23 @@ impl WsBridge {
                 Err((close, kind)) => act.reject(ctx, close, kind),
             }),
         );
+    }
+
+    /// The session's latest sample, if it is new and the client has its `hello`.
+    fn send_usage(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        let (Phase::Attached(_), Some(id), true) =
+            (&self.phase, self.session_id, self.usage.connected)
+        else {
+            return;
+        };
+        let Some(usage) = self.state.shared.monitor.usage(id) else {
+            return;
+        };
+        if self.usage.last_sample == Some(usage.sampled_at) {
+            return;
+        }
+        self.usage.last_sample = Some(usage.sampled_at);
+        self.control(ctx, ServerControl::Usage(UsageReport::from(&usage)));
     }
 
     fn dropped(&mut self, departure: Departure) {
@@ -596,6 +629,7 @@ impl WsBridge {
                 }
                 self.control(ctx, ServerControl::Connected);
                 self.control(ctx, ServerControl::Hello { session_id });
+                self.usage.connected = true;
                 if !self.announces_client {
                     ctx.binary(Bytes::from_static(OUTPUT_HANDSHAKE.as_bytes()));
                 }

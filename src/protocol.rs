@@ -15,7 +15,7 @@ pub use auth::{
 pub use close::{client_close_departure, client_close_ends_session, Close, PAGE_CLOSED};
 pub use frames::{
     decode_client_frame, encode_control, notice_line, notice_text, warning_line, warning_reason,
-    ClientFrame, ServerControl, CONTROL_PREFIX, MAX_COLS, MAX_ROWS, OUTPUT_HANDSHAKE,
+    ClientFrame, ServerControl, UsageReport, CONTROL_PREFIX, MAX_COLS, MAX_ROWS, OUTPUT_HANDSHAKE,
 };
 pub use utf8::Utf8Framer;
 

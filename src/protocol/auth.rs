@@ -26,6 +26,8 @@ pub struct AuthFrame {
     pub session_id: Option<String>,
     pub ci_auth_token: Option<String>,
     pub client: Option<String>,
+    /// The client asks for its session's resource use (`usage` control messages).
+    pub usage: bool,
 }
 
 // Hand-written so that logging a frame by mistake never leaks a credential or an env value.
@@ -41,6 +43,7 @@ impl fmt::Debug for AuthFrame {
             .field("session_id", &redacted(&self.session_id))
             .field("ci_auth_token", &redacted(&self.ci_auth_token))
             .field("client", &self.client)
+            .field("usage", &self.usage)
             .finish()
     }
 }
@@ -67,7 +70,17 @@ pub fn parse_auth_frame(bytes: &[u8], max_len: usize) -> Result<AuthFrame, Close
         session_id: optional_string(&mut obj, "sessionId")?,
         ci_auth_token: optional_string(&mut obj, "ciAuthToken")?,
         client: optional_string(&mut obj, "client")?,
+        usage: optional_bool(&mut obj, "usage")?,
     })
+}
+
+/// A boolean field, null/absent as false; any other type is a malformed frame.
+fn optional_bool(obj: &mut Map<String, Value>, key: &str) -> Result<bool, Close> {
+    match obj.remove(key) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(b),
+        Some(_) => Err(Close::invalid_auth()),
+    }
 }
 
 /// A string field, or null/absent/empty as `None`; any other type is a malformed frame.
@@ -148,6 +161,8 @@ pub struct ValidatedAuth {
     pub announces_client: bool,
     /// The client's self-description, cut to 64 bytes, for the audit log.
     pub client: Option<String>,
+    /// The client asked for `usage` control messages.
+    pub usage: bool,
 }
 
 impl fmt::Debug for ValidatedAuth {
@@ -165,6 +180,7 @@ impl fmt::Debug for ValidatedAuth {
             .field("ci_auth_token", &redacted(&self.ci_auth_token))
             .field("announces_client", &self.announces_client)
             .field("client", &self.client)
+            .field("usage", &self.usage)
             .finish()
     }
 }
@@ -223,6 +239,7 @@ pub fn validate_auth(
         ci_auth_token: frame.ci_auth_token,
         announces_client: client.is_some(),
         client,
+        usage: frame.usage,
     })
 }
 

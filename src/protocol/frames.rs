@@ -124,6 +124,34 @@ pub enum ServerControl {
     Pong {
         ts: Option<Value>,
     },
+    /// The session's resource use at the latest sample, for a client that asked for it.
+    Usage(UsageReport),
+}
+
+/// What a `usage` control message carries: the figures a user can act on, no thresholds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageReport {
+    /// CPU used over the last sampling interval, in percent of one CPU (one decimal).
+    pub cpu_percent: f64,
+    pub memory_bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_limit_bytes: Option<u64>,
+    pub pids: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pids_limit: Option<u64>,
+}
+
+impl From<&termcell_actors::monitor::Usage> for UsageReport {
+    fn from(u: &termcell_actors::monitor::Usage) -> Self {
+        UsageReport {
+            cpu_percent: (u.cpu_percent * 10.0).round() / 10.0,
+            memory_bytes: u.memory_bytes,
+            memory_limit_bytes: u.memory_limit_bytes,
+            pids: u.pids,
+            pids_limit: u.pids_limit,
+        }
+    }
 }
 
 /// The control frame: `CONTROL_PREFIX` and compact JSON with the keys in the documented
@@ -146,6 +174,7 @@ pub fn encode_control(msg: &ServerControl) -> Bytes {
         },
         ServerControl::Notice { reason } => ControlJson::Notice { reason },
         ServerControl::Pong { ts } => ControlJson::Pong { ts: ts.as_ref() },
+        ServerControl::Usage(report) => ControlJson::Usage(report),
     };
     let mut frame = CONTROL_PREFIX.to_vec();
     // Writing into a Vec cannot fail, and none of these types has a fallible `Serialize`.
@@ -183,6 +212,7 @@ enum ControlJson<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         ts: Option<&'a Value>,
     },
+    Usage(&'a UsageReport),
 }
 
 impl<'a> ControlJson<'a> {

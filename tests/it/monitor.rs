@@ -321,3 +321,101 @@ async fn with_syscall_audit_unshare_and_mount_are_killed_and_audited_for_their_s
     assert!(seccomp_events(&server, &quiet_id).is_empty());
     assert_eq!(quiet.capture("echo quiet").await, "quiet");
 }
+
+/// Reads events until `within` has passed (or the socket closed).
+async fn read_for(c: &mut Client, within: Duration) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() || c.next(left).await.is_none() {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_asks_gets_its_usage_and_other_clients_get_nothing_new() {
+    let server = Server::start(&["--monitor-interval", "1", "--memory-mb", "100"]);
+    let mut asking = Client::connect(&server).await;
+    asking
+        .auth(serde_json::json!({"apiKey": "app.key:secret", "client": "it", "usage": true}))
+        .await;
+    asking.wait_hello().await;
+    let mut plain = Client::connect(&server).await;
+    plain
+        .auth(serde_json::json!({"apiKey": "app.key:secret"}))
+        .await;
+    let plain_id = plain.wait_hello().await;
+
+    // 20 MiB in the tmpfs, charged to the sandbox: the next samples show it.
+    asking
+        .run(
+            "head -c 20971520 /dev/zero > /tmp/held; echo held-$((1+1))",
+            "held-2",
+        )
+        .await;
+    let holding = |v: &Value| {
+        v["type"] == "usage" && v["memoryBytes"].as_u64().unwrap_or(0) > 20 * 1024 * 1024
+    };
+    let deadline = std::time::Instant::now() + T;
+    while !asking.controls.iter().any(holding) && std::time::Instant::now() < deadline {
+        asking.next(Duration::from_millis(500)).await;
+    }
+    let reports: Vec<Value> = asking
+        .controls
+        .iter()
+        .filter(|v| v["type"] == "usage")
+        .cloned()
+        .collect();
+    let held = reports
+        .iter()
+        .find(|v| holding(v))
+        .unwrap_or_else(|| panic!("no usage with the 20 MiB held: {reports:?}"));
+    assert_eq!(held["memoryLimitBytes"], 100 * 1024 * 1024, "{held}");
+    assert!(
+        held["pids"].as_u64().unwrap() >= 2,
+        "init and the shell: {held}"
+    );
+    assert!(held["pidsLimit"].as_u64().unwrap() > 0, "{held}");
+    assert!(held["cpuPercent"].as_f64().is_some(), "{held}");
+    assert!(
+        held.get("over").is_none(),
+        "figures, not the server's thresholds: {held}"
+    );
+    let hello_at = asking
+        .controls
+        .iter()
+        .position(|v| v["type"] == "hello")
+        .unwrap();
+    let first_usage = asking
+        .controls
+        .iter()
+        .position(|v| v["type"] == "usage")
+        .unwrap();
+    assert!(hello_at < first_usage, "usage only after hello");
+    // One message per sample, never the same sample twice: at most about one a second.
+    read_for(&mut asking, Duration::from_secs(3)).await;
+    let sent = asking
+        .controls
+        .iter()
+        .filter(|v| v["type"] == "usage")
+        .count();
+    assert!(
+        (reports.len() + 1..=reports.len() + 5).contains(&sent),
+        "{} then {sent} usage messages in 3 s of 1 s samples",
+        reports.len()
+    );
+
+    // The client that did not ask (the reference's published client does not) sees nothing
+    // new on the wire, while its session is sampled like the other.
+    read_for(&mut plain, Duration::from_secs(1)).await;
+    assert!(
+        plain.controls.iter().all(|v| v["type"] != "usage"),
+        "{:?}",
+        plain.controls
+    );
+    assert!(
+        usage(&server, &plain_id).await["sampled_at"].is_string(),
+        "sampled all the same"
+    );
+}

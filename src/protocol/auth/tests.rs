@@ -69,9 +69,10 @@ fn the_original_client_auth_frame_is_accepted_with_both_env_vars() {
 fn all_fields_are_read_and_unknown_fields_ignored() {
     let id = Uuid::new_v4();
     let frame = auth(&format!(
-        r#"{{"type":"auth","apiKey":"k","sessionId":"{id}","ciAuthToken":"ci","client":"termcell-web/1","extra":[1,{{}}]}}"#
+        r#"{{"type":"auth","apiKey":"k","sessionId":"{id}","ciAuthToken":"ci","client":"termcell-web/1","usage":true,"extra":[1,{{}}]}}"#
     ))
     .unwrap();
+    assert!(frame.usage);
     assert_eq!(frame.session_id, Some(id.to_string()));
     assert_eq!(frame.ci_auth_token.as_deref(), Some("ci"));
     assert_eq!(frame.client.as_deref(), Some("termcell-web/1"));
@@ -80,12 +81,13 @@ fn all_fields_are_read_and_unknown_fields_ignored() {
     assert!(ok.announces_client);
     assert_eq!(ok.client.as_deref(), Some("termcell-web/1"));
     assert_eq!(ok.ci_auth_token.as_deref(), Some("ci"));
+    assert!(ok.usage);
 }
 
 #[test]
 fn empty_and_null_fields_count_as_absent() {
     let frame = auth(
-        r#"{"apiKey":"","accessToken":null,"environmentVariables":null,"sessionId":"","client":""}"#,
+        r#"{"apiKey":"","accessToken":null,"environmentVariables":null,"sessionId":"","client":"","usage":null}"#,
     )
     .unwrap();
     assert_eq!(frame, AuthFrame::default());
@@ -122,6 +124,8 @@ fn a_known_field_of_the_wrong_type_is_invalid_auth_format() {
         r#"{"sessionId":["x"]}"#,
         r#"{"ciAuthToken":1.5}"#,
         r#"{"client":{}}"#,
+        r#"{"usage":"yes"}"#,
+        r#"{"usage":1}"#,
         r#"{"type":1}"#,
         r#"{"environmentVariables":"PS1=x"}"#,
         r#"{"environmentVariables":[]}"#,
@@ -400,6 +404,7 @@ proptest! {
             session_id,
             ci_auth_token: None,
             client,
+            usage: false,
         };
         let policy = AuthPolicy { require_credentials, env_max_value_len: 6, ..AuthPolicy::default() };
         if let Ok(ok) = validate_auth(frame, &policy, now) {
@@ -459,6 +464,7 @@ proptest! {
             session_id: None,
             ci_auth_token: None,
             client: None,
+            usage: false,
         };
         let auth = validate_auth(frame, &policy, NOW).unwrap();
         for (name, _) in &auth.env {

@@ -231,6 +231,27 @@ fn control_messages_are_encoded_exactly_as_documented() {
         ),
         (ServerControl::Pong { ts: Some(json!("a\"b")) }, r#"{"type":"pong","ts":"a\"b"}"#.to_owned()),
         (ServerControl::Pong { ts: None }, r#"{"type":"pong"}"#.to_owned()),
+        (
+            ServerControl::Usage(UsageReport {
+                cpu_percent: 12.5,
+                memory_bytes: 1024,
+                memory_limit_bytes: Some(268_435_456),
+                pids: 3,
+                pids_limit: Some(256),
+            }),
+            r#"{"type":"usage","cpuPercent":12.5,"memoryBytes":1024,"memoryLimitBytes":268435456,"pids":3,"pidsLimit":256}"#
+                .to_owned(),
+        ),
+        (
+            ServerControl::Usage(UsageReport {
+                cpu_percent: 0.0,
+                memory_bytes: 0,
+                memory_limit_bytes: None,
+                pids: 1,
+                pids_limit: None,
+            }),
+            r#"{"type":"usage","cpuPercent":0.0,"memoryBytes":0,"pids":1}"#.to_owned(),
+        ),
     ];
     for (msg, expected) in cases {
         assert_eq!(control_json(&msg), expected);
