@@ -103,6 +103,48 @@ describe('copy and paste', () => {
     await page.close();
   });
 
+  /** Double-clicks the word at the start of the visible line that is exactly `text`. */
+  async function doubleClickLine(page, text) {
+    const at = await page.evaluate((wanted) => {
+      const { term } = window.termcell;
+      const buffer = term.buffer.active;
+      const screen = document.querySelector('#terminal .xterm-screen').getBoundingClientRect();
+      for (let row = 0; row < term.rows; row += 1) {
+        if (buffer.getLine(buffer.viewportY + row)?.translateToString(true).trim() === wanted) {
+          const cell = { width: screen.width / term.cols, height: screen.height / term.rows };
+          return { x: screen.left + cell.width * 2.5, y: screen.top + cell.height * (row + 0.5) };
+        }
+      }
+      throw new Error(`no visible line ${wanted}`);
+    }, text);
+    await page.mouse.dblclick(at.x, at.y);
+  }
+
+  it('copies a mouse selection on release only when copy-on-select is on', async () => {
+    const page = await clipboardPage();
+    await run(page, 'echo pick-$((6*7))');
+    await waitForLine(page, 'pick-42', { exact: true });
+    await writeClipboard(page, 'before');
+    assert.equal(await page.getAttribute('#copy-select', 'aria-pressed'), 'false', 'off by default');
+    await doubleClickLine(page, 'pick-42');
+    assert.equal(await page.evaluate(() => window.termcell.term.getSelection()), 'pick-42', 'the word is selected');
+    await page.waitForTimeout(300);
+    assert.equal(await readClipboard(page), 'before', 'a selection alone copies nothing while off');
+
+    await page.click('#copy-select');
+    assert.equal(await page.getAttribute('#copy-select', 'aria-pressed'), 'true');
+    await page.evaluate(() => window.termcell.term.clearSelection());
+    await doubleClickLine(page, 'pick-42');
+    await page.waitForFunction(() => navigator.clipboard.readText().then((t) => t === 'pick-42'));
+    assert.match(await page.textContent('#banner'), /Copied 7 characters/);
+
+    // The setting is kept in this browser: a reload (which resumes the session) keeps it.
+    await page.reload();
+    await waitForState(page, 'connected');
+    assert.equal(await page.getAttribute('#copy-select', 'aria-pressed'), 'true', 'kept across a reload');
+    await page.close();
+  });
+
   it('pastes with Ctrl+V and Ctrl+Shift+V, never sending ^V', async () => {
     const page = await clipboardPage();
     await writeClipboard(page, 'echo pasted-$((5*5))');

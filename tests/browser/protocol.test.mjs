@@ -7,6 +7,7 @@ import {
   backoffDelay,
   credentialsFromFragment,
   describeClose,
+  describeUsage,
   isFinalClose,
   isSafeLink,
   parseServerFrame,
@@ -36,13 +37,28 @@ describe('protocol rules of the page', () => {
     assert.deepEqual(JSON.parse(authFrame({})), {
       client: 'termcell-web/1',
       environmentVariables: { TERM: 'xterm-256color' },
+      usage: true,
     });
     assert.deepEqual(JSON.parse(authFrame({ apiKey: 'a.b:c', accessToken: '', sessionId: 'id' })), {
       client: 'termcell-web/1',
       environmentVariables: { TERM: 'xterm-256color' },
+      usage: true,
       apiKey: 'a.b:c',
       sessionId: 'id',
     });
+  });
+
+  it('describes usage against the limits, or in amounts without them', () => {
+    assert.deepEqual(
+      describeUsage({ cpuPercent: 12.4, memoryBytes: 26214400, memoryLimitBytes: 104857600, pids: 3, pidsLimit: 50 }),
+      { text: 'mem 25% · cpu 12%', title: 'Memory 25 MiB of 100 MiB, 3 of 50 processes, CPU 12.4% of one CPU' },
+    );
+    assert.deepEqual(describeUsage({ cpuPercent: 0, memoryBytes: 5242880, pids: 1 }), {
+      text: 'mem 5 MiB · cpu 0%',
+      title: 'Memory 5 MiB, 1 processes, CPU 0% of one CPU',
+    });
+    assert.equal(describeUsage({ cpuPercent: 'x', memoryBytes: 1, pids: 1 }), null);
+    assert.equal(describeUsage({}), null);
   });
 
   it('stops retrying only on final closes', () => {

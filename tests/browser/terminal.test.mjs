@@ -186,6 +186,18 @@ describe('terminal page', () => {
     await endSession(page);
   });
 
+  it("shows the session's own resource use in the status bar, and clears it at the end", async () => {
+    const { page } = await openTerminal();
+    // The server samples every 5 s by default.
+    await page.waitForSelector('#status-usage:not([hidden])', { timeout: 15_000 });
+    assert.match(await page.textContent('#status-usage'), /^mem \d+% · cpu \d+%$/);
+    assert.match(await page.getAttribute('#status-usage', 'title'), /^Memory \d+ MiB of \d+ MiB, \d+ of \d+ processes, CPU [\d.]+% of one CPU$/);
+    await run(page, 'exit');
+    await waitForState(page, 'ended');
+    assert.equal(await page.isHidden('#status-usage'), true, 'no figures of an ended session');
+    await page.close();
+  });
+
   it('saves a screenshot of a working session', async () => {
     const { page } = await openTerminal({ width: 960, height: 560 });
     await run(page, 'echo "Hello from termcell: a fresh, locked-down container per browser tab"');

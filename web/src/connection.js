@@ -235,6 +235,9 @@ export class Connection {
         // Input a limit removed (also a line in the terminal, where it happened).
         this.on.notice(String(message.reason ?? ''));
         break;
+      case 'usage':
+        this.on.usage?.(message);
+        break;
       default:
         // pong and anything unknown: nothing to do
         break;

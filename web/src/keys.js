@@ -46,6 +46,28 @@ export function pageKeys(term, on) {
   };
 }
 
+/**
+ * Copy-on-select: when the mouse button that made a selection in the terminal is released,
+ * the selection goes to the clipboard (as in PuTTY and many X terminals). Only while
+ * `enabled()` holds; a program that reads the mouse makes no selection, so nothing is copied.
+ * @param {import('@xterm/xterm').Terminal} term
+ * @param {HTMLElement} element the terminal's element
+ * @param {() => boolean} enabled
+ * @param {object} on callbacks: copied(text) after a copy
+ */
+export function copyOnSelect(term, element, enabled, on) {
+  let pressed = false;
+  element.addEventListener('mousedown', () => {
+    pressed = true;
+  });
+  // On the window: a drag may end outside the terminal.
+  window.addEventListener('mouseup', () => {
+    if (!pressed) return;
+    pressed = false;
+    if (enabled() && term.hasSelection()) copy(term.getSelection(), on);
+  });
+}
+
 async function copy(text, on) {
   try {
     await navigator.clipboard.writeText(text);

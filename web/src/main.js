@@ -10,16 +10,17 @@ import './style.css';
 
 import { Connection } from './connection.js';
 import { StateView } from './overlay.js';
-import { pageKeys } from './keys.js';
+import { copyOnSelect, pageKeys } from './keys.js';
 import { ReplayGuard } from './replay.js';
 import { KeyBar, isTouchDevice } from './keybar.js';
-import { credentialsFromFragment, isSafeLink } from './protocol.js';
+import { credentialsFromFragment, describeUsage, isSafeLink } from './protocol.js';
 import { Viewer, sessionFromFragment } from './viewer.js';
 
 const RESIZE_DEBOUNCE_MS = 120;
 const NOTICE_MS = 6000;
 const OSC_CLIPBOARD = 52;
 const SCREEN_READER_KEY = 'termcell.screenReader';
+const COPY_ON_SELECT_KEY = 'termcell.copyOnSelect';
 // The window title a program set (text only).
 let programTitle = '';
 
@@ -48,6 +49,8 @@ const ui = {
   announce: el('announce'),
   keybar: el('keybar'),
   screenReader: el('screen-reader'),
+  usage: el('status-usage'),
+  copySelect: el('copy-select'),
 };
 const view = new StateView(ui);
 
@@ -107,12 +110,13 @@ term.unicode.activeVersion = '11';
 term.parser.registerOscHandler(OSC_CLIPBOARD, () => true);
 term.open(ui.terminal);
 if (!viewerMode) fit.fit();
+const copied = (text) => showBanner(`Copied ${text.length} characters`, 'info', 1500);
 term.attachCustomKeyEventHandler(
   pageKeys(term, {
-    copied: (text) => showBanner(`Copied ${text.length} characters`, 'info', 1500),
+    copied,
     // The next control after the terminal: the overlay's or the status bar's button.
     leave: () => {
-      const next = [ui.overlayAction, ui.newSession, ui.screenReader].find((b) => b.offsetParent !== null);
+      const next = [ui.overlayAction, ui.newSession, ui.copySelect, ui.screenReader].find((b) => b.offsetParent !== null);
       if (next) next.focus();
       else term.blur();
     },
@@ -152,6 +156,17 @@ function setScreenReader(on) {
 ui.screenReader.setAttribute('aria-pressed', String(term.options.screenReaderMode));
 ui.screenReader.addEventListener('click', () => setScreenReader(!term.options.screenReaderMode));
 
+// Copy-on-select: off unless the user turns it on; kept in this browser.
+let copySelection = window.localStorage.getItem(COPY_ON_SELECT_KEY) === 'on';
+function setCopyOnSelect(on) {
+  copySelection = on;
+  window.localStorage.setItem(COPY_ON_SELECT_KEY, on ? 'on' : 'off');
+  ui.copySelect.setAttribute('aria-pressed', String(on));
+}
+setCopyOnSelect(copySelection);
+ui.copySelect.addEventListener('click', () => setCopyOnSelect(!copySelection));
+copyOnSelect(term, ui.terminal, () => copySelection, { copied });
+
 const wsUrl = `${window.location.protocol === 'https:' ? 'wss:' : 'ws:'}//${window.location.host}/`;
 let viewer = null;
 const connection = viewerMode ? null : new Connection({
@@ -174,8 +189,17 @@ const connection = viewerMode ? null : new Connection({
     },
     warning: showWarning,
     notice: (text) => showBanner(text, 'info', NOTICE_MS),
+    usage: showUsage,
   },
 });
+
+/** The session's latest resource use, in the status bar (cleared when it is not connected). */
+function showUsage(message) {
+  const usage = message && describeUsage(message);
+  ui.usage.hidden = !usage;
+  ui.usage.textContent = usage ? usage.text : '';
+  ui.usage.title = usage ? usage.title : '';
+}
 
 // On touch devices, the keys a phone keyboard lacks (not in the read-only viewer).
 const keybar = !viewerMode && isTouchDevice() ? new KeyBar(ui.keybar, term, (data) => typed(data)) : null;
@@ -223,6 +247,7 @@ function showState(state, detail) {
   ui.credentials.hidden = state !== 'credentials';
   // A cursor that blinks on says "type here": only while typing reaches a session.
   term.options.cursorBlink = state === 'connected';
+  if (state !== 'connected') showUsage(null);
   switch (state) {
     case 'connecting':
       ui.state.textContent = 'connecting…';

@@ -60,11 +60,37 @@ export function authFrame({ apiKey, accessToken, sessionId } = {}) {
   const frame = {
     client: CLIENT_NAME,
     environmentVariables: { TERM: 'xterm-256color' },
+    // The session's resource use, shown in the status bar (`usage` control messages).
+    usage: true,
   };
   if (apiKey) frame.apiKey = apiKey;
   if (accessToken) frame.accessToken = accessToken;
   if (sessionId) frame.sessionId = sessionId;
   return JSON.stringify(frame);
+}
+
+/**
+ * The status bar's text and tooltip for a `usage` control message; null for a malformed one.
+ * Percentages of the limits when the server states them, else the amounts.
+ */
+export function describeUsage(message) {
+  const memory = Number(message.memoryBytes);
+  const pids = Number(message.pids);
+  const cpu = Number(message.cpuPercent);
+  if (![memory, pids, cpu].every(Number.isFinite)) return null;
+  const memoryLimit = Number(message.memoryLimitBytes);
+  const pidsLimit = Number(message.pidsLimit);
+  const mib = (bytes) => `${Math.round(bytes / 1048576)} MiB`;
+  const hasMemoryLimit = Number.isFinite(memoryLimit) && memoryLimit > 0;
+  const hasPidsLimit = Number.isFinite(pidsLimit) && pidsLimit > 0;
+  const memoryText = hasMemoryLimit ? `${Math.round((memory * 100) / memoryLimit)}%` : mib(memory);
+  return {
+    text: `mem ${memoryText} · cpu ${Math.round(cpu)}%`,
+    title:
+      `Memory ${mib(memory)}${hasMemoryLimit ? ` of ${mib(memoryLimit)}` : ''}, ` +
+      `${pids}${hasPidsLimit ? ` of ${pidsLimit}` : ''} processes, ` +
+      `CPU ${cpu}% of one CPU`,
+  };
 }
 
 export function resizeMessage(cols, rows) {
