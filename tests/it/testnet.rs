@@ -95,6 +95,34 @@ pub struct TestHost {
 }
 
 static NEXT: AtomicU8 = AtomicU8::new(0);
+static SWEEP: std::sync::Once = std::sync::Once::new();
+
+/// Removes the test hosts of test processes that are gone (killed before their hosts were
+/// dropped): their listeners, and their namespaces with the veth pairs in them.
+fn sweep_orphaned_hosts() {
+    let Ok(entries) = std::fs::read_dir("/var/run/netns") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("tcn")
+            .and_then(|rest| rest.rsplit_once('-'))
+            .and_then(|(_, pid)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        if let Ok(out) = Command::new("ip").args(["netns", "pids", &name]).output() {
+            for inside in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-9", inside]).output();
+            }
+        }
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+    }
+}
 
 impl TestHost {
     /// A host with `extra` more IPv4 addresses (198.18.N.3, .4, ...) and a listener on
@@ -102,8 +130,10 @@ impl TestHost {
     pub fn new(extra: u8, ports: &[u16]) -> TestHost {
         // Several test processes may run at once: the pid spreads their blocks apart.
         let n = ((std::process::id() % 50) as u8) * 5 + 1 + NEXT.fetch_add(1, Ordering::SeqCst) % 5;
+        SWEEP.call_once(sweep_orphaned_hosts);
         let tag = format!("{:x}{n:02x}", std::process::id() % 0xfff);
-        let ns = format!("tcn{tag}");
+        // The full pid in the name tells a later run whose host this is.
+        let ns = format!("tcn{tag}-{}", std::process::id());
         let (host_if, ns_if) = (format!("tch{tag}"), format!("tcs{tag}"));
         let _ = Command::new("ip").args(["netns", "del", &ns]).output();
         let _ = Command::new("ip").args(["link", "del", &host_if]).output();
