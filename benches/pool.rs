@@ -37,9 +37,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const KEY: &str = "bench.key:secret";
 const RUNS: usize = 20;
 const ECHOES: usize = 200;
-const THROUGHPUT_BYTES: usize = 50_000_000;
+const THROUGHPUT_BYTES: usize = 200_000_000;
 const THROUGHPUT_TURNS: usize = 3;
-const IDLE_SESSIONS: usize = 20;
+const IDLE_SESSIONS: usize = 50;
 const POOL: usize = 10;
 
 fn quantile(v: &[f64], q: f64) -> f64 {
@@ -293,6 +293,9 @@ async fn main() {
         "--pool-size",
         "0",
         "--max-sessions",
+        "100",
+        // The idle sessions of the memory figure, from one address.
+        "--max-sessions-per-ip",
         "100",
     ]);
     let warm = Server::start(&[

@@ -4,7 +4,10 @@
 //! comes back gets the screen redrawn from it (`snapshot`) instead of a replay of raw
 //! bytes. Invariant: a snapshot reflects exactly the output and resizes fed before it,
 //! and holds no terminal query; memory is bounded by the grids (rows × cols, twice when
-//! the alternate screen was used) and `scrollback` rows.
+//! the alternate screen was used) and `scrollback` rows. Until a session has printed
+//! `LAZY_BYTES` the model is only that output (and the resizes between it), so that an
+//! idle session at its prompt costs its bytes, not its grids; a snapshot of it is drawn by
+//! an emulator that lives for that snapshot.
 //!
 //! Output is parsed in place, on the session's thread, after the chunk has been handed to
 //! the client: the session waits for its client anyway, and a worker thread cost more in
@@ -54,9 +57,48 @@ pub struct Size {
     pub rows: u16,
 }
 
+/// Output a model keeps as bytes before it builds its grids: a session that has printed
+/// little (an idle one at its prompt) costs those bytes, not rows × cols cells (32 bytes
+/// each: 96 KiB at 100x30).
+const LAZY_BYTES: usize = 16 * 1024;
+/// Resizes a model without grids keeps between its bytes; past them it builds the grids.
+const LAZY_RESIZES: usize = 16;
+
 /// One session's screen.
 pub struct ScreenModel {
-    emulator: Emulator,
+    state: State,
+}
+
+enum State {
+    /// No grids yet: the output so far, replayed into an emulator when a snapshot needs one
+    /// (for the length of the snapshot) or when it outgrows `LAZY_BYTES` (for good).
+    Unparsed(Unparsed),
+    Parsed(Box<Emulator>),
+}
+
+struct Unparsed {
+    /// The size before the first output.
+    size: Size,
+    scrollback: usize,
+    output: Vec<u8>,
+    /// Each resize after some output: how much output came before it, and the new size.
+    resizes: Vec<(usize, Size)>,
+}
+
+impl Unparsed {
+    /// An emulator shown this output, resized where the TTY was: the same screen as one
+    /// fed all along (chunking changes nothing, see `floods_of_plain_text_end_as_if_parsed_whole`).
+    fn replay(&self) -> Emulator {
+        let mut emulator = Emulator::new(self.size, self.scrollback);
+        let mut from = 0;
+        for &(at, size) in &self.resizes {
+            emulator.feed(&self.output[from..at]);
+            emulator.resize(size);
+            from = at;
+        }
+        emulator.feed(&self.output[from..]);
+        emulator
+    }
 }
 
 struct Emulator {
@@ -100,18 +142,36 @@ impl ScreenModel {
     /// An empty screen of `size` that keeps at most `scrollback` rows above it.
     pub fn new(size: Size, scrollback: usize) -> ScreenModel {
         ScreenModel {
-            emulator: Emulator::new(size, scrollback),
+            state: State::Unparsed(Unparsed {
+                size,
+                scrollback,
+                output: Vec::new(),
+                resizes: Vec::new(),
+            }),
         }
     }
 
     /// Output, in the order the client is given it.
     pub fn feed(&mut self, data: &[u8]) {
-        self.emulator.feed(data);
+        match &mut self.state {
+            State::Unparsed(u) if u.output.len() + data.len() <= LAZY_BYTES => {
+                u.output.extend_from_slice(data);
+            }
+            State::Unparsed(_) => self.emulator().feed(data),
+            State::Parsed(e) => e.feed(data),
+        }
     }
 
     /// The TTY's new size, between the output before and after it.
     pub fn resize(&mut self, size: Size) {
-        self.emulator.resize(size);
+        match &mut self.state {
+            State::Unparsed(u) if u.output.is_empty() => u.size = size,
+            State::Unparsed(u) if u.resizes.len() < LAZY_RESIZES => {
+                u.resizes.push((u.output.len(), size));
+            }
+            State::Unparsed(_) => self.emulator().resize(size),
+            State::Parsed(e) => e.resize(size),
+        }
     }
 
     /// Bytes that redraw a terminal as this screen is, after everything fed so far:
@@ -119,24 +179,51 @@ impl ScreenModel {
     /// it is in use, cursor, attributes and input modes, then the start of an escape
     /// sequence or character that the output so far left unfinished.
     pub fn snapshot(&mut self) -> Bytes {
-        self.emulator.snapshot()
+        match &mut self.state {
+            // Drawn from an emulator that lives for this snapshot only.
+            State::Unparsed(u) => u.replay().snapshot(),
+            State::Parsed(e) => e.snapshot(),
+        }
     }
 
     /// Whether output is held back unparsed: the session settles the model once output
-    /// pauses, so that an idle session holds nothing but its screen.
+    /// pauses, so that an idle session holds nothing but its screen. (Output kept as bytes
+    /// before the grids exist is not held back: it is the whole model.)
     pub fn holds_output(&self) -> bool {
-        self.emulator.holds()
+        match &self.state {
+            State::Unparsed(_) => false,
+            State::Parsed(e) => e.holds(),
+        }
     }
 
     /// Parses the output held back.
     pub fn settle(&mut self) {
-        self.emulator.flush_run();
+        if let State::Parsed(e) = &mut self.state {
+            e.flush_run();
+        }
+    }
+
+    /// Whether the grids exist (for tests and benchmarks of memory).
+    pub fn has_grids(&self) -> bool {
+        matches!(self.state, State::Parsed(_))
     }
 
     /// The plain text of the visible screen (for tests).
     pub fn contents(&mut self) -> String {
-        self.emulator.flush_run();
-        self.emulator.parser.screen().contents()
+        let emulator = self.emulator();
+        emulator.flush_run();
+        emulator.parser.screen().contents()
+    }
+
+    /// The emulator, built from the output kept so far if there is none yet.
+    fn emulator(&mut self) -> &mut Emulator {
+        if let State::Unparsed(u) = &self.state {
+            self.state = State::Parsed(Box::new(u.replay()));
+        }
+        match &mut self.state {
+            State::Parsed(e) => e,
+            State::Unparsed(_) => unreachable!("built just above"),
+        }
     }
 }
 

@@ -8,6 +8,14 @@ use super::*;
 
 const SIZE: Size = Size { cols: 40, rows: 8 };
 
+/// A model whose grids exist from the start (a new one keeps its first output as bytes).
+fn with_grids(size: Size, scrollback: usize) -> ScreenModel {
+    let mut screen = ScreenModel::new(size, scrollback);
+    screen.emulator();
+    assert!(screen.has_grids());
+    screen
+}
+
 fn model(size: Size, scrollback: usize, output: &[&[u8]]) -> ScreenModel {
     let mut screen = ScreenModel::new(size, scrollback);
     for chunk in output {
@@ -219,8 +227,8 @@ fn an_unfinished_sequence_is_finished_by_the_live_output() {
         );
     }
     // Complete output leaves nothing unfinished.
-    let screen = model(SIZE, 100, &[b"done \x1b[1m\xe6\xbc\xa2\r\n"]);
-    assert_eq!(screen.emulator.unfinished(), b"");
+    let mut screen = model(SIZE, 100, &[b"done \x1b[1m\xe6\xbc\xa2\r\n"]);
+    assert_eq!(screen.emulator().unfinished(), b"");
 }
 
 #[test]
@@ -254,7 +262,7 @@ fn what_comes_after_a_snapshot_is_not_in_it() {
 fn an_emulator_that_fails_starts_again_blank() {
     let mut screen = model(SIZE, 100, &[b"before"]);
     let failed = screen
-        .emulator
+        .emulator()
         .guarded("a test", |_| panic!("the emulator failed"));
     assert!(failed.is_none());
     assert_eq!(screen.contents(), "");
@@ -398,31 +406,34 @@ fn cells(screen: &vt100::Screen) -> Vec<String> {
 #[test]
 fn floods_of_plain_text_are_parsed_only_for_their_last_rows() {
     let size = Size { cols: 20, rows: 6 };
-    let mut screen = ScreenModel::new(size, 30);
+    let mut screen = with_grids(size, 30);
     let flood = FLOOD.repeat(200);
     for chunk in flood.as_bytes().chunks(4096) {
         screen.feed(chunk);
     }
     // 510 rows of 20 columns are kept; the front is looked at again once that doubled.
-    let kept = screen.emulator.run.len();
+    let kept = screen.emulator().run.len();
     assert!(
         (10_200..=2 * 10_220 + 4096).contains(&kept),
         "about 510 rows of 20 columns held back, not {kept} bytes"
     );
     // A prompt with a colour ends the run: it is parsed, then the prompt.
     screen.feed(b"\r\n\x1b[1m$ ");
-    assert!(screen.emulator.run.is_empty());
+    assert!(screen.emulator().run.is_empty());
     let want = expected(size, 30, &[flood.as_bytes(), b"\r\n\x1b[1m$ "]);
-    assert_eq!(cells(screen.emulator.parser.screen()), cells(want.screen()));
+    assert_eq!(
+        cells(screen.emulator().parser.screen()),
+        cells(want.screen())
+    );
 
     // Lines: what is kept starts with a carriage return followed by 2 × 6 + 502 + 2 line
     // feeds.
-    let mut screen = ScreenModel::new(size, 30);
+    let mut screen = with_grids(size, 30);
     let lines: String = (0..5000).map(|n| format!("{n}\r\n")).collect();
     for chunk in lines.as_bytes().chunks(1000) {
         screen.feed(chunk);
     }
-    let held = &screen.emulator.run;
+    let held = &screen.emulator().run;
     assert_eq!(held[0], b'\r');
     let feeds = held.iter().filter(|b| **b == b'\n').count();
     assert!(feeds >= 516, "{feeds} line feeds held");
@@ -430,14 +441,17 @@ fn floods_of_plain_text_are_parsed_only_for_their_last_rows() {
     screen.settle();
     assert!(!screen.holds_output());
     let want = expected(size, 30, &[lines.as_bytes()]);
-    assert_eq!(cells(screen.emulator.parser.screen()), cells(want.screen()));
+    assert_eq!(
+        cells(screen.emulator().parser.screen()),
+        cells(want.screen())
+    );
 
     // Not while the scroll region is not the whole screen, nor inside a sequence.
     for before in [&b"\x1b[2;5r"[..], b"\x1b]2;"] {
-        let mut screen = ScreenModel::new(size, 30);
+        let mut screen = with_grids(size, 30);
         screen.feed(before);
         screen.feed(flood.as_bytes());
-        assert!(screen.emulator.run.is_empty(), "{before:?}");
+        assert!(screen.emulator().run.is_empty(), "{before:?}");
     }
 }
 
@@ -454,16 +468,16 @@ proptest! {
     ) {
         let output = pieces.concat();
         let size = Size { cols: 20, rows: 6 };
-        let mut screen = ScreenModel::new(size, 30);
+        let mut screen = with_grids(size, 30);
         for part in output.as_bytes().chunks(chunk) {
             screen.feed(part);
         }
         let mut want = expected(size, 30, &[output.as_bytes()]);
         screen.resize(Size { cols: 20, rows: 500 });
         want.set_size(dimension(500), dimension(20));
-        screen.emulator.flush_run();
+        screen.emulator().flush_run();
         prop_assert_eq!(
-            cells(screen.emulator.parser.screen()),
+            cells(screen.emulator().parser.screen()),
             cells(want.screen()),
             "output {:?}",
             output
@@ -481,4 +495,84 @@ proptest! {
         let want = expected(size, 30, &[output.as_bytes()]);
         prop_assert_eq!(cells(client.screen()), cells(want.screen()), "output {:?}", output);
     }
+
+    /// A model that keeps its first output as bytes draws the same snapshot as one with
+    /// grids from the start, whatever the output, its chunking and the resizes in it, and
+    /// before and after it outgrows the bytes it keeps.
+    #[test]
+    fn a_model_without_grids_draws_what_one_with_grids_draws(
+        steps in prop::collection::vec(
+            prop_oneof![
+                4 => piece().prop_map(|p| (p.as_bytes().to_vec(), None)),
+                1 => (1u16..60, 1u16..20).prop_map(|(cols, rows)| (Vec::new(), Some(Size { cols, rows }))),
+                1 => (1usize..3000).prop_map(|n| ("x".repeat(n).into_bytes(), None)),
+            ],
+            0..60,
+        ),
+    ) {
+        let size = Size { cols: 20, rows: 6 };
+        let mut lazy = ScreenModel::new(size, 30);
+        let mut eager = with_grids(size, 30);
+        for (bytes, resize) in &steps {
+            match resize {
+                Some(size) => {
+                    lazy.resize(*size);
+                    eager.resize(*size);
+                }
+                None => {
+                    lazy.feed(bytes);
+                    eager.feed(bytes);
+                }
+            }
+        }
+        let grids = lazy.has_grids();
+        prop_assert_eq!(lazy.snapshot(), eager.snapshot());
+        prop_assert_eq!(lazy.has_grids(), grids, "a snapshot builds no grids for good");
+    }
+}
+
+#[test]
+fn a_model_keeps_little_output_as_bytes_and_builds_its_grids_past_it() {
+    let mut screen = ScreenModel::new(SIZE, 100);
+    screen.resize(Size { cols: 30, rows: 8 });
+    screen.feed(b"\x1b[1mwelcome\x1b[0m\r\n$ ");
+    screen.resize(SIZE);
+    screen.feed(b"ls\r\nbin  etc\r\n$ ");
+    assert!(
+        !screen.has_grids(),
+        "a prompt and a short listing are kept as bytes"
+    );
+    let mut want = terminal(
+        Size { cols: 30, rows: 8 },
+        100,
+        b"\x1b[1mwelcome\x1b[0m\r\n$ ",
+    );
+    want.set_size(dimension(SIZE.rows), dimension(SIZE.cols));
+    want.process(b"ls\r\nbin  etc\r\n$ ");
+    let client = terminal(SIZE, 100, &screen.snapshot());
+    assert_eq!(picture(client.screen()), picture(want.screen()));
+    assert!(
+        !screen.has_grids(),
+        "a snapshot draws from a passing emulator"
+    );
+
+    screen.feed(&[b'y'; LAZY_BYTES]);
+    assert!(
+        screen.has_grids(),
+        "more than {LAZY_BYTES} bytes of output build the grids"
+    );
+    assert!(screen.contents().ends_with("yyyy"));
+
+    // Each resize is kept until there are too many of them.
+    let mut screen = model(SIZE, 100, &[b"$ "]);
+    for i in 0..LAZY_RESIZES {
+        screen.resize(Size {
+            cols: 30 + i as u16,
+            rows: 8,
+        });
+    }
+    assert!(!screen.has_grids());
+    screen.resize(SIZE);
+    assert!(screen.has_grids());
+    assert_eq!(screen.contents(), "$ ");
 }
