@@ -128,6 +128,18 @@ describe('rendering and accessibility', () => {
 });
 
 describe('mobile', () => {
+  it('shows no key bar on a laptop whose screen also takes touch', async () => {
+    const page = await env.browser.context.newPage();
+    // Touch points, but the primary pointer stays the (fine) mouse.
+    await page.addInitScript(() => Object.defineProperty(navigator, 'maxTouchPoints', { get: () => 10 }));
+    await page.goto((await env.server()).url);
+    await waitForState(page, 'connected');
+    assert.equal(await page.evaluate(() => navigator.maxTouchPoints), 10);
+    assert.equal(await page.evaluate(() => window.matchMedia('(pointer: fine)').matches), true);
+    assert.equal(await page.isHidden('#keybar'), true, 'the keyboard has every key');
+    await page.close();
+  });
+
   it('has a key bar that sends Esc and Ctrl-C, and a status bar that fits', async () => {
     const page = await env.browser.context.newPage();
     const cdp = await env.browser.context.newCDPSession(page);

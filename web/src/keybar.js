@@ -16,9 +16,13 @@ const KEYS = [
   { label: '-', send: '-' },
 ];
 
-/** Whether this device is driven by touch (a phone or tablet). */
+/**
+ * Whether this device is driven by touch (a phone or tablet): its primary pointer is coarse.
+ * A laptop with a touch screen as well has a fine primary pointer (its touchpad or mouse)
+ * and a keyboard, so it gets no key bar.
+ */
 export function isTouchDevice() {
-  return window.matchMedia('(pointer: coarse)').matches || navigator.maxTouchPoints > 0;
+  return window.matchMedia('(pointer: coarse)').matches;
 }
 
 export class KeyBar {
