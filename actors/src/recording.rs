@@ -150,7 +150,8 @@ pub struct RecordingHeader<'a> {
     pub client: IpAddr,
 }
 
-/// How a recording ended, for `session.ended`.
+/// A recording: its file, its size and whether it was cut (for `session.ended` and the
+/// admin API).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct RecordingSummary {
     pub file: String,
@@ -338,13 +339,18 @@ impl Recorder {
         self.truncated
     }
 
-    /// Closes the file and says how the recording ended.
-    pub fn finish(mut self) -> RecordingSummary {
-        let summary = RecordingSummary {
+    /// The file, its size so far and whether it was cut.
+    pub fn summary(&self) -> RecordingSummary {
+        RecordingSummary {
             file: self.file.clone(),
             bytes: self.written,
             truncated: self.truncated,
-        };
+        }
+    }
+
+    /// Closes the file and says how the recording ended.
+    pub fn finish(mut self) -> RecordingSummary {
+        let summary = self.summary();
         self.close();
         summary
     }

@@ -140,6 +140,10 @@ pub struct SessionInfo {
     pub credential_fingerprint: String,
     /// Resource use at the latest sample (`None` until the sandbox has been sampled).
     pub usage: Option<crate::monitor::Usage>,
+    /// Operators watching it live, read-only.
+    pub viewers: usize,
+    /// Its recording so far (`None` when it is not recorded).
+    pub recording: Option<crate::recording::RecordingSummary>,
 }
 
 // Messages to a session. What a client sends carries a credit on its connection's read
@@ -913,6 +917,8 @@ impl Handler<Describe> for SessionActor {
             bytes_out: self.bytes_out,
             credential_fingerprint: self.fingerprint.prefix(),
             usage: self.shared.monitor.usage(self.id),
+            viewers: self.viewers.len(),
+            recording: self.recorder.as_ref().map(|r| r.summary()),
         })
     }
 }

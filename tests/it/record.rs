@@ -84,7 +84,12 @@ async fn a_recording_plays_holds_no_credential_or_unechoed_input_and_is_named_at
         .await;
     c.run("echo rec-$((40+2))", "rec-42").await;
     type_unechoed(&mut c, "typed-unechoed-XYZ", "read").await;
-    // Live: listed as being recorded, and not deletable.
+    // Live: its inspect names the file and its size so far, no viewer.
+    let (_, info) = admin_json(&server, Method::GET, &format!("/admin/sessions/{id}")).await;
+    assert_eq!(info["recording"]["file"], format!("{id}.cast"), "{info}");
+    assert!(info["recording"]["bytes"].as_u64().unwrap() > 0, "{info}");
+    assert_eq!(info["viewers"], 0, "{info}");
+    // Listed as being recorded, and not deletable.
     let (status, live) = admin_json(
         &server,
         Method::GET,
@@ -525,6 +530,10 @@ async fn a_watcher_sees_the_screen_then_live_output_cannot_type_and_is_audited()
     assert_eq!(watched["client"], "127.0.0.1", "{watched}");
     assert_eq!(watched["operator"], "alice", "{watched}");
     assert!(watched["time"].is_string());
+    // The admin API's inspect counts the viewer; nothing is recorded on this server.
+    let (_, info) = admin_json(&server, Method::GET, &format!("/admin/sessions/{id}")).await;
+    assert_eq!(info["viewers"], 1, "{info}");
+    assert!(info["recording"].is_null(), "{info}");
 
     // Then live output, as the user runs commands.
     let sent = Instant::now();
