@@ -382,17 +382,11 @@ async fn a_client_that_asks_gets_its_usage_and_other_clients_get_nothing_new() {
         held.get("over").is_none(),
         "figures, not the server's thresholds: {held}"
     );
-    let hello_at = asking
-        .controls
-        .iter()
-        .position(|v| v["type"] == "hello")
-        .unwrap();
-    let first_usage = asking
-        .controls
-        .iter()
-        .position(|v| v["type"] == "usage")
-        .unwrap();
-    assert!(hello_at < first_usage, "usage only after hello");
+    let first = |kind: &str| asking.controls.iter().position(|v| v["type"] == kind);
+    assert!(
+        first("hello").unwrap() < first("usage").unwrap(),
+        "usage only after hello"
+    );
     // One message per sample, never the same sample twice: at most about one a second.
     read_for(&mut asking, Duration::from_secs(3)).await;
     let sent = asking
