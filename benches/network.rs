@@ -109,12 +109,7 @@ async fn main() {
         "--dns-upstream",
         &upstream.to_string(),
     ]);
-    let ready: serde_json::Value = reqwest::get(server.http("/ready"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = server.ready().await;
     let resolver: SocketAddr = ready["network"]["resolver"]
         .as_str()
         .expect("the resolver's address on /ready")

@@ -42,15 +42,6 @@ fn start(args: &[String]) -> Server {
     Server::start(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
-async fn ready(server: &Server) -> Value {
-    reqwest::get(server.http("/ready"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 /// `echo TEXT | nc` to `dest port` from the session; true when nc reported success.
 async fn send(c: &mut Client, dest: &str, port: u16, text: &str) -> bool {
     let out = c
@@ -107,7 +98,7 @@ async fn a_session_reaches_the_allowed_name_and_nothing_else() {
     zone.set("allowed.test", &[allowed], 60);
     zone.set("other.test", &[other], 60);
     let server = start(&restricted_args(&upstream.to_string(), &[]));
-    let status = ready(&server).await;
+    let status = server.ready().await;
     let net = &status["network"];
     assert_eq!(net["mode"], "restricted", "{status}");
     assert_eq!(net["enforced"], true, "{status}");
@@ -303,7 +294,7 @@ async fn a_session_reaches_the_allowed_name_and_nothing_else() {
         .unwrap_or(0.0)
             >= 1.0
     );
-    assert_eq!(ready(&server).await["network"]["enforced"], true);
+    assert_eq!(server.ready().await["network"]["enforced"], true);
     // The allowed address works without a new lookup; the rest is still dropped.
     assert!(send(&mut c, &allowed.to_string(), PORT, "after-restore").await);
     assert!(host.saw(IpAddr::V4(allowed), PORT, "after-restore"));

@@ -53,12 +53,7 @@ async fn credentials_reach_the_shell_and_nowhere_else() {
         .unwrap()
         .as_secs();
     let server = Server::start(&["--image", &image.0]);
-    let ready: Value = reqwest::get(server.http("/ready"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = server.ready().await;
     assert_eq!(
         protection(&ready, "credentials_out_of_config")["enforced"],
         true
@@ -203,12 +198,7 @@ async fn an_image_without_the_entry_program_keeps_the_environment_in_its_config(
         &[],
     );
     let server = Server::start(&["--image", &image.0]);
-    let ready: Value = reqwest::get(server.http("/ready"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = server.ready().await;
     let p = protection(&ready, "credentials_out_of_config");
     assert_eq!(p["enforced"], false, "{p}");
     assert!(

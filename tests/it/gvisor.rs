@@ -50,12 +50,7 @@ async fn a_session_under_gvisor_works_end_to_end() {
     server.expect_one_end(&id, "shell_exited").await;
 
     // The protections report names the runtime as a user-space kernel.
-    let ready: serde_json::Value = reqwest::get(server.http("/ready"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = server.ready().await;
     assert_eq!(ready["runtime"]["name"], "runsc", "{ready}");
     assert_eq!(ready["runtime"]["user_space_kernel"], true, "{ready}");
 }

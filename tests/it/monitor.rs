@@ -205,14 +205,7 @@ async fn memory_pids_and_cpu_hogs_show_their_figures_and_alert_once_each() {
 
 /// The `blocked_syscalls_audited` entry of /ready's protections report.
 async fn blocked_calls_report(server: &Server) -> Value {
-    let ready: Value = http()
-        .get(server.http("/ready"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = server.ready().await;
     ready["protections"]
         .as_array()
         .expect("a protections report")

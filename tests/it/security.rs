@@ -318,12 +318,7 @@ async fn verify_command_passes_and_cleans_up() {
 #[tokio::test]
 async fn start_reports_what_the_host_enforces() {
     let server = Server::start(&[]);
-    let ready: Value = reqwest::get(server.http("/ready"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = server.ready().await;
     let protections = ready["protections"].as_array().expect("protections");
     let names: Vec<&str> = protections
         .iter()

@@ -138,6 +138,16 @@ impl Server {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// The body of `GET /ready`: readiness, the runtime and the protections report.
+    pub async fn ready(&self) -> Value {
+        reqwest::get(self.http("/ready"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     pub fn admin_url(&self, path: &str) -> String {
         format!("http://{}{}", self.admin.expect("admin listener"), path)
     }
