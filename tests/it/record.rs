@@ -26,6 +26,16 @@ fn recording_server(extra: &[&str]) -> (Server, PathBuf) {
     (server, dir)
 }
 
+/// `GET /admin/sessions/{id}/recording`: its status and body.
+async fn recording_of(server: &Server, id: &str) -> (reqwest::StatusCode, Value) {
+    admin_json(
+        server,
+        Method::GET,
+        &format!("/admin/sessions/{id}/recording"),
+    )
+    .await
+}
+
 /// The lines of an asciicast file: its header, then its events.
 fn cast(path: &Path) -> (Value, Vec<Value>) {
     let text = std::fs::read_to_string(path).unwrap();
@@ -90,12 +100,7 @@ async fn a_recording_plays_holds_no_credential_or_unechoed_input_and_is_named_at
     assert!(info["recording"]["bytes"].as_u64().unwrap() > 0, "{info}");
     assert_eq!(info["viewers"], 0, "{info}");
     // Listed as being recorded, and not deletable.
-    let (status, live) = admin_json(
-        &server,
-        Method::GET,
-        &format!("/admin/sessions/{id}/recording"),
-    )
-    .await;
+    let (status, live) = recording_of(&server, &id).await;
     assert_eq!(status, 200, "{live}");
     assert_eq!(live["recording"], true);
     let (status, refused) = admin_json(
@@ -118,13 +123,7 @@ async fn a_recording_plays_holds_no_credential_or_unechoed_input_and_is_named_at
     assert!(ended["recording"].get("truncated").is_none(), "{ended}");
     let path = dir.join(&file);
     assert!(
-        eventually(T, async || admin_json(
-            &server,
-            Method::GET,
-            &format!("/admin/sessions/{id}/recording")
-        )
-        .await
-        .1["recording"]
+        eventually(T, async || recording_of(&server, &id).await.1["recording"]
             == false)
         .await,
         "the recording is closed once the session ended"
@@ -262,13 +261,7 @@ async fn input_is_recorded_when_asked_and_a_recording_is_cut_at_its_cap() {
     assert_eq!(ended["recording"]["truncated"], "size_cap", "{ended}");
     let path = dir.join(format!("{id}.cast"));
     assert!(
-        eventually(T, async || admin_json(
-            &server,
-            Method::GET,
-            &format!("/admin/sessions/{id}/recording")
-        )
-        .await
-        .1["truncated"]
+        eventually(T, async || recording_of(&server, &id).await.1["truncated"]
             == true)
         .await
     );
