@@ -16,7 +16,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{Client, Event, Server};
+use support::{Client, Server};
 
 /// Turns per server.
 const TURNS: usize = 3;
@@ -39,23 +39,10 @@ async fn flood(server: &Server) -> Turn {
     .await;
     let cpu0 = server.cpu_seconds();
     let t0 = Instant::now();
-    let (mut bytes, mut peak, mut next_rss) = (0usize, 0u64, 0usize);
-    let mut tail = String::new();
-    while !tail.contains("flood-2") {
-        match c.next(Duration::from_secs(60)).await {
-            Some(Event::Output(data)) => {
-                bytes += data.len();
-                tail = String::from_utf8_lossy(&data[data.len().saturating_sub(64)..]).to_string();
-                c.output.clear();
-            }
-            Some(_) => {}
-            None => break,
-        }
-        if bytes >= next_rss {
-            peak = peak.max(server.rss_kib());
-            next_rss = bytes + (4 << 20);
-        }
-    }
+    let (bytes, peak) = c
+        .read_flood("flood-2", Duration::from_secs(120), Some(server))
+        .await;
+    let bytes = bytes as usize;
     let mib = bytes as f64 / (1024.0 * 1024.0);
     let turn = Turn {
         mib_per_s: mib / t0.elapsed().as_secs_f64(),

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{Client, Event, Server};
+use support::{Client, Server};
 use termcell_actors::screen::{ScreenModel, Size};
 use termcell_actors::{SessionSettings, DEFAULT_SCROLLBACK_LINES};
 
@@ -123,25 +123,9 @@ async fn throughput(server: &Server, command: &str, done: &str) -> (f64, f64, u6
     let marker = format!("{done}-2");
     let cpu0 = server.cpu_seconds();
     let t0 = Instant::now();
-    let mut bytes = 0usize;
-    let mut peak = 0u64;
-    let mut tail = String::new();
-    let mut next_rss = 0usize;
-    while !tail.contains(&marker) {
-        match c.next(Duration::from_secs(60)).await {
-            Some(Event::Output(data)) => {
-                bytes += data.len();
-                tail = String::from_utf8_lossy(&data[data.len().saturating_sub(64)..]).to_string();
-                c.output.clear();
-            }
-            Some(_) => {}
-            None => break,
-        }
-        if bytes >= next_rss {
-            peak = peak.max(server.rss_kib());
-            next_rss = bytes + (4 << 20);
-        }
-    }
+    let (bytes, peak) = c
+        .read_flood(&marker, Duration::from_secs(600), Some(server))
+        .await;
     let secs = t0.elapsed().as_secs_f64();
     let mib = bytes as f64 / (1024.0 * 1024.0);
     let cpu_ms_per_mib = (server.cpu_seconds() - cpu0) * 1000.0 / mib;

@@ -297,34 +297,19 @@ async fn input_is_recorded_when_asked_and_a_recording_is_cut_at_its_cap() {
     );
 }
 
-/// Reads the user's output until `needle`, keeping only a short tail (a long print would
-/// make searching all of it the bottleneck); returns the bytes read.
-async fn drain_until(c: &mut Client, needle: &str, within: Duration) -> u64 {
-    let deadline = Instant::now() + within;
-    let mut total = 0;
-    loop {
-        total += c.output.len() as u64;
-        let keep = c.output.len().saturating_sub(needle.len() + 64);
-        c.output.drain(..keep);
-        total -= c.output.len() as u64;
-        if String::from_utf8_lossy(&c.output).contains(needle) {
-            return total + c.output.len() as u64;
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        assert!(
-            c.next(left).await.is_some(),
-            "{needle:?} not printed within {within:?}"
-        );
-    }
-}
-
 /// Prints about `mb` MB in the session and returns the rate in MB/s the client got it at.
 async fn print_rate(c: &mut Client, lines: u32, marker: u32) -> f64 {
     c.output.clear();
     let started = Instant::now();
     c.send_text(&format!("seq 1 {lines}; echo done-$(({marker}+1))\r"))
         .await;
-    let bytes = drain_until(c, &format!("done-{}", marker + 1), Duration::from_secs(120)).await;
+    let (bytes, _) = c
+        .read_flood(
+            &format!("done-{}", marker + 1),
+            Duration::from_secs(120),
+            None,
+        )
+        .await;
     bytes as f64 / 1e6 / started.elapsed().as_secs_f64()
 }
 

@@ -565,6 +565,36 @@ impl Client {
     }
 
     /// Runs a command line in the shell and waits for a marker after it.
+    /// Reads output until `needle`, keeping only a short tail of it (searching all of a
+    /// long print would be the bottleneck); panics if it is not printed `within`. Returns
+    /// the bytes read and, with a `server`, its peak RSS in KiB, looked at every 4 MiB.
+    pub async fn read_flood(
+        &mut self,
+        needle: &str,
+        within: Duration,
+        server: Option<&Server>,
+    ) -> (u64, u64) {
+        let deadline = Instant::now() + within;
+        let (mut total, mut peak, mut next_rss) = (0u64, 0u64, 0u64);
+        loop {
+            let keep = self.output.len().saturating_sub(needle.len() + 64);
+            self.output.drain(..keep);
+            total += keep as u64;
+            if let Some(server) = server.filter(|_| total >= next_rss) {
+                peak = peak.max(server.rss_kib());
+                next_rss = total + (4 << 20);
+            }
+            if String::from_utf8_lossy(&self.output).contains(needle) {
+                return (total + self.output.len() as u64, peak);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                self.next(left).await.is_some(),
+                "{needle:?} not printed within {within:?}"
+            );
+        }
+    }
+
     pub async fn run(&mut self, command: &str, marker: &str) -> String {
         self.send_text(&format!("{command}\r")).await;
         self.wait_output(marker, Duration::from_secs(20)).await
