@@ -22,7 +22,8 @@ use crate::credentials::{Fingerprint, FingerprintKey};
 use crate::docker::fake::FakeEngine;
 use crate::metrics::Metrics;
 use crate::monitor::Monitor;
-use crate::session::{ClientHandle, EndCause, Input, SessionRequest, ToClient};
+use crate::registry::Unregister;
+use crate::session::{ClientHandle, EndCause, Input, SessionActor, SessionRequest, ToClient};
 use crate::{SessionSettings, Shared};
 
 /// How long a test waits for anything before it fails.
@@ -171,6 +172,15 @@ pub fn settings() -> SessionSettings {
     }
 }
 
+/// A session actor under test, with the registry's side of it.
+pub struct TestSession {
+    pub id: Uuid,
+    pub addr: Addr<SessionActor>,
+    /// What the session tells the registry when it is gone.
+    pub unregistered: mpsc::UnboundedReceiver<Unregister>,
+    _registry: Addr<Recorder<Unregister>>,
+}
+
 /// The fake engine and an audit log in a temporary directory, behind one `Shared`.
 pub struct World {
     pub fake: Arc<FakeEngine>,
@@ -212,6 +222,26 @@ impl World {
             key: FingerprintKey::random(),
             audit_path,
             _dir: dir,
+        }
+    }
+
+    /// Starts a session for `client`, as the registry does.
+    pub fn open(&self, client: &Client) -> TestSession {
+        let (registry, unregistered) = recorder();
+        let id = Uuid::new_v4();
+        let addr = SessionActor::new(
+            id,
+            self.shared.clone(),
+            registry.clone().recipient(),
+            self.request(client),
+            Default::default(),
+        )
+        .start();
+        TestSession {
+            id,
+            addr,
+            unregistered,
+            _registry: registry,
         }
     }
 

@@ -81,31 +81,13 @@ mod entry_program {
 
     use super::*;
     use crate::docker::fake::Call;
-    use crate::registry::Unregister;
-    use crate::testing::{input, recorder, settings, within, Client, Recorder, World};
+    use crate::testing::{input, settings, within, Client, World};
 
     fn with_entry() -> crate::SessionSettings {
         let mut s = settings();
         s.profile.entry = Some("/usr/local/bin/termcell-entry".into());
         s.cmd = Some(vec!["/bin/sh".into()]);
         s
-    }
-
-    fn open(
-        world: &World,
-        client: &Client,
-    ) -> (Uuid, Addr<SessionActor>, Addr<Recorder<Unregister>>) {
-        let (registry, _unregistered) = recorder();
-        let id = Uuid::new_v4();
-        let addr = SessionActor::new(
-            id,
-            world.shared.clone(),
-            registry.clone().recipient(),
-            world.request(client),
-            Default::default(),
-        )
-        .start();
-        (id, addr, registry)
     }
 
     #[actix_rt::test]
@@ -138,14 +120,14 @@ mod entry_program {
     async fn input_before_the_hand_over_comes_after_the_line() {
         let world = World::new(with_entry());
         let mut client = Client::new(1);
-        let (id, addr, _registry) = open(&world, &client);
-        addr.do_send(input(b"ls\r"));
+        let session = world.open(&client);
+        session.addr.do_send(input(b"ls\r"));
         let mut shell = within("the TTY", world.fake.shell()).await;
         shell.output(READY).await;
         shell
             .expect_input(&entry::encode_line([("ABLY_API_KEY", &b"key-one"[..])]))
             .await;
-        client.expect_connected(id).await;
+        client.expect_connected(session.id).await;
         shell.expect_input(b"ls\r").await;
         shell.output(b"$ ").await;
         client.expect_output(b"$ ").await;
@@ -155,7 +137,7 @@ mod entry_program {
     async fn output_other_than_the_marker_fails_the_session_and_removes_its_sandbox() {
         let world = World::new(with_entry());
         let mut client = Client::new(1);
-        let (_id, _addr, _registry) = open(&world, &client);
+        let _session = world.open(&client);
         let mut shell = within("the TTY", world.fake.shell()).await;
         let container = shell.container_id.clone();
         shell.output(b"/ $ ").await;

@@ -1,46 +1,20 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::mpsc;
 
 use super::*;
 use crate::budget::Credit;
 use crate::container::EngineFailure;
 use crate::docker::fake::{Call, Op, Shell};
 use crate::notice::{Notice, WarningKind};
-use crate::testing::{ask, input, recorder, settings, within, Client, Recorder, World};
+use crate::testing::{ask, input, settings, within, Client, TestSession, World};
 use crate::SessionSettings;
 
-/// A session under test, with the registry's side of it.
-struct Session {
-    id: Uuid,
-    addr: Addr<SessionActor>,
-    unregistered: mpsc::UnboundedReceiver<Unregister>,
-    _registry: Addr<Recorder<Unregister>>,
-}
-
-fn open(world: &World, client: &Client) -> Session {
-    let (registry, unregistered) = recorder();
-    let id = Uuid::new_v4();
-    let addr = SessionActor::new(
-        id,
-        world.shared.clone(),
-        registry.clone().recipient(),
-        world.request(client),
-        Default::default(),
-    )
-    .start();
-    Session {
-        id,
-        addr,
-        unregistered,
-        _registry: registry,
-    }
-}
+type Session = TestSession;
 
 /// Opens a session and waits until its client is connected to the TTY.
 async fn connected(world: &World, client: &mut Client) -> (Session, Shell) {
-    let session = open(world, client);
+    let session = world.open(client);
     let shell = within("the TTY", world.fake.shell()).await;
     client.expect_connected(session.id).await;
     (session, shell)
@@ -406,7 +380,7 @@ async fn create_failure_ends_with_create_failed() {
     let world = World::new(settings());
     world.fake.fail(Op::Create);
     let mut client = Client::new(1);
-    let mut session = open(&world, &client);
+    let mut session = world.open(&client);
     match client.expect_end().await {
         EndCause::CreateFailed(SandboxError::Create(EngineFailure { status, .. })) => {
             assert_eq!(status, Some(500))
@@ -426,7 +400,7 @@ async fn attach_failure_removes_the_created_container() {
     let world = World::new(settings());
     world.fake.fail(Op::Attach);
     let mut client = Client::new(1);
-    let mut session = open(&world, &client);
+    let mut session = world.open(&client);
     assert!(matches!(
         client.expect_end().await,
         EndCause::CreateFailed(SandboxError::Attach(_))
@@ -447,7 +421,7 @@ async fn start_failure_removes_the_created_container() {
     let world = World::new(settings());
     world.fake.fail(Op::Start);
     let mut client = Client::new(1);
-    let mut session = open(&world, &client);
+    let mut session = world.open(&client);
     assert!(matches!(
         client.expect_end().await,
         EndCause::CreateFailed(SandboxError::Start(_))
@@ -660,7 +634,7 @@ async fn input_and_resize_before_ready_reach_the_tty_once_it_is_attached() {
     let world = World::new(settings());
     world.fake.hold_start();
     let mut client = Client::new(1);
-    let mut session = open(&world, &client);
+    let mut session = world.open(&client);
     let mut shell = within("the TTY", world.fake.shell()).await;
     let container = shell.container_id.clone();
     within(
@@ -703,7 +677,7 @@ async fn a_socket_that_resumes_while_starting_is_connected_when_ready() {
     let world = World::new(settings());
     world.fake.hold_start();
     let first = Client::new(1);
-    let mut session = open(&world, &first);
+    let mut session = world.open(&first);
     let shell = within("the TTY", world.fake.shell()).await;
     session
         .send(Detach {
