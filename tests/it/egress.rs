@@ -301,6 +301,34 @@ async fn a_session_reaches_the_allowed_name_and_nothing_else() {
     assert!(!send(&mut c, &other.to_string(), PORT, "other-after-restore").await);
     assert!(!host.saw(IpAddr::V4(other), PORT, "other-after-restore"));
 
+    // A guard that stops finishing its checks (here each one fails) stops vouching for the
+    // firewall: within its 30 s /ready says not enforced and a new session is refused; once
+    // it checks again, both come back.
+    set_failpoint(&server, "network::poll", "panic").await;
+    let enforced = async || server.ready().await["network"]["enforced"].clone();
+    assert!(
+        eventually(Duration::from_secs(45), async || enforced().await == false).await,
+        "{}",
+        server.ready().await
+    );
+    assert_eq!(server.ready().await["network"]["guard_stale"], true);
+    let mut refused = Client::connect(&server).await;
+    refused
+        .auth(serde_json::json!({"apiKey": "app.key:secret"}))
+        .await;
+    expect_close(
+        &mut refused,
+        "error",
+        1011,
+        "Failed to create session environment",
+    )
+    .await;
+    clear_failpoint(&server, "network::poll").await;
+    assert!(eventually(T, async || enforced().await == true).await);
+    let (mut again, _) = Client::session(&server).await;
+    again.run("echo again-$((6*6))", "again-36").await;
+    again.close(1000, "user-closed-tab").await;
+
     c.close(1000, "user-closed-tab").await;
     c2.close(1000, "user-closed-tab").await;
 }

@@ -19,28 +19,6 @@ fn server() -> Server {
     Server::start(&["--reap-interval", "1", "--resume-grace", GRACE])
 }
 
-async fn set_failpoint(server: &Server, name: &str, actions: &str) {
-    let resp = http()
-        .put(server.admin_url(&format!("/admin/failpoints/{name}")))
-        .bearer_auth(ADMIN_TOKEN)
-        .body(actions.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        resp.status(),
-        StatusCode::OK,
-        "failpoint {name} set: {}",
-        resp.text().await.unwrap()
-    );
-}
-
-async fn clear_failpoint(server: &Server, name: &str) {
-    let (status, _) =
-        admin_json(server, Method::DELETE, &format!("/admin/failpoints/{name}")).await;
-    assert_eq!(status, StatusCode::OK);
-}
-
 /// What a case does to its session to reach the failpoint.
 #[derive(Clone, Copy, Debug)]
 enum Trigger {

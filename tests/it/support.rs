@@ -1044,3 +1044,30 @@ pub async fn expect_idle_end(c: &mut Client) -> String {
     .await;
     String::from_utf8_lossy(&c.output).to_string()
 }
+
+/// Sets a failpoint of the server (a test build) through the admin API.
+pub async fn set_failpoint(server: &Server, name: &str, actions: &str) {
+    let resp = http()
+        .put(server.admin_url(&format!("/admin/failpoints/{name}")))
+        .bearer_auth(ADMIN_TOKEN)
+        .body(actions.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        reqwest::StatusCode::OK,
+        "failpoint {name} set: {}",
+        resp.text().await.unwrap()
+    );
+}
+
+pub async fn clear_failpoint(server: &Server, name: &str) {
+    let (status, _) = admin_json(
+        server,
+        reqwest::Method::DELETE,
+        &format!("/admin/failpoints/{name}"),
+    )
+    .await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+}

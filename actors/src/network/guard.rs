@@ -30,6 +30,10 @@ use crate::Shared;
 
 /// How often the firewall's drop sets are read.
 const POLL_EVERY: Duration = Duration::from_secs(1);
+/// A guard that has not finished a check of the firewall for this long (it failed, or an
+/// `nft` call hangs) no longer vouches for it: the network counts as not enforced, so /ready
+/// fails and new sessions are refused until it checks again.
+const STALE_AFTER: Duration = Duration::from_secs(30);
 /// Outcomes waiting for the guard; beyond this they are counted by the resolver only.
 const OUTCOME_QUEUE: usize = 4096;
 /// Refused names remembered for the once-a-minute audit.
@@ -177,6 +181,8 @@ pub struct RestrictedNet {
     /// The table is in the kernel as installed (false while it is gone and cannot be put
     /// back: /ready fails and new sessions are refused).
     enforced: AtomicBool,
+    /// When the guard last finished a check of the firewall.
+    last_check: Mutex<Instant>,
 }
 
 /// What a check of the table found.
@@ -258,12 +264,24 @@ impl RestrictedNet {
             granted,
             outcomes: Mutex::new(Some(rx)),
             enforced: AtomicBool::new(true),
+            last_check: Mutex::new(Instant::now()),
         })
     }
 
-    /// Whether the firewall table is in place as installed.
+    /// Whether the firewall table is in place as installed, as the guard found it within
+    /// the last `STALE_AFTER`.
     pub fn enforced(&self) -> bool {
-        self.enforced.load(Ordering::Relaxed)
+        self.enforced.load(Ordering::Relaxed) && !self.guard_stale()
+    }
+
+    /// The guard has not finished a check for `STALE_AFTER`.
+    fn guard_stale(&self) -> bool {
+        self.last_check.lock().elapsed() >= STALE_AFTER
+    }
+
+    /// The guard finished a check of the firewall.
+    fn checked(&self) {
+        *self.last_check.lock() = Instant::now();
     }
 
     /// Puts the table back, with the grants still running, when something outside termcell
@@ -304,6 +322,7 @@ impl RestrictedNet {
         serde_json::json!({
             "mode": "restricted",
             "enforced": self.enforced(),
+            "guard_stale": self.guard_stale(),
             "allow": self.config.allow.describe(),
             "network": self.info.name,
             "bridge": self.info.bridge,
@@ -551,24 +570,32 @@ impl NetworkGuard {
             })
             .map(|(denied, counters, table, sessions), act, _| {
                 act.polling = false;
-                if let Some(sessions) = sessions {
-                    act.sessions = sessions;
-                }
-                if let Some(table) = table {
-                    act.table_checked(table);
-                }
-                match (denied, counters) {
-                    (Ok(denied), Ok(counters)) => act.drops(denied, counters),
-                    (Err(e), _) | (_, Err(e)) => {
-                        if act.net.enforced() {
-                            log::warn!("restricted network: cannot read the firewall's drops: {e}")
+                // A check that fails is contained: the guard polls again, and once it has
+                // not finished one for `STALE_AFTER` the network counts as not enforced.
+                crate::fault::contain("network::poll", || {
+                    fail::fail_point!("network::poll");
+                    if let Some(sessions) = sessions {
+                        act.sessions = sessions;
+                    }
+                    if let Some(table) = table {
+                        act.table_checked(table);
+                    }
+                    match (denied, counters) {
+                        (Ok(denied), Ok(counters)) => act.drops(denied, counters),
+                        (Err(e), _) | (_, Err(e)) => {
+                            if act.net.enforced() {
+                                log::warn!(
+                                    "restricted network: cannot read the firewall's drops: {e}"
+                                )
+                            }
                         }
                     }
-                }
-                let now = Instant::now();
-                act.refusals
-                    .retain(|_, at| now.duration_since(*at) < DENIED_WINDOW);
-                act.net.granted.forget_old();
+                    let now = Instant::now();
+                    act.refusals
+                        .retain(|_, at| now.duration_since(*at) < DENIED_WINDOW);
+                    act.net.granted.forget_old();
+                    act.net.checked();
+                });
             }),
         );
     }
@@ -622,6 +649,18 @@ fn tokio_stream_of(
 
 impl StreamHandler<QueryOutcome> for NetworkGuard {
     fn handle(&mut self, outcome: QueryOutcome, ctx: &mut Context<Self>) {
+        // A failure loses the audit of one lookup, not the guard.
+        crate::fault::contain("network::outcome", || {
+            fail::fail_point!("network::outcome");
+            self.outcome(outcome, ctx)
+        });
+    }
+
+    fn finished(&mut self, _ctx: &mut Context<Self>) {}
+}
+
+impl NetworkGuard {
+    fn outcome(&mut self, outcome: QueryOutcome, ctx: &mut Context<Self>) {
         if !self.should_learn(outcome.source, self.will_audit(&outcome)) {
             self.lookup(outcome);
             return;
@@ -636,8 +675,6 @@ impl StreamHandler<QueryOutcome> for NetworkGuard {
             act.lookup(outcome);
         }));
     }
-
-    fn finished(&mut self, _ctx: &mut Context<Self>) {}
 }
 
 #[cfg(test)]
