@@ -9,8 +9,9 @@
 //!
 //! Invariant: a fault at any of them ends at most the session it happened in. A session's
 //! actors (session, container, timers, bridge) turn a panic into that session's end
-//! (`EndCause::Crashed`, 1011); the server-wide actors (registry, rate limiter, audit sink)
-//! catch a panic in a handler with `contain`, refuse that one request and live on.
+//! (`EndCause::Crashed`, 1011); the server-wide actors (registry, rate limiter, audit sink,
+//! monitor, network guard) catch a panic in a handler with `contain`, refuse that one
+//! request and live on.
 
 use std::any::Any;
 use std::future::Future;
