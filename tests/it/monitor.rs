@@ -315,17 +315,6 @@ async fn with_syscall_audit_unshare_and_mount_are_killed_and_audited_for_their_s
     assert_eq!(quiet.capture("echo quiet").await, "quiet");
 }
 
-/// Reads events until `within` has passed (or the socket closed).
-async fn read_for(c: &mut Client, within: Duration) {
-    let deadline = std::time::Instant::now() + within;
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() || c.next(left).await.is_none() {
-            return;
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_client_that_asks_gets_its_usage_and_other_clients_get_nothing_new() {
     let server = Server::start(&["--monitor-interval", "1", "--memory-mb", "100"]);
@@ -381,7 +370,7 @@ async fn a_client_that_asks_gets_its_usage_and_other_clients_get_nothing_new() {
         "usage only after hello"
     );
     // One message per sample, never the same sample twice: at most about one a second.
-    read_for(&mut asking, Duration::from_secs(3)).await;
+    drain_for(&mut asking, Duration::from_secs(3)).await;
     let sent = asking
         .controls
         .iter()
@@ -395,7 +384,7 @@ async fn a_client_that_asks_gets_its_usage_and_other_clients_get_nothing_new() {
 
     // The client that did not ask (the reference's published client does not) sees nothing
     // new on the wire, while its session is sampled like the other.
-    read_for(&mut plain, Duration::from_secs(1)).await;
+    drain_for(&mut plain, Duration::from_secs(1)).await;
     assert!(
         plain.controls.iter().all(|v| v["type"] != "usage"),
         "{:?}",

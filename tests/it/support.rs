@@ -564,7 +564,6 @@ impl Client {
         self.closed.clone().unwrap()
     }
 
-    /// Runs a command line in the shell and waits for a marker after it.
     /// Reads output until `needle`, keeping only a short tail of it (searching all of a
     /// long print would be the bottleneck); panics if it is not printed `within`. Returns
     /// the bytes read and, with a `server`, its peak RSS in KiB, looked at every 4 MiB.
@@ -595,6 +594,7 @@ impl Client {
         }
     }
 
+    /// Runs a command line in the shell and waits for a marker after it.
     pub async fn run(&mut self, command: &str, marker: &str) -> String {
         self.send_text(&format!("{command}\r")).await;
         self.wait_output(marker, Duration::from_secs(20)).await
@@ -1062,6 +1062,7 @@ pub async fn set_failpoint(server: &Server, name: &str, actions: &str) {
     );
 }
 
+/// Clears a failpoint set with `set_failpoint`.
 pub async fn clear_failpoint(server: &Server, name: &str) {
     let (status, _) = admin_json(
         server,
