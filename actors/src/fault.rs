@@ -3,7 +3,7 @@
 //! Failpoints (the `fail` crate) sit at every engine call (`docker::create`, `::attach`,
 //! `::start`, `::inspect`, `::resize`, `::remove`, `::events`), at the TTY's read and write
 //! (`tty::read`, `tty::write`) and at the top of every actor's message handlers
-//! (`session::input`, `registry::open`, `bridge::frame`, ...; docs/architecture.md lists
+//! (`session::input`, `registry::open`, `bridge::frame`, ...; docs/operations.md lists
 //! them). They act only in a build with the `failpoints` feature, which test builds have
 //! and release builds do not; elsewhere `fail_point!` compiles to nothing.
 //!
