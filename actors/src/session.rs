@@ -256,11 +256,11 @@ pub struct SessionActor {
     fingerprint: Fingerprint,
     client_ip: IpAddr,
     client: Option<ClientHandle>,
-    announced_ready: bool,
     state: SessionState,
     container: Option<Addr<ContainerActor>>,
     container_id: Option<String>,
-    /// The sandbox's TTY, once it is ready: keystrokes go there without another hop.
+    /// The sandbox's TTY, once it is ready (and the client told `connected`): keystrokes go
+    /// there without another hop.
     tty: Option<TtyInput>,
     timer: Option<Addr<TimeoutActor>>,
     /// `None` when the server keeps no screen models (`--screen-model false`).
@@ -339,7 +339,6 @@ impl SessionActor {
             fingerprint: request.fingerprint,
             client_ip: request.client.ip,
             client: Some(request.client),
-            announced_ready: false,
             state: SessionState::Starting,
             container: None,
             container_id: None,
@@ -809,7 +808,7 @@ impl Handler<Resize> for SessionActor {
             rows: msg.rows,
         };
         match self.container.clone() {
-            Some(container) if self.announced_ready => {
+            Some(container) if self.tty.is_some() => {
                 let changed = size != self.screen_size;
                 self.resize_tty(&container, size);
                 if std::mem::take(&mut self.redraw_on_resize) && changed {
@@ -862,7 +861,7 @@ impl Handler<Attach> for SessionActor {
                 .client(client.ip),
         );
         self.notify_timer(TimerUpdate::Attached);
-        if self.announced_ready {
+        if self.tty.is_some() {
             self.set_state(SessionState::Attached);
             client.recipient.do_send(ToClient::Connected {
                 session_id: self.id,
@@ -941,7 +940,8 @@ impl Handler<ContainerStatus> for SessionActor {
                     audit_id: self.audit_id,
                 });
                 self.container_id = Some(container_id);
-                self.announced_ready = true;
+                let tty = input.clone();
+                self.tty = Some(input);
                 // The idle clock starts when the user can type, not while the sandbox starts.
                 self.notify_timer(TimerUpdate::Activity);
                 // The socket may have gone while the container started.
@@ -978,10 +978,9 @@ impl Handler<ContainerStatus> for SessionActor {
                     if let Some(recorder) = &mut self.recorder {
                         recorder.input(&data);
                     }
-                    self.write_tty(&input, data);
+                    self.write_tty(&tty, data);
                 }
                 self.pending_input_bytes = 0;
-                self.tty = Some(input);
             }
             ContainerStatus::ShellExited => self.finish(EndCause::ShellExited, ctx),
             ContainerStatus::LaunchFailed(error) => {
