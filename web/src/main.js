@@ -61,7 +61,6 @@ const term = new Terminal({
   minimumContrastRatio: 4.5,
   // The Unicode 11 widths (emoji take two cells) need the proposed unicode API.
   allowProposedApi: true,
-  screenReaderMode: window.localStorage.getItem(SCREEN_READER_KEY) === 'on',
   fontFamily: 'ui-monospace, "DejaVu Sans Mono", "Cascadia Mono", Menlo, Consolas, monospace',
   fontSize: 14,
   lineHeight: 1.15,
@@ -146,26 +145,34 @@ function showLinkTarget(uri) {
   ui.title.textContent = uri ? `link: ${uri}` : programTitle;
 }
 
-// Screen-reader mode: a setting kept in this browser (xterm.js then keeps an accessible
-// text copy of the screen and announces new output).
-function setScreenReader(on) {
-  term.options.screenReaderMode = on;
-  window.localStorage.setItem(SCREEN_READER_KEY, on ? 'on' : 'off');
-  ui.screenReader.setAttribute('aria-pressed', String(on));
+/**
+ * A status bar button that turns a setting on and off, off until the user turns it on and
+ * kept in this browser under `key`; `apply(on)` puts it into effect (at load too). Returns
+ * the setting's current value.
+ */
+function keptToggle(button, key, apply) {
+  let on = window.localStorage.getItem(key) === 'on';
+  const show = () => {
+    button.setAttribute('aria-pressed', String(on));
+    apply(on);
+  };
+  button.addEventListener('click', () => {
+    on = !on;
+    window.localStorage.setItem(key, on ? 'on' : 'off');
+    show();
+  });
+  show();
+  return () => on;
 }
-ui.screenReader.setAttribute('aria-pressed', String(term.options.screenReaderMode));
-ui.screenReader.addEventListener('click', () => setScreenReader(!term.options.screenReaderMode));
 
-// Copy-on-select: off unless the user turns it on; kept in this browser.
-let copySelection = window.localStorage.getItem(COPY_ON_SELECT_KEY) === 'on';
-function setCopyOnSelect(on) {
-  copySelection = on;
-  window.localStorage.setItem(COPY_ON_SELECT_KEY, on ? 'on' : 'off');
-  ui.copySelect.setAttribute('aria-pressed', String(on));
-}
-setCopyOnSelect(copySelection);
-ui.copySelect.addEventListener('click', () => setCopyOnSelect(!copySelection));
-copyOnSelect(term, ui.terminal, () => copySelection, { copied });
+// Screen-reader mode: xterm.js then keeps an accessible text copy of the screen and
+// announces new output.
+keptToggle(ui.screenReader, SCREEN_READER_KEY, (on) => {
+  term.options.screenReaderMode = on;
+});
+// Copy-on-select.
+const copySelection = keptToggle(ui.copySelect, COPY_ON_SELECT_KEY, () => {});
+copyOnSelect(term, ui.terminal, copySelection, { copied });
 
 const wsUrl = `${window.location.protocol === 'https:' ? 'wss:' : 'ws:'}//${window.location.host}/`;
 let viewer = null;
