@@ -530,6 +530,7 @@ async fn malformed_or_missing_auth_frames_are_refused() {
         r#"{"environmentVariables":"PS1"}"#,
         r#"{"environmentVariables":{"PS1":7}}"#,
         r#"{"sessionId":["x"]}"#,
+        r#"{"usage":"yes"}"#,
     ];
     for frame in bad {
         let mut c = Client::connect(&server).await;
